@@ -1,0 +1,1255 @@
+//! Pure classification: recorded facts in, a [`Classification`] out. No I/O, no clock.
+//!
+//! Last.fm's HTTP statuses do not tell the truth, so the body decides: a well-formed Last.fm
+//! payload (success or error) is classified by its content whatever the status, the status is
+//! recorded beside it, and every disagreement between the two is a [`Mismatch`]. Only when the body
+//! is not a Last.fm payload does the status matter (`http_error` for non-2xx, else `malformed`).
+//! Every label this module produces comes from a closed enum through `as_label`, never from
+//! upstream text, so no response can grow the metric set.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::probe::{Format, ProbeOutcome, Response, TransportFailure};
+
+/// The closed set of run outcomes (SPEC §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Outcome {
+    /// A well-formed success payload that passed the probe's checks.
+    Success,
+    /// A well-formed Last.fm error payload, whatever the HTTP status.
+    ApiError,
+    /// A non-2xx status without a Last.fm payload (an edge proxy's page).
+    HttpError,
+    /// A body that is neither a success nor an error payload.
+    Malformed,
+    /// A success payload that failed the probe's content checks.
+    CheckFailed,
+    /// The deadline passed.
+    Timeout,
+    /// No response, or a response that broke off.
+    ConnectionError,
+    /// The body exceeded `max_body_bytes`.
+    BodyTooLarge,
+}
+
+impl Outcome {
+    /// Every outcome, for pre-creating series.
+    pub const ALL: [Self; 8] = [
+        Self::Success,
+        Self::ApiError,
+        Self::HttpError,
+        Self::Malformed,
+        Self::CheckFailed,
+        Self::Timeout,
+        Self::ConnectionError,
+        Self::BodyTooLarge,
+    ];
+
+    /// The `outcome` label value.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::ApiError => "api_error",
+            Self::HttpError => "http_error",
+            Self::Malformed => "malformed",
+            Self::CheckFailed => "check_failed",
+            Self::Timeout => "timeout",
+            Self::ConnectionError => "connection_error",
+            Self::BodyTooLarge => "body_too_large",
+        }
+    }
+
+    /// Index into [`Outcome::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Whose fault a failed run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// Last.fm (or what fronts it) is failing: moves availability.
+    Upstream,
+    /// Our request, key, session or rate: raises conditions, never availability.
+    Client,
+}
+
+impl Blame {
+    /// Text for traces and logs.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::Upstream => "upstream",
+            Self::Client => "client",
+        }
+    }
+}
+
+/// The three ways status and payload disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MismatchKind {
+    /// An error payload with a 2xx status: the API's best-known quirk.
+    ErrorWithSuccessStatus,
+    /// A success payload with a non-2xx status.
+    SuccessWithErrorStatus,
+    /// An error payload whose non-2xx status is not the documented one for its code.
+    StatusDisagreesWithCode,
+}
+
+impl MismatchKind {
+    /// Every kind, for pre-creating and removing series.
+    pub const ALL: [Self; 3] = [
+        Self::ErrorWithSuccessStatus,
+        Self::SuccessWithErrorStatus,
+        Self::StatusDisagreesWithCode,
+    ];
+
+    /// The `kind` label value.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::ErrorWithSuccessStatus => "error_with_success_status",
+            Self::SuccessWithErrorStatus => "success_with_error_status",
+            Self::StatusDisagreesWithCode => "status_disagrees_with_code",
+        }
+    }
+}
+
+/// A disagreement between the HTTP status and the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mismatch {
+    /// Which disagreement.
+    pub kind: MismatchKind,
+    /// The error code, when the payload was an error.
+    pub code: Option<u32>,
+    /// The HTTP status received.
+    pub status: u16,
+}
+
+/// Per-target states a run can raise (SPEC §6 conditions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Condition {
+    /// Error 11 or 2 seen, until a success.
+    ServiceOffline,
+    /// Error 26: the key is suspended; page a human.
+    ApiKeySuspended,
+    /// Error 10: the key is not valid.
+    ApiKeyInvalid,
+    /// Error 9 or 4 on a signed probe.
+    SessionInvalid,
+    /// In backoff after error 29 or HTTP 429.
+    RateLimited,
+}
+
+impl Condition {
+    /// Every condition, for pre-creating series.
+    pub const ALL: [Self; 5] = [
+        Self::ServiceOffline,
+        Self::ApiKeySuspended,
+        Self::ApiKeyInvalid,
+        Self::SessionInvalid,
+        Self::RateLimited,
+    ];
+
+    /// The `condition` label value.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::ServiceOffline => "service_offline",
+            Self::ApiKeySuspended => "api_key_suspended",
+            Self::ApiKeyInvalid => "api_key_invalid",
+            Self::SessionInvalid => "session_invalid",
+            Self::RateLimited => "rate_limited",
+        }
+    }
+
+    /// Index into [`Condition::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The Last.fm error codes exported under their own label; anything else is `other`.
+pub const KNOWN_CODES: [u32; 15] = [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 16, 17, 26, 29];
+
+/// The `code` label values, in the order of [`KNOWN_CODES`], then `other`.
+pub const CODE_LABELS: [&str; 16] = [
+    "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "13", "16", "17", "26", "29", "other",
+];
+
+/// The `code` label for an error code: itself when known, else `other`.
+pub fn code_label(code: u32) -> &'static str {
+    CODE_LABELS[code_index(code)]
+}
+
+/// Index into [`CODE_LABELS`].
+pub fn code_index(code: u32) -> usize {
+    KNOWN_CODES
+        .iter()
+        .position(|known| *known == code)
+        .unwrap_or(KNOWN_CODES.len())
+}
+
+/// HTTP statuses exported as themselves; others become their class.
+const KNOWN_STATUSES: [(u16, &str); 16] = [
+    (200, "200"),
+    (201, "201"),
+    (204, "204"),
+    (301, "301"),
+    (302, "302"),
+    (304, "304"),
+    (400, "400"),
+    (401, "401"),
+    (403, "403"),
+    (404, "404"),
+    (405, "405"),
+    (429, "429"),
+    (500, "500"),
+    (502, "502"),
+    (503, "503"),
+    (504, "504"),
+];
+
+/// Every `status` label value: the known statuses, the classes, and `other`.
+pub const STATUS_LABELS: [&str; 22] = [
+    "200", "201", "204", "301", "302", "304", "400", "401", "403", "404", "405", "429", "500",
+    "502", "503", "504", "1xx", "2xx", "3xx", "4xx", "5xx", "other",
+];
+
+/// The `status` label for an HTTP status: itself when in the fixed list, else its class.
+pub fn status_label(status: u16) -> &'static str {
+    if let Some((_, label)) = KNOWN_STATUSES.iter().find(|(known, _)| *known == status) {
+        return label;
+    }
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    }
+}
+
+fn is_2xx(status: u16) -> bool {
+    (200..300).contains(&status)
+}
+
+/// What a probe must observe to count as a success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expectation {
+    /// A success payload that passes the checks.
+    Success,
+    /// A negative control: the API must answer with this error code.
+    Error(u32),
+}
+
+impl Expectation {
+    /// Text for traces and `--config.check`.
+    pub fn describe(self) -> String {
+        match self {
+            Self::Success => "success".to_owned(),
+            Self::Error(code) => format!("error {code}"),
+        }
+    }
+}
+
+/// A content check on a JSON success payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    /// RFC 6901 JSON pointer, e.g. `/artist/name`.
+    pub pointer: String,
+    /// What must hold there.
+    pub rule: CheckRule,
+}
+
+/// The rule of a [`Check`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckRule {
+    /// The value equals this (a string also matches a number with the same text, as Last.fm
+    /// sends counts as strings).
+    Equals(Value),
+    /// The value exists and is not null, `""`, `[]` or `{}`.
+    NonEmpty,
+    /// The value (number or numeric string) is greater than this.
+    GreaterThan(f64),
+}
+
+impl Check {
+    /// `None` when the check holds, else why not.
+    fn failure(&self, payload: &Value) -> Option<String> {
+        let Some(found) = payload.pointer(&self.pointer) else {
+            return Some(format!("{} is missing", self.pointer));
+        };
+        match &self.rule {
+            CheckRule::Equals(want) => {
+                let equal = found == want
+                    || matches!((found, want), (Value::String(s), Value::Number(n)) if *s == n.to_string());
+                (!equal).then(|| format!("{} is {found}, expected {want}", self.pointer))
+            }
+            CheckRule::NonEmpty => {
+                let empty = match found {
+                    Value::Null => true,
+                    Value::String(s) => s.is_empty(),
+                    Value::Array(a) => a.is_empty(),
+                    Value::Object(o) => o.is_empty(),
+                    Value::Bool(_) | Value::Number(_) => false,
+                };
+                empty.then(|| format!("{} is empty", self.pointer))
+            }
+            CheckRule::GreaterThan(min) => {
+                let number = match found {
+                    Value::Number(n) => n.as_f64(),
+                    Value::String(s) => s.trim().parse::<f64>().ok(),
+                    _ => None,
+                };
+                match number {
+                    Some(n) if n > *min => None,
+                    Some(n) => Some(format!("{} is {n}, expected > {min}", self.pointer)),
+                    None => Some(format!("{} is {found}, not a number", self.pointer)),
+                }
+            }
+        }
+    }
+}
+
+/// The documented HTTP statuses per error code (LASTFM-API.md §2), overridable per target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusTable(BTreeMap<u32, Vec<u16>>);
+
+impl Default for StatusTable {
+    fn default() -> Self {
+        let table: [(u32, &[u16]); 13] = [
+            (29, &[429]),
+            (26, &[403]),
+            (10, &[403]),
+            (4, &[403]),
+            (9, &[403]),
+            (17, &[403]),
+            (13, &[400]),
+            (3, &[400]),
+            (5, &[400]),
+            (6, &[400, 404]),
+            (8, &[500, 503]),
+            (11, &[503]),
+            (16, &[503]),
+        ];
+        Self(
+            table
+                .into_iter()
+                .map(|(code, statuses)| (code, statuses.to_vec()))
+                .collect(),
+        )
+    }
+}
+
+impl StatusTable {
+    /// Replaces the documented statuses of `code`.
+    pub fn set(&mut self, code: u32, statuses: Vec<u16>) {
+        self.0.insert(code, statuses);
+    }
+
+    /// The documented statuses of `code`, empty when none are documented.
+    pub fn documented(&self, code: u32) -> &[u16] {
+        self.0.get(&code).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// What the classifier needs to know about the probe.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeSpec<'a> {
+    /// The format asked for.
+    pub format: Format,
+    /// Whether the request was signed (with a session key), for `session_invalid`.
+    pub signed: bool,
+    /// What counts as a success of this probe.
+    pub expect: Expectation,
+    /// Content checks on a JSON success.
+    pub checks: &'a [Check],
+    /// The documented status per code.
+    pub statuses: &'a StatusTable,
+}
+
+/// The verdict on one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classification {
+    /// The closed outcome.
+    pub outcome: Outcome,
+    /// The HTTP status, when a response arrived.
+    pub http_status: Option<u16>,
+    /// The Last.fm error code, when the payload was an error.
+    pub error_code: Option<u32>,
+    /// The upstream error message or the reason for `malformed`/`check_failed` (never a label).
+    pub detail: Option<String>,
+    /// A status/payload disagreement, at most one per run.
+    pub mismatch: Option<Mismatch>,
+    /// Whose fault, when the run did not meet its expectation.
+    pub blame: Option<Blame>,
+    /// Whether the run met the probe's expectation: the probe's success.
+    pub met_expectation: bool,
+    /// Whether the API answered normally (a success payload, or the expected error): clears
+    /// conditions and counts toward availability.
+    pub api_healthy: bool,
+    /// Conditions this run raises.
+    pub raises: Vec<Condition>,
+    /// Backoff asked for by the upstream (`Retry-After`), parsed.
+    pub retry_after: Option<RetryAfter>,
+}
+
+/// A parsed `Retry-After` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryAfter {
+    /// Delay in seconds.
+    Seconds(u64),
+    /// An HTTP date, as unix seconds.
+    At(i64),
+}
+
+/// Parses `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP date.
+pub fn parse_retry_after(raw: &str) -> Option<RetryAfter> {
+    let raw = raw.trim();
+    if let Ok(seconds) = raw.parse::<u64>() {
+        return Some(RetryAfter::Seconds(seconds));
+    }
+    chrono::DateTime::parse_from_rfc2822(raw)
+        .ok()
+        .map(|date| RetryAfter::At(date.timestamp()))
+}
+
+/// The payload as the classifier reads it.
+#[derive(Debug, PartialEq)]
+enum Payload {
+    Success(Option<Value>),
+    Error { code: u32, message: String },
+    NotLastfm(String),
+}
+
+/// Classifies one run. Pure and total: any input yields a verdict, never a panic.
+pub fn classify(outcome: &ProbeOutcome, spec: &ProbeSpec<'_>) -> Classification {
+    match &outcome.result {
+        Err(failure) => transport(*failure, spec),
+        Ok(response) => response_verdict(response, spec),
+    }
+}
+
+fn transport(failure: TransportFailure, spec: &ProbeSpec<'_>) -> Classification {
+    let outcome = match failure {
+        TransportFailure::Timeout => Outcome::Timeout,
+        TransportFailure::Connection | TransportFailure::BodyInterrupted => {
+            Outcome::ConnectionError
+        }
+        TransportFailure::BodyTooLarge => Outcome::BodyTooLarge,
+    };
+    let _ = spec;
+    Classification {
+        outcome,
+        http_status: None,
+        error_code: None,
+        detail: Some(failure.describe().to_owned()),
+        mismatch: None,
+        blame: Some(Blame::Upstream),
+        met_expectation: false,
+        api_healthy: false,
+        raises: Vec::new(),
+        retry_after: None,
+    }
+}
+
+fn response_verdict(response: &Response, spec: &ProbeSpec<'_>) -> Classification {
+    let status = response.status;
+    let payload = parse_payload(&response.body, spec.format);
+    let retry_after = response.retry_after.as_deref().and_then(parse_retry_after);
+    let mut raises = Vec::new();
+    if status == 429 {
+        raises.push(Condition::RateLimited);
+    }
+    let base = Classification {
+        outcome: Outcome::Malformed,
+        http_status: Some(status),
+        error_code: None,
+        detail: None,
+        mismatch: None,
+        blame: None,
+        met_expectation: false,
+        api_healthy: false,
+        raises,
+        retry_after,
+    };
+    match payload {
+        Payload::Success(value) => success_verdict(base, value.as_ref(), status, spec),
+        Payload::Error { code, message } => error_verdict(base, code, message, status, spec),
+        Payload::NotLastfm(reason) if !is_2xx(status) => Classification {
+            outcome: Outcome::HttpError,
+            detail: Some(reason),
+            blame: Some(if !(200..500).contains(&status) {
+                Blame::Upstream
+            } else {
+                Blame::Client
+            }),
+            ..base
+        },
+        Payload::NotLastfm(reason) => Classification {
+            outcome: Outcome::Malformed,
+            detail: Some(reason),
+            blame: Some(Blame::Upstream),
+            ..base
+        },
+    }
+}
+
+fn success_verdict(
+    base: Classification,
+    value: Option<&Value>,
+    status: u16,
+    spec: &ProbeSpec<'_>,
+) -> Classification {
+    let mismatch = (!is_2xx(status)).then_some(Mismatch {
+        kind: MismatchKind::SuccessWithErrorStatus,
+        code: None,
+        status,
+    });
+    let failed_check =
+        value.and_then(|payload| spec.checks.iter().find_map(|check| check.failure(payload)));
+    let (outcome, detail) = match failed_check {
+        Some(reason) => (Outcome::CheckFailed, Some(reason)),
+        None => (Outcome::Success, None),
+    };
+    let met = outcome == Outcome::Success && spec.expect == Expectation::Success;
+    Classification {
+        outcome,
+        detail: detail.or_else(|| {
+            (!met).then(|| format!("expected {}, got a success", spec.expect.describe()))
+        }),
+        mismatch,
+        // A negative control answered with data: the API's error path broke.
+        blame: (!met).then_some(Blame::Upstream),
+        met_expectation: met,
+        api_healthy: outcome == Outcome::Success,
+        ..base
+    }
+}
+
+fn error_verdict(
+    mut base: Classification,
+    code: u32,
+    message: String,
+    status: u16,
+    spec: &ProbeSpec<'_>,
+) -> Classification {
+    let mismatch = if is_2xx(status) {
+        Some(MismatchKind::ErrorWithSuccessStatus)
+    } else {
+        let documented = spec.statuses.documented(code);
+        (!documented.is_empty() && !documented.contains(&status))
+            .then_some(MismatchKind::StatusDisagreesWithCode)
+    }
+    .map(|kind| Mismatch {
+        kind,
+        code: Some(code),
+        status,
+    });
+    let met = spec.expect == Expectation::Error(code);
+    match code {
+        11 | 2 => base.raises.push(Condition::ServiceOffline),
+        26 => base.raises.push(Condition::ApiKeySuspended),
+        10 => base.raises.push(Condition::ApiKeyInvalid),
+        9 | 4 if spec.signed => base.raises.push(Condition::SessionInvalid),
+        29 if !base.raises.contains(&Condition::RateLimited) => {
+            base.raises.push(Condition::RateLimited);
+        }
+        _ => {}
+    }
+    Classification {
+        outcome: Outcome::ApiError,
+        error_code: Some(code),
+        detail: Some(message),
+        mismatch,
+        blame: (!met).then_some(blame_for_code(code)),
+        met_expectation: met,
+        api_healthy: met,
+        ..base
+    }
+}
+
+/// SPEC §6: errors 2, 8, 11, 16 (and unknown codes) are Last.fm's; the rest are ours.
+fn blame_for_code(code: u32) -> Blame {
+    match code {
+        3 | 4 | 5 | 6 | 7 | 9 | 10 | 13 | 14 | 15 | 17 | 26 | 29 => Blame::Client,
+        _ => Blame::Upstream,
+    }
+}
+
+fn parse_payload(body: &[u8], format: Format) -> Payload {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Payload::NotLastfm("the body is not valid UTF-8".to_owned());
+    };
+    let trimmed = text.trim_start_matches('\u{feff}').trim();
+    if trimmed.is_empty() {
+        return Payload::NotLastfm("the body is empty".to_owned());
+    }
+    if looks_like_html(trimmed) {
+        return Payload::NotLastfm("the body is an HTML page, not an API payload".to_owned());
+    }
+    match format {
+        Format::Json => parse_json(trimmed),
+        Format::Xml => parse_xml(trimmed),
+    }
+}
+
+fn looks_like_html(text: &str) -> bool {
+    let head: String = text
+        .chars()
+        .take(64)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    head.starts_with("<!doctype html") || head.starts_with("<html")
+}
+
+fn parse_json(text: &str) -> Payload {
+    // serde_json keeps its recursion limit (128): deeply nested input is an error, not a crash.
+    let value: Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(err) => {
+            let what = if err.is_eof() {
+                "the JSON ends early (truncated body)"
+            } else {
+                "the body is not valid JSON"
+            };
+            return Payload::NotLastfm(format!("{what}: {err}"));
+        }
+    };
+    let Value::Object(map) = &value else {
+        return Payload::NotLastfm("the JSON is not an object".to_owned());
+    };
+    match map.get("error") {
+        Some(Value::Number(n)) => match n.as_u64().and_then(|c| u32::try_from(c).ok()) {
+            Some(code) => Payload::Error {
+                code,
+                message: map
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            },
+            None => Payload::NotLastfm(format!("the error code {n} is not a whole number")),
+        },
+        Some(other) => Payload::NotLastfm(format!("the error code {other} is not a number")),
+        None if map.is_empty() => Payload::NotLastfm("the JSON object is empty".to_owned()),
+        None => Payload::Success(Some(value)),
+    }
+}
+
+/// Reads `<lfm status="…">` tolerantly: undeclared prefixes (`opensearch:`) and stray control
+/// characters, which strict parsers reject in real successful responses, are accepted; an
+/// unclosed document (truncated body) is not. Entities are never expanded.
+fn parse_xml(text: &str) -> Payload {
+    use quick_xml::events::Event;
+
+    let mut reader = quick_xml::Reader::from_str(text);
+    reader.config_mut().check_end_names = true;
+    let mut depth = 0_usize;
+    let mut status: Option<String> = None;
+    let mut error_code: Option<String> = None;
+    let mut in_error = false;
+    let mut message = String::new();
+    let mut root_seen = false;
+    loop {
+        let event = match reader.read_event() {
+            Ok(event) => event,
+            Err(err) => return Payload::NotLastfm(format!("the XML is not well-formed: {err}")),
+        };
+        match event {
+            Event::Start(ref element) | Event::Empty(ref element) => {
+                let is_empty = matches!(event, Event::Empty(_));
+                let name = element.name();
+                if depth == 0 {
+                    if root_seen || name.as_ref() != b"lfm" {
+                        return Payload::NotLastfm("the XML root is not <lfm>".to_owned());
+                    }
+                    root_seen = true;
+                    status = attribute(element, b"status");
+                } else if depth == 1 && name.as_ref() == b"error" {
+                    error_code = attribute(element, b"code");
+                    in_error = !is_empty;
+                }
+                if !is_empty {
+                    depth += 1;
+                }
+            }
+            Event::End(_) => {
+                depth = depth.saturating_sub(1);
+                in_error = false;
+            }
+            Event::Text(ref t) if in_error => {
+                message.push_str(&String::from_utf8_lossy(t.as_ref()));
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if !root_seen {
+        return Payload::NotLastfm("the body is not XML".to_owned());
+    }
+    if depth != 0 {
+        return Payload::NotLastfm("the XML ends early (truncated body)".to_owned());
+    }
+    match (status.as_deref(), error_code) {
+        (Some("ok"), _) => Payload::Success(None),
+        (Some("failed"), Some(code)) => match code.trim().parse::<u32>() {
+            Ok(code) => Payload::Error {
+                code,
+                message: message.trim().to_owned(),
+            },
+            Err(_) => Payload::NotLastfm(format!("the error code {code:?} is not a number")),
+        },
+        (Some("failed"), None) => {
+            Payload::NotLastfm("<lfm status=\"failed\"> without an <error code>".to_owned())
+        }
+        (other, _) => Payload::NotLastfm(format!("<lfm> has status {other:?}")),
+    }
+}
+
+fn attribute(element: &quick_xml::events::BytesStart<'_>, key: &[u8]) -> Option<String> {
+    element
+        .attributes()
+        .with_checks(false)
+        .flatten()
+        .find(|attr| attr.key.as_ref() == key)
+        .map(|attr| String::from_utf8_lossy(&attr.value).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn response(status: u16, body: &str) -> ProbeOutcome {
+        response_bytes(status, body.as_bytes())
+    }
+
+    fn response_bytes(status: u16, body: &[u8]) -> ProbeOutcome {
+        ProbeOutcome {
+            elapsed: Duration::from_millis(120),
+            result: Ok(Response {
+                status,
+                content_type: None,
+                retry_after: None,
+                headers: Vec::new(),
+                body: body.to_vec(),
+            }),
+        }
+    }
+
+    fn run(outcome: &ProbeOutcome, format: Format, expect: Expectation) -> Classification {
+        let table = StatusTable::default();
+        classify(
+            outcome,
+            &ProbeSpec {
+                format,
+                signed: false,
+                expect,
+                checks: &[],
+                statuses: &table,
+            },
+        )
+    }
+
+    fn json(status: u16, body: &str) -> Classification {
+        run(&response(status, body), Format::Json, Expectation::Success)
+    }
+
+    fn xml(status: u16, body: &str) -> Classification {
+        run(&response(status, body), Format::Xml, Expectation::Success)
+    }
+
+    const GFE_502: &str = "<!DOCTYPE html>\n<html lang=en>\n<title>Error 502 (Server Error)!!1</title>\n<p>The server encountered a temporary error and could not complete your request.<p>Please try again in 30 seconds.";
+
+    /// The classification table over realistic responses (LASTFM-API.md §2, §3).
+    #[test]
+    fn classification_table() {
+        struct Row {
+            name: &'static str,
+            got: Classification,
+            outcome: Outcome,
+            code: Option<u32>,
+            mismatch: Option<MismatchKind>,
+            blame: Option<Blame>,
+        }
+        let rows = [
+            Row {
+                name: "json success",
+                got: json(200, r#"{"artist":{"name":"Cher","listeners":"1234"}}"#),
+                outcome: Outcome::Success,
+                code: None,
+                mismatch: None,
+                blame: None,
+            },
+            Row {
+                name: "json error 8 with 503",
+                got: json(
+                    503,
+                    r#"{"error":8,"message":"Operation failed","links":[]}"#,
+                ),
+                outcome: Outcome::ApiError,
+                code: Some(8),
+                mismatch: None,
+                blame: Some(Blame::Upstream),
+            },
+            Row {
+                name: "json error 8 with 200",
+                got: json(200, r#"{"message":"Operation failed","error":8}"#),
+                outcome: Outcome::ApiError,
+                code: Some(8),
+                mismatch: Some(MismatchKind::ErrorWithSuccessStatus),
+                blame: Some(Blame::Upstream),
+            },
+            Row {
+                name: "json error 6 user not found 404",
+                got: json(404, r#"{"error":6,"message":"User not found"}"#),
+                outcome: Outcome::ApiError,
+                code: Some(6),
+                mismatch: None,
+                blame: Some(Blame::Client),
+            },
+            Row {
+                name: "json error 29 with 403 disagrees",
+                got: json(403, r#"{"error":29,"message":"Rate Limit Exceeded"}"#),
+                outcome: Outcome::ApiError,
+                code: Some(29),
+                mismatch: Some(MismatchKind::StatusDisagreesWithCode),
+                blame: Some(Blame::Client),
+            },
+            Row {
+                name: "json error 26 with 403",
+                got: json(403, r#"{"error":26,"message":"Suspended API key"}"#),
+                outcome: Outcome::ApiError,
+                code: Some(26),
+                mismatch: None,
+                blame: Some(Blame::Client),
+            },
+            Row {
+                name: "json success with 500",
+                got: json(500, r#"{"user":{"name":"rj"}}"#),
+                outcome: Outcome::Success,
+                code: None,
+                mismatch: Some(MismatchKind::SuccessWithErrorStatus),
+                blame: None,
+            },
+            Row {
+                name: "gfe 502 html",
+                got: json(502, GFE_502),
+                outcome: Outcome::HttpError,
+                code: None,
+                mismatch: None,
+                blame: Some(Blame::Upstream),
+            },
+            Row {
+                name: "gfe 400 html",
+                got: json(400, GFE_502),
+                outcome: Outcome::HttpError,
+                code: None,
+                mismatch: None,
+                blame: Some(Blame::Client),
+            },
+            Row {
+                name: "html with 200",
+                got: json(200, GFE_502),
+                outcome: Outcome::Malformed,
+                code: None,
+                mismatch: None,
+                blame: Some(Blame::Upstream),
+            },
+            Row {
+                name: "empty 200",
+                got: json(200, ""),
+                outcome: Outcome::Malformed,
+                code: None,
+                mismatch: None,
+                blame: Some(Blame::Upstream),
+            },
+            Row {
+                name: "truncated json",
+                got: json(200, r#"{"artist":{"name":"Ch"#),
+                outcome: Outcome::Malformed,
+                code: None,
+                mismatch: None,
+                blame: Some(Blame::Upstream),
+            },
+            Row {
+                name: "error as a string",
+                got: json(200, r#"{"error":"8","message":"x"}"#),
+                outcome: Outcome::Malformed,
+                code: None,
+                mismatch: None,
+                blame: Some(Blame::Upstream),
+            },
+            Row {
+                name: "error as a float",
+                got: json(200, r#"{"error":8.5}"#),
+                outcome: Outcome::Malformed,
+                code: None,
+                mismatch: None,
+                blame: Some(Blame::Upstream),
+            },
+            Row {
+                name: "json array",
+                got: json(200, "[1,2]"),
+                outcome: Outcome::Malformed,
+                code: None,
+                mismatch: None,
+                blame: Some(Blame::Upstream),
+            },
+            Row {
+                name: "xml where json was asked",
+                got: json(
+                    200,
+                    r#"<?xml version="1.0"?><lfm status="ok"><user/></lfm>"#,
+                ),
+                outcome: Outcome::Malformed,
+                code: None,
+                mismatch: None,
+                blame: Some(Blame::Upstream),
+            },
+            Row {
+                name: "xml success",
+                got: xml(
+                    200,
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<lfm status=\"ok\"><artist><name>Cher</name></artist></lfm>",
+                ),
+                outcome: Outcome::Success,
+                code: None,
+                mismatch: None,
+                blame: None,
+            },
+            Row {
+                name: "xml write success is empty lfm",
+                got: xml(200, "<lfm status=\"ok\"></lfm>"),
+                outcome: Outcome::Success,
+                code: None,
+                mismatch: None,
+                blame: None,
+            },
+            Row {
+                name: "xml error 10 403",
+                got: xml(
+                    403,
+                    "<?xml version=\"1.0\"?><lfm status=\"failed\"><error code=\"10\">Invalid API Key</error></lfm>",
+                ),
+                outcome: Outcome::ApiError,
+                code: Some(10),
+                mismatch: None,
+                blame: Some(Blame::Client),
+            },
+            Row {
+                name: "xml error 6 with 200",
+                got: xml(
+                    200,
+                    "<lfm status=\"failed\">\n<error code=\"6\">Album not found</error>\n</lfm>",
+                ),
+                outcome: Outcome::ApiError,
+                code: Some(6),
+                mismatch: Some(MismatchKind::ErrorWithSuccessStatus),
+                blame: Some(Blame::Client),
+            },
+            Row {
+                name: "xml undeclared opensearch prefix",
+                got: xml(
+                    200,
+                    "<lfm status=\"ok\"><results for=\"Believe\"><opensearch:Query role=\"request\" startPage=\"1\"/><opensearch:totalResults>61</opensearch:totalResults></results></lfm>",
+                ),
+                outcome: Outcome::Success,
+                code: None,
+                mismatch: None,
+                blame: None,
+            },
+            Row {
+                name: "xml with stray control character",
+                got: xml(
+                    200,
+                    "<lfm status=\"ok\"><track><name>Bad\u{1}Name</name></track></lfm>",
+                ),
+                outcome: Outcome::Success,
+                code: None,
+                mismatch: None,
+                blame: None,
+            },
+            Row {
+                name: "xml truncated",
+                got: xml(200, "<lfm status=\"ok\"><artist><name>Cher</name>"),
+                outcome: Outcome::Malformed,
+                code: None,
+                mismatch: None,
+                blame: Some(Blame::Upstream),
+            },
+            Row {
+                name: "xml 503 with error 16",
+                got: xml(
+                    503,
+                    "<lfm status=\"failed\"><error code=\"16\">There was a temporary error</error></lfm>",
+                ),
+                outcome: Outcome::ApiError,
+                code: Some(16),
+                mismatch: None,
+                blame: Some(Blame::Upstream),
+            },
+        ];
+        for row in rows {
+            assert_eq!(row.got.outcome, row.outcome, "{}: outcome", row.name);
+            assert_eq!(row.got.error_code, row.code, "{}: code", row.name);
+            assert_eq!(
+                row.got.mismatch.map(|m| m.kind),
+                row.mismatch,
+                "{}: mismatch",
+                row.name
+            );
+            assert_eq!(row.got.blame, row.blame, "{}: blame", row.name);
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_malformed() {
+        let got = run(
+            &response_bytes(200, b"{\"user\":\"\xff\xfe\"}"),
+            Format::Json,
+            Expectation::Success,
+        );
+        assert_eq!(got.outcome, Outcome::Malformed);
+        assert_eq!(got.detail.as_deref(), Some("the body is not valid UTF-8"));
+    }
+
+    #[test]
+    fn deeply_nested_json_is_malformed_not_a_crash() {
+        let body = "[".repeat(100_000);
+        assert_eq!(json(200, &body).outcome, Outcome::Malformed);
+    }
+
+    #[test]
+    fn error_29_with_200_raises_rate_limited() {
+        let got = json(200, r#"{"error":29,"message":"Rate Limit Exceeded"}"#);
+        assert_eq!(got.outcome, Outcome::ApiError);
+        assert_eq!(got.error_code, Some(29));
+        assert_eq!(
+            got.mismatch,
+            Some(Mismatch {
+                kind: MismatchKind::ErrorWithSuccessStatus,
+                code: Some(29),
+                status: 200
+            })
+        );
+        assert_eq!(got.raises, vec![Condition::RateLimited]);
+    }
+
+    #[test]
+    fn plain_429_raises_rate_limited_once() {
+        let got = json(429, r#"{"error":29,"message":"Rate Limit Exceeded"}"#);
+        assert_eq!(got.raises, vec![Condition::RateLimited]);
+        assert_eq!(got.mismatch, None);
+        let html = json(429, "<html><body>Too Many Requests</body></html>");
+        assert_eq!(html.outcome, Outcome::HttpError);
+        assert_eq!(html.raises, vec![Condition::RateLimited]);
+    }
+
+    #[test]
+    fn conditions_follow_codes() {
+        let cases = [
+            (11, Some(Condition::ServiceOffline)),
+            (2, Some(Condition::ServiceOffline)),
+            (26, Some(Condition::ApiKeySuspended)),
+            (10, Some(Condition::ApiKeyInvalid)),
+            (9, None),
+            (8, None),
+        ];
+        for (code, condition) in cases {
+            let got = json(200, &format!(r#"{{"error":{code},"message":"m"}}"#));
+            assert_eq!(
+                got.raises,
+                condition.into_iter().collect::<Vec<_>>(),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn session_errors_raise_session_invalid_only_on_signed_probes() {
+        let table = StatusTable::default();
+        let outcome = response(403, r#"{"error":9,"message":"Invalid session key"}"#);
+        let signed = classify(
+            &outcome,
+            &ProbeSpec {
+                format: Format::Json,
+                signed: true,
+                expect: Expectation::Success,
+                checks: &[],
+                statuses: &table,
+            },
+        );
+        assert_eq!(signed.raises, vec![Condition::SessionInvalid]);
+    }
+
+    #[test]
+    fn negative_control_meets_its_expectation_with_error_6() {
+        let got = run(
+            &response(404, r#"{"error":6,"message":"User not found"}"#),
+            Format::Json,
+            Expectation::Error(6),
+        );
+        assert_eq!(got.outcome, Outcome::ApiError);
+        assert!(got.met_expectation);
+        assert!(got.api_healthy);
+        assert_eq!(got.blame, None);
+    }
+
+    #[test]
+    fn negative_control_fails_on_data_or_error_8() {
+        let data = run(
+            &response(200, r#"{"user":{"name":"ghost"}}"#),
+            Format::Json,
+            Expectation::Error(6),
+        );
+        assert_eq!(data.outcome, Outcome::Success);
+        assert!(!data.met_expectation);
+        assert_eq!(data.blame, Some(Blame::Upstream));
+        let eight = run(
+            &response(503, r#"{"error":8,"message":"Operation failed"}"#),
+            Format::Json,
+            Expectation::Error(6),
+        );
+        assert!(!eight.met_expectation);
+        assert_eq!(eight.blame, Some(Blame::Upstream));
+    }
+
+    #[test]
+    fn checks_turn_a_success_into_check_failed() {
+        let table = StatusTable::default();
+        let checks = [
+            Check {
+                pointer: "/recenttracks/@attr/user".into(),
+                rule: CheckRule::Equals(Value::String("canary".into())),
+            },
+            Check {
+                pointer: "/results/opensearch:totalResults".into(),
+                rule: CheckRule::GreaterThan(0.0),
+            },
+        ];
+        let spec = ProbeSpec {
+            format: Format::Json,
+            signed: false,
+            expect: Expectation::Success,
+            checks: &checks,
+            statuses: &table,
+        };
+        let ok = classify(
+            &response(
+                200,
+                r#"{"recenttracks":{"@attr":{"user":"canary"}},"results":{"opensearch:totalResults":"61"}}"#,
+            ),
+            &spec,
+        );
+        assert_eq!(ok.outcome, Outcome::Success);
+        let wrong_user = classify(
+            &response(
+                200,
+                r#"{"recenttracks":{"@attr":{"user":"someone-else"}},"results":{"opensearch:totalResults":"61"}}"#,
+            ),
+            &spec,
+        );
+        assert_eq!(wrong_user.outcome, Outcome::CheckFailed);
+        assert_eq!(wrong_user.blame, Some(Blame::Upstream));
+        assert!(
+            wrong_user
+                .detail
+                .as_deref()
+                .unwrap_or_default()
+                .contains("someone-else")
+        );
+        let empty = classify(
+            &response(
+                200,
+                r#"{"recenttracks":{"@attr":{"user":"canary"}},"results":{"opensearch:totalResults":"0"}}"#,
+            ),
+            &spec,
+        );
+        assert_eq!(empty.outcome, Outcome::CheckFailed);
+    }
+
+    #[test]
+    fn non_empty_check() {
+        let check = Check {
+            pointer: "/album/tracks/track".into(),
+            rule: CheckRule::NonEmpty,
+        };
+        let full: Value =
+            serde_json::json!({"album": {"tracks": {"track": [{"name": "Believe"}]}}});
+        let empty: Value = serde_json::json!({"album": {"tracks": {"track": []}}});
+        assert_eq!(check.failure(&full), None);
+        assert!(check.failure(&empty).is_some());
+    }
+
+    #[test]
+    fn transport_failures_map_to_their_outcomes() {
+        let cases = [
+            (TransportFailure::Timeout, Outcome::Timeout),
+            (TransportFailure::Connection, Outcome::ConnectionError),
+            (TransportFailure::BodyInterrupted, Outcome::ConnectionError),
+            (TransportFailure::BodyTooLarge, Outcome::BodyTooLarge),
+        ];
+        for (failure, outcome) in cases {
+            let got = run(
+                &ProbeOutcome {
+                    elapsed: Duration::from_secs(1),
+                    result: Err(failure),
+                },
+                Format::Json,
+                Expectation::Success,
+            );
+            assert_eq!(got.outcome, outcome);
+            assert_eq!(got.blame, Some(Blame::Upstream));
+            assert_eq!(got.http_status, None);
+        }
+    }
+
+    #[test]
+    fn status_labels_are_bounded() {
+        assert_eq!(status_label(200), "200");
+        assert_eq!(status_label(418), "4xx");
+        assert_eq!(status_label(599), "5xx");
+        assert_eq!(status_label(999), "other");
+        assert_eq!(status_label(0), "other");
+        for status in 0..=1000 {
+            assert!(STATUS_LABELS.contains(&status_label(status)));
+        }
+    }
+
+    #[test]
+    fn unknown_codes_are_other() {
+        assert_eq!(code_label(29), "29");
+        assert_eq!(code_label(1), "other");
+        assert_eq!(code_label(u32::MAX), "other");
+    }
+
+    #[test]
+    fn documented_statuses_can_be_overridden() {
+        let mut table = StatusTable::default();
+        table.set(29, vec![403]);
+        let got = classify(
+            &response(403, r#"{"error":29,"message":"x"}"#),
+            &ProbeSpec {
+                format: Format::Json,
+                signed: false,
+                expect: Expectation::Success,
+                checks: &[],
+                statuses: &table,
+            },
+        );
+        assert_eq!(got.mismatch, None);
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_a_date() {
+        assert_eq!(parse_retry_after("120"), Some(RetryAfter::Seconds(120)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(RetryAfter::At(1_445_412_480))
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

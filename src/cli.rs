@@ -1,0 +1,175 @@
+//! The command line (SPEC §3), in the Prometheus exporters' flag style (`--config.file`, …).
+//!
+//! Parsing never exits the process itself: [`parse`] returns what to do, or the text to print and
+//! the exit code (0 for `--help`/`--version`, 64 for a bad command line), so `main` stays the one
+//! place that decides how the process ends.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::logging::{LogFormat, LogLevel};
+
+/// Probes the Last.fm API on a schedule, classifies every response, exports Prometheus metrics.
+#[derive(Debug, Parser)]
+#[command(name = "lastfm-monitor", version, about, long_about = None)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(
+        long = "config.file",
+        value_name = "FILE",
+        default_value = "config.toml",
+        global = true
+    )]
+    pub config_file: PathBuf,
+
+    /// Validate the configuration, print a summary with each probe's next three runs, and exit
+    /// (0 when valid, 64 otherwise).
+    #[arg(long = "config.check")]
+    pub config_check: bool,
+
+    /// Listen address for /metrics and the other endpoints (overrides [web] listen_address).
+    #[arg(long = "web.listen-address", value_name = "ADDR", global = true)]
+    pub listen_address: Option<SocketAddr>,
+
+    /// TLS and basic-auth configuration for every endpoint, exporter-toolkit web-config.yml format.
+    #[arg(long = "web.config.file", value_name = "FILE", global = true)]
+    pub web_config_file: Option<PathBuf>,
+
+    /// Log level (RUST_LOG overrides it).
+    #[arg(long = "log.level", value_enum, default_value = "info", global = true)]
+    pub log_level: LogLevel,
+
+    /// Log format.
+    #[arg(
+        long = "log.format",
+        value_enum,
+        default_value = "logfmt",
+        global = true
+    )]
+    pub log_format: LogFormat,
+
+    /// Subcommands; without one, the daemon runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon against the built-in Last.fm simulator with a scripted incident timeline
+    /// (no API key or internet needed).
+    Demo,
+    /// Serve the Last.fm simulator alone, to rehearse alerting against scripted incidents.
+    Simulate {
+        /// Where the simulator listens, e.g. 127.0.0.1:8080.
+        #[arg(long, value_name = "ADDR")]
+        listen: SocketAddr,
+        /// A scenario file (TOML); the built-in demo scenario when absent.
+        #[arg(long, value_name = "FILE")]
+        scenario: Option<PathBuf>,
+    },
+}
+
+/// What parsing decided.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Run with these arguments.
+    Run(Cli),
+    /// Print this and exit with this code.
+    Exit {
+        /// The text (help, version or the error).
+        text: String,
+        /// 0 for help and version, 64 for a usage error.
+        code: u8,
+        /// Whether it goes to stderr.
+        is_error: bool,
+    },
+}
+
+/// Parses `args` (including the program name).
+pub fn parse<I, T>(args: I) -> Parsed
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match Cli::try_parse_from(args) {
+        Ok(cli) => Parsed::Run(cli),
+        Err(err) => {
+            let is_error = err.use_stderr();
+            Parsed::Exit {
+                text: err.render().to_string(),
+                code: if is_error { crate::EXIT_USAGE } else { 0 },
+                is_error,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exporter_style_flags_parse() {
+        let Parsed::Run(cli) = parse([
+            "lastfm-monitor",
+            "--config.file",
+            "/etc/lastfm-monitor/config.toml",
+            "--config.check",
+            "--web.listen-address",
+            "127.0.0.1:9999",
+            "--log.format",
+            "json",
+        ]) else {
+            panic!("must parse");
+        };
+        assert_eq!(
+            cli.config_file,
+            PathBuf::from("/etc/lastfm-monitor/config.toml")
+        );
+        assert!(cli.config_check);
+        assert_eq!(cli.listen_address, Some("127.0.0.1:9999".parse().unwrap()));
+        assert_eq!(cli.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn unknown_flag_is_exit_64() {
+        let Parsed::Exit { code, is_error, .. } = parse(["lastfm-monitor", "--bogus"]) else {
+            panic!("must fail");
+        };
+        assert_eq!(code, 64);
+        assert!(is_error);
+    }
+
+    #[test]
+    fn version_is_exit_0() {
+        let Parsed::Exit { code, text, .. } = parse(["lastfm-monitor", "--version"]) else {
+            panic!("must exit");
+        };
+        assert_eq!(code, 0);
+        assert!(text.contains(env!("CARGO_PKG_VERSION")));
+    }
+
+    #[test]
+    fn simulate_takes_listen_and_scenario() {
+        let Parsed::Run(cli) = parse([
+            "lastfm-monitor",
+            "simulate",
+            "--listen",
+            "127.0.0.1:8080",
+            "--scenario",
+            "drill.toml",
+        ]) else {
+            panic!("must parse");
+        };
+        assert!(matches!(
+            cli.command,
+            Some(Command::Simulate {
+                scenario: Some(_),
+                ..
+            })
+        ));
+    }
+}

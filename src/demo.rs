@@ -1,0 +1,86 @@
+//! `lastfm-monitor demo`: the daemon against the built-in simulator, with a scripted incident
+//! timeline, so anyone can see every outcome, code, mismatch and condition without a key.
+//!
+//! The demo config is ordinary config text (validated like any other) pointing at the simulator
+//! on a loopback port; its pace is fast (every 5 s) because the simulator, not Last.fm, answers.
+
+use std::net::SocketAddr;
+
+/// The demo's API key: 32 hex characters, accepted by the simulator, worthless anywhere else.
+pub const DEMO_API_KEY: &str = "deadbeefdeadbeefdeadbeefdeadbeef";
+
+/// The demo configuration for a simulator at `sim`, serving on `listen`.
+pub fn config_text(sim: SocketAddr, listen: SocketAddr) -> String {
+    format!(
+        r#"# The built-in demo configuration (lastfm-monitor demo).
+[web]
+listen_address = "{listen}"
+
+[defaults]
+interval = "5s"
+timeout = "3s"
+startup_jitter = "2s"
+
+[[targets]]
+name = "lastfm-sim"
+base_url = "http://{sim}/2.0/"
+api_key = "{DEMO_API_KEY}"
+max_requests_per_second = 5.0
+burst = 10
+down_after = 2
+up_after = 2
+suspended_interval = "20s"
+backoff_initial = "10s"
+backoff_max = "20s"
+
+[[targets.probes]]
+method = "user.getInfo"
+params = {{ user = "rj" }}
+checks = [{{ pointer = "/user/name", equals = "rj" }}]
+
+[[targets.probes]]
+method = "user.getRecentTracks"
+params = {{ user = "rj", limit = 1 }}
+checks = [{{ pointer = "/recenttracks/@attr/user", equals = "rj" }}]
+
+[[targets.probes]]
+method = "artist.getInfo"
+params = {{ artist = "Cher" }}
+checks = [{{ pointer = "/artist/name", non_empty = true }}]
+
+[[targets.probes]]
+method = "album.getInfo"
+params = {{ artist = "Cher", album = "Believe" }}
+checks = [{{ pointer = "/album/tracks/track", non_empty = true }}]
+
+[[targets.probes]]
+method = "track.search"
+params = {{ track = "Believe", limit = 1 }}
+format = "xml"
+
+[[targets.probes]]
+method = "chart.getTopArtists"
+params = {{ limit = 1 }}
+
+[[targets.probes]]
+method = "tag.getInfo"
+params = {{ tag = "rock" }}
+
+[[targets.probes]]
+method = "geo.getTopArtists"
+params = {{ country = "Germany", limit = 1 }}
+
+[[targets.probes]]
+name = "track.getInfo.missing"
+method = "track.getInfo"
+params = {{ artist = "Cher", track = "no-such-track-lastfm-monitor" }}
+expect = {{ error = 6 }}
+
+[[targets.probes]]
+name = "user.getInfo.missing"
+method = "user.getInfo"
+params = {{ user = "no-such-user-lastfm-monitor" }}
+expect = {{ error = 6 }}
+"#
+    )
+}

@@ -1,0 +1,236 @@
+//! A target's health: availability with hysteresis, and the five conditions.
+//!
+//! Availability answers "is Last.fm broken?", so only upstream-blamed failures move it down, and
+//! only healthy answers move it up, each after a run of `down_after` / `up_after` in a row: one
+//! blip does not flap the gauge. Streaks are counted per probe, because probes of one target
+//! interleave: a broken `album.getInfo` must not be reset by a healthy `user.getInfo` a second
+//! later. The target is unavailable while any of its probes is down. Conditions answer "is our key in trouble?": raised by the run
+//! that shows them, cleared by the next healthy answer (`session_invalid` by a healthy *signed*
+//! run, since unsigned probes say nothing about the session).
+
+use crate::classify::{Blame, Classification, Condition};
+
+/// A change worth a log line at info or warn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthEvent {
+    /// `lastfm_service_available` changed.
+    Availability(bool),
+    /// A condition was raised (`true`) or cleared (`false`).
+    Condition(Condition, bool),
+}
+
+/// One probe's run of like answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Streak {
+    /// Upstream failures in a row.
+    failures: u32,
+    /// Healthy answers in a row.
+    healthy: u32,
+    /// Down after `down_after` failures, up again after `up_after` healthy answers.
+    down: bool,
+}
+
+/// One target's availability and conditions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    down_after: u32,
+    up_after: u32,
+    /// Per probe: its streaks and whether it counts as down.
+    probes: Vec<Streak>,
+    conditions: [bool; Condition::ALL.len()],
+}
+
+impl Health {
+    /// Starts available with no condition, for a target with `probes` probes.
+    pub fn new(down_after: u32, up_after: u32, probes: usize) -> Self {
+        Self {
+            down_after,
+            up_after,
+            probes: vec![Streak::default(); probes],
+            conditions: [false; Condition::ALL.len()],
+        }
+    }
+
+    /// Whether the target counts as available: none of its probes is down.
+    pub fn is_available(&self) -> bool {
+        !self.probes.iter().any(|p| p.down)
+    }
+
+    /// Whether probe `index` counts as down.
+    pub fn is_probe_down(&self, index: usize) -> bool {
+        self.probes.get(index).is_some_and(|p| p.down)
+    }
+
+    /// Whether `condition` is raised.
+    pub fn has(&self, condition: Condition) -> bool {
+        self.conditions[condition.index()]
+    }
+
+    /// Folds in one run of probe `index` (`signed` tells whether it tested the session).
+    pub fn observe(
+        &mut self,
+        index: usize,
+        verdict: &Classification,
+        signed: bool,
+    ) -> Vec<HealthEvent> {
+        let mut events = Vec::new();
+        let was_available = self.is_available();
+        let (down_after, up_after) = (self.down_after, self.up_after);
+        if let Some(streak) = self.probes.get_mut(index) {
+            if verdict.api_healthy {
+                streak.failures = 0;
+                streak.healthy = streak.healthy.saturating_add(1);
+                if streak.down && streak.healthy >= up_after {
+                    streak.down = false;
+                }
+            } else if verdict.blame == Some(Blame::Upstream) {
+                streak.healthy = 0;
+                streak.failures = streak.failures.saturating_add(1);
+                if streak.failures >= down_after {
+                    streak.down = true;
+                }
+            }
+        }
+        if was_available != self.is_available() {
+            events.push(HealthEvent::Availability(self.is_available()));
+        }
+        if verdict.api_healthy {
+            for condition in Condition::ALL {
+                let clears = condition != Condition::SessionInvalid || signed;
+                if clears && self.conditions[condition.index()] {
+                    self.conditions[condition.index()] = false;
+                    events.push(HealthEvent::Condition(condition, false));
+                }
+            }
+        }
+        for condition in &verdict.raises {
+            if !self.conditions[condition.index()] {
+                self.conditions[condition.index()] = true;
+                events.push(HealthEvent::Condition(*condition, true));
+            }
+        }
+        events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Outcome;
+
+    fn run(blame: Option<Blame>, healthy: bool, raises: Vec<Condition>) -> Classification {
+        Classification {
+            outcome: if healthy {
+                Outcome::Success
+            } else {
+                Outcome::ApiError
+            },
+            http_status: Some(200),
+            error_code: None,
+            detail: None,
+            mismatch: None,
+            blame,
+            met_expectation: healthy,
+            api_healthy: healthy,
+            raises,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn availability_drops_after_down_after_upstream_failures_in_a_row() {
+        let mut health = Health::new(3, 2, 2);
+        let failure = run(Some(Blame::Upstream), false, vec![]);
+        assert!(health.observe(0, &failure, false).is_empty());
+        assert!(health.observe(0, &failure, false).is_empty());
+        assert_eq!(
+            health.observe(0, &failure, false),
+            vec![HealthEvent::Availability(false)]
+        );
+        assert!(!health.is_available());
+    }
+
+    #[test]
+    fn a_blip_does_not_flap_availability() {
+        let mut health = Health::new(3, 2, 2);
+        let failure = run(Some(Blame::Upstream), false, vec![]);
+        let ok = run(None, true, vec![]);
+        for _ in 0..10 {
+            health.observe(0, &failure, false);
+            health.observe(0, &failure, false);
+            health.observe(0, &ok, false);
+        }
+        assert!(health.is_available());
+    }
+
+    #[test]
+    fn recovery_needs_up_after_healthy_runs() {
+        let mut health = Health::new(1, 2, 2);
+        health.observe(0, &run(Some(Blame::Upstream), false, vec![]), false);
+        assert!(!health.is_available());
+        assert!(
+            health
+                .observe(0, &run(None, true, vec![]), false)
+                .is_empty()
+        );
+        assert_eq!(
+            health.observe(0, &run(None, true, vec![]), false),
+            vec![HealthEvent::Availability(true)]
+        );
+    }
+
+    #[test]
+    fn a_healthy_probe_does_not_reset_a_failing_one() {
+        let mut health = Health::new(3, 2, 2);
+        let failure = run(Some(Blame::Upstream), false, vec![]);
+        let ok = run(None, true, vec![]);
+        for _ in 0..2 {
+            health.observe(0, &failure, false);
+            health.observe(1, &ok, false);
+        }
+        assert_eq!(
+            health.observe(0, &failure, false),
+            vec![HealthEvent::Availability(false)]
+        );
+        assert!(health.is_probe_down(0));
+        assert!(!health.is_probe_down(1));
+        assert!(
+            health.observe(1, &ok, false).is_empty(),
+            "probe 1 cannot bring probe 0 back"
+        );
+        assert!(!health.is_available());
+    }
+
+    #[test]
+    fn client_failures_never_move_availability() {
+        let mut health = Health::new(1, 1, 2);
+        let suspended = run(Some(Blame::Client), false, vec![Condition::ApiKeySuspended]);
+        for _ in 0..5 {
+            health.observe(0, &suspended, false);
+        }
+        assert!(health.is_available());
+        assert!(health.has(Condition::ApiKeySuspended));
+    }
+
+    #[test]
+    fn conditions_clear_on_a_healthy_answer_session_only_when_signed() {
+        let mut health = Health::new(3, 2, 2);
+        health.observe(
+            0,
+            &run(
+                Some(Blame::Client),
+                false,
+                vec![Condition::SessionInvalid, Condition::ServiceOffline],
+            ),
+            true,
+        );
+        let events = health.observe(0, &run(None, true, vec![]), false);
+        assert_eq!(
+            events,
+            vec![HealthEvent::Condition(Condition::ServiceOffline, false)]
+        );
+        assert!(health.has(Condition::SessionInvalid));
+        health.observe(0, &run(None, true, vec![]), true);
+        assert!(!health.has(Condition::SessionInvalid));
+    }
+}

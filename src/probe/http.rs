@@ -1,0 +1,235 @@
+//! One probe attempt over HTTP: build the request, send it once, read a capped body, record facts.
+//!
+//! Everything a hostile or broken upstream can do ends as a [`ProbeOutcome`], never an `Err` and
+//! never a hang: the attempt runs under the probe's deadline (tokio timeout *and* reqwest's own
+//! timeouts), redirects are not followed (a `Location` could carry the key elsewhere), no
+//! `Accept-Encoding` is sent (no decompression bombs), and the body is read chunk by chunk up to
+//! `max_body_bytes`. reqwest errors print their URL, which holds the key for GET probes, so this
+//! module is the single place they are converted ([`failure_of`]), and only after `without_url`.
+
+use std::time::Duration;
+
+use reqwest::redirect::Policy;
+use tokio::time::Instant;
+
+use super::{
+    Format, HttpMethod, ProbeFuture, ProbeOutcome, Prober, Recorded, RequestTrace, Response,
+    TransportFailure, sign,
+};
+use crate::config::{Probe, Target};
+use crate::secret::REDACTED;
+
+/// The User-Agent Last.fm asks for: who we are and where to read about us.
+pub const USER_AGENT: &str = concat!(
+    "lastfm-monitor/",
+    env!("CARGO_PKG_VERSION"),
+    " (+https://github.com/lastfm-monitor/lastfm-monitor)"
+);
+
+/// Connect timeout cap; the probe's own deadline is shorter when it is.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many response headers a debug trace keeps.
+const MAX_TRACE_HEADERS: usize = 32;
+/// How long a header value a debug trace keeps.
+const MAX_TRACE_HEADER_VALUE: usize = 256;
+/// Parameters whose values never appear in a trace.
+const SECRET_PARAMS: [&str; 3] = ["api_key", "sk", "api_sig"];
+
+/// Probes over real HTTP with cold connections, so connect and TLS failures show on every run.
+#[derive(Debug, Clone)]
+pub struct HttpProber {
+    /// For `https` targets: refuses any plain-http hop.
+    https: reqwest::Client,
+    /// For loopback `http` targets (the simulator, tests); config refuses other plain-http hosts.
+    loopback: reqwest::Client,
+}
+
+impl HttpProber {
+    /// Builds the clients; fails only if the TLS backend cannot initialise.
+    pub fn try_new() -> Result<Self, reqwest::Error> {
+        Ok(Self {
+            https: client(true)?,
+            loopback: client(false)?,
+        })
+    }
+
+    async fn attempt(&self, target: &Target, probe: &Probe) -> Recorded {
+        let params = request_params(target, probe);
+        let trace = RequestTrace {
+            http_method: probe.http_method.as_str(),
+            url: redacted_url(target, probe, &params),
+            params: params
+                .iter()
+                .map(|(name, value)| {
+                    let shown = if SECRET_PARAMS.contains(&name.as_str()) {
+                        REDACTED.to_owned()
+                    } else {
+                        value.clone()
+                    };
+                    (name.clone(), shown)
+                })
+                .collect(),
+        };
+        let client = if target.base_url.scheme() == "https" {
+            &self.https
+        } else {
+            &self.loopback
+        };
+        let request = match probe.http_method {
+            HttpMethod::Post => client.post(target.base_url.clone()).form(&params),
+            HttpMethod::Get => client.get(target.base_url.clone()).query(&params),
+        }
+        .timeout(probe.timeout);
+        let started = Instant::now();
+        let result = match tokio::time::timeout(
+            probe.timeout,
+            exchange(request, probe.max_body_bytes),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(TransportFailure::Timeout),
+        };
+        Recorded {
+            request: trace,
+            outcome: ProbeOutcome {
+                elapsed: started.elapsed(),
+                result,
+            },
+        }
+    }
+}
+
+impl Prober for HttpProber {
+    fn probe<'a>(&'a self, target: &'a Target, probe: &'a Probe) -> ProbeFuture<'a> {
+        Box::pin(self.attempt(target, probe))
+    }
+}
+
+fn client(https_only: bool) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .redirect(Policy::none())
+        .https_only(https_only)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .pool_max_idle_per_host(0)
+        .build()
+}
+
+/// Every parameter sent, in order: the probe's own, then `method`, `api_key`, `format`, `sk`,
+/// `api_sig`.
+pub fn request_params(target: &Target, probe: &Probe) -> Vec<(String, String)> {
+    let mut params: Vec<(String, String)> = probe.params.clone();
+    params.push(("method".to_owned(), probe.method.clone()));
+    params.push(("api_key".to_owned(), target.api_key.expose().to_owned()));
+    if probe.signed {
+        if let Some(sk) = &target.session_key {
+            params.push(("sk".to_owned(), sk.expose().to_owned()));
+        }
+        if let Some(secret) = &target.api_secret {
+            let sig = sign::api_sig(
+                params.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+                secret.expose(),
+            );
+            params.push(("api_sig".to_owned(), sig));
+        }
+    }
+    if probe.format == Format::Json {
+        params.push(("format".to_owned(), "json".to_owned()));
+    }
+    params
+}
+
+fn redacted_url(target: &Target, probe: &Probe, params: &[(String, String)]) -> String {
+    let mut url = target.base_url.clone();
+    if probe.http_method == HttpMethod::Get {
+        let mut query = url.query_pairs_mut();
+        for (name, value) in params {
+            if SECRET_PARAMS.contains(&name.as_str()) {
+                query.append_pair(name, REDACTED);
+            } else {
+                query.append_pair(name, value);
+            }
+        }
+    }
+    url.to_string()
+}
+
+async fn exchange(
+    request: reqwest::RequestBuilder,
+    max_body_bytes: u64,
+) -> Result<Response, TransportFailure> {
+    let mut response = request.send().await.map_err(failure_of)?;
+    let header = |name: reqwest::header::HeaderName| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    let content_type = header(reqwest::header::CONTENT_TYPE);
+    let retry_after = header(reqwest::header::RETRY_AFTER);
+    let headers = response
+        .headers()
+        .iter()
+        .take(MAX_TRACE_HEADERS)
+        .map(|(name, value)| {
+            let text = String::from_utf8_lossy(value.as_bytes());
+            let text: String = text.chars().take(MAX_TRACE_HEADER_VALUE).collect();
+            (name.as_str().to_owned(), text)
+        })
+        .collect();
+    let status = response.status().as_u16();
+    let cap = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
+    let mut body = Vec::with_capacity(cap.min(64 * 1024));
+    while let Some(chunk) = response.chunk().await.map_err(failure_of)? {
+        if body.len() + chunk.len() > cap {
+            return Err(TransportFailure::BodyTooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Response {
+        status,
+        content_type,
+        retry_after,
+        headers,
+        body,
+    })
+}
+
+/// The one conversion of a reqwest error: its URL (which may hold the key) is dropped first, and
+/// the kind is read from the error's predicates and source chain, never from its text.
+fn failure_of(err: reqwest::Error) -> TransportFailure {
+    use std::error::Error as _;
+    let err = err.without_url();
+    let kind = if err.is_timeout() || source_chain_has_timeout(&err) {
+        TransportFailure::Timeout
+    } else if err.is_body() || err.is_decode() {
+        TransportFailure::BodyInterrupted
+    } else {
+        TransportFailure::Connection
+    };
+    let mut chain = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    tracing::debug!(error = %chain, kind = kind.describe(), "request failed");
+    kind
+}
+
+fn source_chain_has_timeout(err: &reqwest::Error) -> bool {
+    use std::error::Error as _;
+    let mut source = err.source();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+        }
+        source = cause.source();
+    }
+    false
+}

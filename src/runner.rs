@@ -1,0 +1,362 @@
+//! One run of a probe, end to end: politeness gate, one attempt, classification, recording.
+//!
+//! This is the only place the pieces meet: [`crate::politeness`] decides whether the request may
+//! go, a [`Prober`] makes it, [`crate::classify`] judges it, and the verdict updates the target's
+//! gate and health, the metrics, the history and one log line. Scheduled runs (from the probe
+//! tasks) and on-demand runs (`/probe`) share this path, so `/probe` obeys the same budget; only
+//! scheduled runs move the exported series, as their HELP texts promise.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::classify::{self, Classification, Condition, ProbeSpec};
+use crate::config::{Probe, Target};
+use crate::health::{Health, HealthEvent};
+use crate::history::{History, RunRecord};
+use crate::metrics::{Metrics, ProbeMetrics, TargetMetrics};
+use crate::politeness::{Gate, GateEvent, SkipReason};
+use crate::probe::{Prober, Recorded};
+use crate::schedule::WallClock;
+
+/// A target with its live state.
+#[derive(Debug)]
+pub struct TargetRuntime {
+    /// The validated config of the target and its probes.
+    pub target: Arc<Target>,
+    /// The request budget, shared by all probes of the target.
+    pub gate: Arc<Gate>,
+    /// Availability and conditions, shared by all probes of the target.
+    health: Arc<Mutex<Health>>,
+    metrics: TargetMetrics,
+    /// Per probe, in the order of `target.probes`.
+    probes: Vec<ProbeMetrics>,
+}
+
+impl TargetRuntime {
+    /// Registers the target's series; `carry` keeps the gate and health of the target's previous
+    /// generation across a reload when their settings did not change.
+    pub fn new(
+        target: Arc<Target>,
+        metrics: &Metrics,
+        clock: &dyn WallClock,
+        carry: Option<&Self>,
+    ) -> Self {
+        let now = clock.now();
+        let probes = target
+            .probes
+            .iter()
+            .map(|p| {
+                metrics.probe(
+                    &target.name,
+                    &p.name,
+                    p.schedule.schedule.nominal_interval(now),
+                )
+            })
+            .collect();
+        let gate = match carry {
+            Some(old) if old.target.politeness == target.politeness => Arc::clone(&old.gate),
+            _ => Arc::new(Gate::new(target.politeness.clone(), Instant::now())),
+        };
+        let health = match carry {
+            Some(old)
+                if old.target.down_after == target.down_after
+                    && old.target.up_after == target.up_after
+                    && old.target.probes.len() == target.probes.len() =>
+            {
+                Arc::clone(&old.health)
+            }
+            _ => Arc::new(Mutex::new(Health::new(
+                target.down_after,
+                target.up_after,
+                target.probes.len(),
+            ))),
+        };
+        let runtime = Self {
+            metrics: metrics.target(&target.name),
+            target,
+            gate,
+            health,
+            probes,
+        };
+        runtime.publish(Instant::now());
+        runtime
+    }
+
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        // Plain counters: a panic elsewhere cannot leave them unusable.
+        self.health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A copy of the current health, for the status page.
+    pub fn health_snapshot(&self) -> Health {
+        self.health().clone()
+    }
+
+    /// Counts skipped runs of a probe.
+    pub fn record_skip(&self, index: usize, reason: SkipReason, n: u64) {
+        if let Some(metrics) = self.probes.get(index) {
+            metrics.record_skip(reason, n);
+        }
+    }
+
+    /// Publishes availability, conditions and backoff to the gauges.
+    pub fn publish(&self, now: Instant) {
+        let health = self.health();
+        let backoff = self.gate.backoff_remaining(now);
+        self.metrics.set(
+            health.is_available(),
+            |c| {
+                if c == Condition::RateLimited {
+                    health.has(c) || !backoff.is_zero()
+                } else {
+                    health.has(c)
+                }
+            },
+            backoff,
+        );
+    }
+}
+
+/// The targets of one loaded configuration, with the token that stops their tasks on reload.
+#[derive(Debug)]
+pub struct Generation {
+    /// The targets and their state.
+    pub targets: Vec<Arc<TargetRuntime>>,
+    /// Cancels this generation's probe tasks (a child of the app's shutdown token).
+    pub cancel: CancellationToken,
+}
+
+/// Whether a run is scheduled (moves the series) or asked for through `/probe`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// From the probe's schedule.
+    Scheduled,
+    /// From `/probe`: obeys the budget, updates backoff, leaves the series alone.
+    OnDemand,
+}
+
+/// What became of a run.
+#[derive(Debug)]
+pub enum RunResult {
+    /// Not sent, with the reason (already counted for scheduled runs).
+    Skipped(SkipReason),
+    /// Cancelled by shutdown or reload before it finished.
+    Cancelled,
+    /// Sent and recorded (the history record carries the verdict and the trace).
+    Done(Arc<RunRecord>),
+}
+
+/// Makes runs; shared by all probe tasks and the server.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    prober: Arc<dyn Prober>,
+    history: Arc<History>,
+    clock: Arc<dyn WallClock>,
+}
+
+impl Runner {
+    /// Wires a prober, the history and the wall clock.
+    pub fn new(prober: Arc<dyn Prober>, history: Arc<History>, clock: Arc<dyn WallClock>) -> Self {
+        Self {
+            prober,
+            history,
+            clock,
+        }
+    }
+
+    /// The wall clock.
+    pub fn clock(&self) -> &dyn WallClock {
+        self.clock.as_ref()
+    }
+
+    /// A shared handle on the wall clock.
+    pub fn clock_arc(&self) -> Arc<dyn WallClock> {
+        Arc::clone(&self.clock)
+    }
+
+    /// The history.
+    pub fn history(&self) -> &Arc<History> {
+        &self.history
+    }
+
+    /// One run of probe `index` of `rt`, useful until `latest`.
+    pub async fn run(
+        &self,
+        rt: &TargetRuntime,
+        index: usize,
+        latest: Instant,
+        mode: Mode,
+        cancel: &CancellationToken,
+    ) -> RunResult {
+        let Some(probe) = rt.target.probes.get(index) else {
+            return RunResult::Cancelled;
+        };
+        let at = match rt.gate.admit(Instant::now(), latest) {
+            Ok(at) => at,
+            Err(reason) => {
+                if mode == Mode::Scheduled {
+                    rt.record_skip(index, reason, 1);
+                    rt.publish(Instant::now());
+                }
+                tracing::debug!(
+                    target = %rt.target.name,
+                    probe = %probe.name,
+                    reason = reason.as_label(),
+                    "run skipped"
+                );
+                return RunResult::Skipped(reason);
+            }
+        };
+        let attempt = async {
+            tokio::time::sleep_until(at).await;
+            self.prober.probe(&rt.target, probe).await
+        };
+        let recorded = tokio::select! {
+            () = cancel.cancelled() => return RunResult::Cancelled,
+            recorded = attempt => recorded,
+        };
+        let verdict = classify::classify(
+            &recorded.outcome,
+            &ProbeSpec {
+                format: probe.format,
+                signed: probe.signed,
+                expect: probe.expect,
+                checks: &probe.checks,
+                statuses: &rt.target.statuses,
+            },
+        );
+        RunResult::Done(self.record(rt, index, probe, &recorded, &verdict, mode))
+    }
+
+    fn record(
+        &self,
+        rt: &TargetRuntime,
+        index: usize,
+        probe: &Probe,
+        recorded: &Recorded,
+        verdict: &Classification,
+        mode: Mode,
+    ) -> Arc<RunRecord> {
+        let now = Instant::now();
+        let wall = self.clock.now();
+        let now_unix = wall.timestamp_millis() as f64 / 1000.0;
+        let gate_events = rt
+            .gate
+            .record(verdict, now, wall.timestamp(), rand::random::<f64>());
+        let health_events = if mode == Mode::Scheduled {
+            if let Some(metrics) = rt.probes.get(index) {
+                metrics.record_run(verdict, recorded.outcome.elapsed, now_unix);
+            }
+            rt.health().observe(index, verdict, probe.signed)
+        } else {
+            Vec::new()
+        };
+        rt.publish(now);
+        log_run(&rt.target, probe, verdict, recorded.outcome.elapsed, mode);
+        log_events(&rt.target, &gate_events, &health_events);
+        let trace = crate::trace::render(&rt.target, probe, recorded, verdict);
+        let id = self.history.record(RunRecord {
+            id: 0,
+            target: rt.target.name.clone(),
+            probe: probe.name.clone(),
+            at: wall,
+            latency: recorded.outcome.elapsed,
+            verdict: verdict.clone(),
+            on_demand: mode == Mode::OnDemand,
+            trace,
+        });
+        self.history
+            .get(id)
+            .unwrap_or_else(|| Arc::new(placeholder(rt, probe, verdict, wall)))
+    }
+}
+
+/// Only reachable if the ring evicted the record between insert and read (it cannot: the ring
+/// keeps at least 50); a record without a trace keeps callers total anyway.
+fn placeholder(
+    rt: &TargetRuntime,
+    probe: &Probe,
+    verdict: &Classification,
+    at: chrono::DateTime<chrono::Utc>,
+) -> RunRecord {
+    RunRecord {
+        id: 0,
+        target: rt.target.name.clone(),
+        probe: probe.name.clone(),
+        at,
+        latency: Duration::ZERO,
+        verdict: verdict.clone(),
+        on_demand: true,
+        trace: String::new(),
+    }
+}
+
+fn log_run(
+    target: &Target,
+    probe: &Probe,
+    verdict: &Classification,
+    elapsed: Duration,
+    mode: Mode,
+) {
+    tracing::debug!(
+        target = %target.name,
+        probe = %probe.name,
+        outcome = verdict.outcome.as_label(),
+        code = verdict.error_code.unwrap_or(0),
+        status = verdict.http_status.unwrap_or(0),
+        success = verdict.met_expectation,
+        mismatch = verdict.mismatch.map_or("none", |m| m.kind.as_label()),
+        blame = verdict.blame.map_or("none", |b| b.as_label()),
+        duration_seconds = elapsed.as_secs_f64(),
+        on_demand = mode == Mode::OnDemand,
+        "probe run"
+    );
+}
+
+fn log_events(target: &Target, gate: &[GateEvent], health: &[HealthEvent]) {
+    for event in gate {
+        match event {
+            GateEvent::BackoffStarted(delay) => tracing::warn!(
+                target = %target.name,
+                backoff_seconds = delay.as_secs_f64(),
+                "rate limited by the API: backing off"
+            ),
+            GateEvent::BackoffCleared => {
+                tracing::info!(target = %target.name, "backoff cleared after a healthy answer");
+            }
+            GateEvent::SuspendedModeStarted => tracing::warn!(
+                target = %target.name,
+                suspended_interval_seconds = target.politeness.suspended_interval.as_secs_f64(),
+                "API key refused: probing slowed to one request per suspended_interval"
+            ),
+            GateEvent::SuspendedModeCleared => {
+                tracing::info!(target = %target.name, "API key accepted again: normal probing resumes");
+            }
+        }
+    }
+    for event in health {
+        match event {
+            HealthEvent::Availability(true) => {
+                tracing::info!(target = %target.name, available = true, "target available again");
+            }
+            HealthEvent::Availability(false) => {
+                tracing::warn!(target = %target.name, available = false, "target unavailable");
+            }
+            HealthEvent::Condition(condition, true) => tracing::warn!(
+                target = %target.name,
+                condition = condition.as_label(),
+                "condition raised"
+            ),
+            HealthEvent::Condition(condition, false) => tracing::info!(
+                target = %target.name,
+                condition = condition.as_label(),
+                "condition cleared"
+            ),
+        }
+    }
+}

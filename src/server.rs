@@ -1,0 +1,393 @@
+//! The HTTP surface (SPEC §8) and the accept loop that keeps it safe from slow or hostile clients.
+//!
+//! Routes:
+//! - `GET /metrics`: the exposition, from memory; never waits on a probe.
+//! - `GET /`: the status page (targets, probes, conditions, recent runs).
+//! - `GET /runs/{id}`: the stored debug trace of a recent run.
+//! - `GET /probe?target=T&probe=P[&debug=true]`: one run now, within the target's budget.
+//! - `GET /-/healthy`: liveness. `GET /-/ready`: 200 once the config is loaded and probes run.
+//! - `POST /-/reload`: reload the configuration, as SIGHUP does.
+//!
+//! Other methods on these paths answer 405, other paths a fixed 404 that does not echo the path.
+//! axum's `serve` installs no header-read timeout (axum#2741), so [`serve`] runs its own hyper
+//! accept loop with one; a middleware caps requests in flight (503 beyond) and bounds each
+//! request's time.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::metrics::Metrics;
+use crate::runner::{Generation, Mode, RunResult, Runner};
+
+/// Requests handled at once; beyond this, 503 at once (node_exporter's `--web.max-requests`).
+pub const MAX_IN_FLIGHT: usize = 40;
+/// How long a client may take to send its request headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one request may take (an on-demand probe is bounded by its own timeout first).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(70);
+/// How long `/probe` waits for a token of the target's budget before answering 429.
+const PROBE_BUDGET_WAIT: Duration = Duration::from_secs(2);
+
+/// Reply channel of a reload request: `Ok(summary)` or every problem.
+pub type ReloadReply = oneshot::Sender<Result<String, String>>;
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct Shared {
+    /// The metrics to render.
+    pub metrics: Metrics,
+    /// Makes on-demand runs.
+    pub runner: Runner,
+    /// The running generation of targets, swapped on reload.
+    pub generation: RwLock<Arc<Generation>>,
+    /// Set once the config is loaded and the probe tasks run.
+    pub ready: AtomicBool,
+    /// Asks the app to reload.
+    pub reload: mpsc::Sender<ReloadReply>,
+    /// Caps requests in flight.
+    in_flight: Semaphore,
+}
+
+impl Shared {
+    /// Bundles the shared state.
+    pub fn new(
+        metrics: Metrics,
+        runner: Runner,
+        generation: Arc<Generation>,
+        reload: mpsc::Sender<ReloadReply>,
+    ) -> Self {
+        Self {
+            metrics,
+            runner,
+            generation: RwLock::new(generation),
+            ready: AtomicBool::new(false),
+            reload,
+            in_flight: Semaphore::new(MAX_IN_FLIGHT),
+        }
+    }
+
+    /// The current generation.
+    pub fn generation(&self) -> Arc<Generation> {
+        Arc::clone(
+            &self
+                .generation
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Swaps in a new generation.
+    pub fn set_generation(&self, generation: Arc<Generation>) {
+        *self
+            .generation
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = generation;
+    }
+}
+
+/// The router for every endpoint.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", get(status_page))
+        .route("/metrics", get(metrics))
+        .route("/probe", get(probe))
+        .route("/runs/{id}", get(run_trace))
+        .route("/-/healthy", get(healthy))
+        .route("/-/ready", get(ready))
+        .route("/-/reload", post(reload))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(Arc::clone(&shared), guard))
+        .with_state(shared)
+}
+
+/// Caps concurrency and bounds each request's time.
+async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let Ok(_permit) = shared.in_flight.try_acquire() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "too many requests in flight\n",
+        )
+            .into_response();
+    };
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "request timed out\n").into_response(),
+    }
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        shared.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn healthy() -> &'static str {
+    "OK\n"
+}
+
+async fn ready(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.ready.load(Ordering::Acquire) {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn reload(State(shared): State<Arc<Shared>>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    if shared.reload.send(tx).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    match rx.await {
+        Ok(Ok(summary)) => format!("{summary}\n").into_response(),
+        Ok(Err(problems)) => (
+            StatusCode::BAD_REQUEST,
+            format!("configuration refused; the previous one keeps running:\n{problems}\n"),
+        )
+            .into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
+    }
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "not found; see / for the endpoints\n",
+    )
+        .into_response()
+}
+
+async fn status_page(State(shared): State<Arc<Shared>>) -> Html<String> {
+    Html(crate::status_page::render(
+        &shared.generation(),
+        shared.runner.history(),
+        shared.runner.clock().now(),
+    ))
+}
+
+async fn run_trace(State(shared): State<Arc<Shared>>, Path(id): Path<u64>) -> Response {
+    match shared.runner.history().get(id) {
+        Some(record) => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            record.trace.clone(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "no such run; only recent runs are kept\n",
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ProbeQuery {
+    target: Option<String>,
+    probe: Option<String>,
+    #[serde(default)]
+    debug: Option<String>,
+}
+
+async fn probe(State(shared): State<Arc<Shared>>, Query(query): Query<ProbeQuery>) -> Response {
+    let (Some(target_name), Some(probe_name)) = (query.target, query.probe) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "usage: /probe?target=T&probe=P[&debug=true]\n",
+        )
+            .into_response();
+    };
+    let generation = shared.generation();
+    let Some(rt) = generation
+        .targets
+        .iter()
+        .find(|t| t.target.name == target_name)
+    else {
+        return (
+            StatusCode::NOT_FOUND,
+            "unknown target; see / for the configured ones\n",
+        )
+            .into_response();
+    };
+    let Some(index) = rt.target.probes.iter().position(|p| p.name == probe_name) else {
+        return (
+            StatusCode::NOT_FOUND,
+            "unknown probe for this target; see / for the configured ones\n",
+        )
+            .into_response();
+    };
+    let debug = matches!(query.debug.as_deref(), Some("true" | "1"));
+    let latest = Instant::now() + PROBE_BUDGET_WAIT;
+    match shared
+        .runner
+        .run(rt, index, latest, Mode::OnDemand, &generation.cancel)
+        .await
+    {
+        RunResult::Skipped(reason) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "10")],
+            format!(
+                "not sent: the target's politeness budget refuses it now ({})\n",
+                reason.as_label()
+            ),
+        )
+            .into_response(),
+        RunResult::Cancelled => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cancelled by reload or shutdown\n",
+        )
+            .into_response(),
+        RunResult::Done(record) if debug => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            record.trace.clone(),
+        )
+            .into_response(),
+        RunResult::Done(record) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            single_run_exposition(&record),
+        )
+            .into_response(),
+    }
+}
+
+/// The metrics of one on-demand run, blackbox-style gauges.
+fn single_run_exposition(record: &crate::history::RunRecord) -> String {
+    use std::fmt::Write as _;
+    let labels = format!("target=\"{}\",probe=\"{}\"", record.target, record.probe);
+    let v = &record.verdict;
+    let mut out = String::new();
+    let gauges: [(&str, &str, f64); 4] = [
+        (
+            "lastfm_probe_success",
+            "1 if this on-demand run met the probe's expectation.",
+            f64::from(u8::from(v.met_expectation)),
+        ),
+        (
+            "lastfm_probe_duration_seconds",
+            "Duration of this on-demand run.",
+            record.latency.as_secs_f64(),
+        ),
+        (
+            "lastfm_probe_http_status_code",
+            "HTTP status of this run, 0 when there was no response.",
+            f64::from(v.http_status.unwrap_or(0)),
+        ),
+        (
+            "lastfm_probe_last_error_code",
+            "Last.fm error code of this run, 0 when none.",
+            f64::from(
+                v.error_code
+                    .map_or(0, |c| u16::try_from(c).unwrap_or(u16::MAX)),
+            ),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{{labels}}} {value}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP lastfm_probe_outcome The outcome of this on-demand run (1 for the outcome that occurred).\n# TYPE lastfm_probe_outcome gauge"
+    );
+    for outcome in crate::classify::Outcome::ALL {
+        let _ = writeln!(
+            out,
+            "lastfm_probe_outcome{{{labels},outcome=\"{}\"}} {}",
+            outcome.as_label(),
+            u8::from(outcome == v.outcome)
+        );
+    }
+    out
+}
+
+/// Serves `router` on `listener` until `cancel`, with header-read timeouts, and drains
+/// connections gracefully on cancel. Connection tasks are spawned on `tracker`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = cancel.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    // Out of descriptors and the like: back off a little instead of spinning.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let service = service.clone();
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            serve_connection(stream, peer, service, cancel).await;
+        });
+    }
+}
+
+async fn serve_connection<S>(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    service: S,
+    cancel: CancellationToken,
+) where
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = Response,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(err) = result {
+                tracing::trace!(%peer, error = %err, "connection ended with an error");
+            }
+        }
+        () = cancel.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), connection).await;
+        }
+    }
+}

@@ -1,0 +1,412 @@
+//! The decision for one request: which status, which body, delivered how. Pure, given the scenario,
+//! the active phase, the parameters, the rate limiter and the time, so the API's rules are tested
+//! without sockets.
+//!
+//! Order: a matching rule of the active phase wins outright (so a phase can force error 26 for
+//! everything). Otherwise the simulated API checks, like the real one: method (3), api_key (6, 10),
+//! rate limit (29), signature (13), session key (9), users that cannot exist (6 / 404, the negative
+//! control), required parameters (6); then it answers with a success body.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::responses::{
+    self, Format, MISSING_PARAMETER, Method, Params, default_message, default_status, error_body,
+    html_page, success_body,
+};
+use super::scenario::{Phase, Respond, Rule, Scenario};
+use super::signing::api_sig;
+
+/// How an answer's bytes leave the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// A head with the body's length, then the body.
+    Whole,
+    /// A head with the body's full length, half of the body, then the connection closes.
+    CutShort,
+    /// A head with the body's length, then the body one byte per second.
+    Trickle,
+    /// Nothing until the client leaves.
+    Stall,
+    /// `bytes` bytes of JSON-like filler with an honest length, generated while sending.
+    Filler { bytes: u64 },
+}
+
+/// Everything the server needs to send one answer.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) content_type: String,
+    pub(crate) body: Vec<u8>,
+    pub(crate) delivery: Delivery,
+    pub(crate) delay: Duration,
+    /// What was chosen, for the debug log: a rule's `respond` kind, `api_error` or `api_success`.
+    pub(crate) kind: &'static str,
+}
+
+/// Decides the answer to `params` at `now`.
+pub(crate) fn decide(
+    scenario: &Scenario,
+    phase: Option<&Phase>,
+    params: &Params,
+    limiter: &mut RateLimiter,
+    now: Instant,
+) -> Reply {
+    let format = Format::of(params);
+    let method_name = params.get("method").map(String::as_str);
+    let method = method_name.and_then(responses::lookup);
+    match phase.and_then(|p| p.rule_for(method_name)) {
+        Some(rule) => from_rule(rule, method_name, method, params, format),
+        None => match check_request(scenario, method, params, limiter, now) {
+            Err((code, message, status)) => api_error(code, message, status, format),
+            Ok(method) => Reply {
+                status: 200,
+                content_type: format.content_type().to_owned(),
+                body: success_body(Some(method), params, format).into_bytes(),
+                delivery: Delivery::Whole,
+                delay: Duration::ZERO,
+                kind: "api_success",
+            },
+        },
+    }
+}
+
+fn from_rule(
+    rule: &Rule,
+    method_name: Option<&str>,
+    method: Option<&Method>,
+    params: &Params,
+    format: Format,
+) -> Reply {
+    let status = rule.status.unwrap_or(match &rule.respond {
+        Respond::Error { code, .. } => default_status(*code, method_name),
+        Respond::Html => 502,
+        _ => 200,
+    });
+    let success = || success_body(method, params, format).into_bytes();
+    let (content_type, body, delivery) = match &rule.respond {
+        Respond::Success => (format.content_type(), success(), Delivery::Whole),
+        Respond::Error { code, message } => {
+            let message = message.as_deref().unwrap_or(default_message(*code));
+            let body = error_body(*code, message, format).into_bytes();
+            (format.content_type(), body, Delivery::Whole)
+        }
+        Respond::Html => (
+            "text/html; charset=UTF-8",
+            html_page(status).into_bytes(),
+            Delivery::Whole,
+        ),
+        Respond::Empty => (format.content_type(), Vec::new(), Delivery::Whole),
+        Respond::Truncated => {
+            let mut body = success();
+            body.truncate(body.len() / 2);
+            (format.content_type(), body, Delivery::Whole)
+        }
+        Respond::Reset => (format.content_type(), success(), Delivery::CutShort),
+        Respond::Stall => (format.content_type(), Vec::new(), Delivery::Stall),
+        Respond::Trickle => (format.content_type(), success(), Delivery::Trickle),
+        Respond::Raw { body, content_type } => (
+            content_type.as_deref().unwrap_or("application/json"),
+            body.clone().into_bytes(),
+            Delivery::Whole,
+        ),
+        Respond::Oversized { bytes } => (
+            "application/json",
+            Vec::new(),
+            Delivery::Filler { bytes: *bytes },
+        ),
+    };
+    Reply {
+        status,
+        content_type: content_type.to_owned(),
+        body,
+        delivery,
+        delay: rule.delay,
+        kind: rule.respond.as_label(),
+    }
+}
+
+/// An API error: code, message, status.
+type Refusal = (u32, &'static str, u16);
+
+/// The real API's own checks; `Ok` carries the method to answer.
+fn check_request(
+    scenario: &Scenario,
+    method: Option<&'static Method>,
+    params: &Params,
+    limiter: &mut RateLimiter,
+    now: Instant,
+) -> Result<&'static Method, Refusal> {
+    let refuse = |code: u32, status: u16| Err((code, default_message(code), status));
+    let Some(method) = method else {
+        return refuse(3, 400);
+    };
+    let present = |name: &str| params.get(name).filter(|v| !v.is_empty());
+    let Some(api_key) = present("api_key") else {
+        return Err((6, MISSING_PARAMETER, 400));
+    };
+    let key = scenario.keys().iter().find(|k| k.api_key == *api_key);
+    let is_known = if scenario.keys().is_empty() {
+        api_key.len() == 32 && api_key.chars().all(|c| c.is_ascii_hexdigit())
+    } else {
+        key.is_some()
+    };
+    if !is_known {
+        return refuse(10, 403);
+    }
+    let limit = key.and_then(|k| k.rate_limit_per_second);
+    if let Some(per_second) = limit.or(scenario.rate_limit_per_second()) {
+        if !limiter.allow(api_key, per_second, now) {
+            return refuse(29, 429);
+        }
+    }
+    let sig = present("api_sig");
+    match (sig, key) {
+        (None, _) if method.is_write() => return refuse(13, 400),
+        (Some(sig), Some(key)) => {
+            let pairs: Vec<_> = params
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            if !api_sig(&pairs, &key.secret).eq_ignore_ascii_case(sig) {
+                return refuse(13, 400);
+            }
+        }
+        _ => {}
+    }
+    let sk = params.get("sk");
+    match (sk, key) {
+        (None, _) if method.is_write() => return refuse(9, 403),
+        (Some(sk), Some(key)) if !key.session_keys.contains(sk) => return refuse(9, 403),
+        (Some(sk), None) if sk.is_empty() => return refuse(9, 403),
+        _ => {}
+    }
+    // Last.fm user names are 2-15 characters: a longer one is the negative control's user.
+    if params.get("user").is_some_and(|u| u.chars().count() > 15) {
+        return refuse(6, 404);
+    }
+    let has_session = sig.is_some() && sk.is_some();
+    let needs_user = method.name == "user.getInfo" && !has_session;
+    let missing = method
+        .required
+        .iter()
+        .chain(needs_user.then_some(&"user"))
+        .any(|name| present(name).is_none());
+    if missing {
+        return Err((6, MISSING_PARAMETER, 400));
+    }
+    Ok(method)
+}
+
+fn api_error(code: u32, message: &str, status: u16, format: Format) -> Reply {
+    Reply {
+        status,
+        content_type: format.content_type().to_owned(),
+        body: error_body(code, message, format).into_bytes(),
+        delivery: Delivery::Whole,
+        delay: Duration::ZERO,
+        kind: "api_error",
+    }
+}
+
+/// A token bucket per api_key: the simulated API's politeness limiter.
+#[derive(Debug, Default)]
+pub(crate) struct RateLimiter {
+    buckets: HashMap<String, Bucket>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+/// Without `[[keys]]` any well-formed key is accepted, so the map is bounded by forgetting.
+const MAX_TRACKED_KEYS: usize = 1024;
+
+impl RateLimiter {
+    /// Takes a token for `key` refilled at `per_second`; the burst is one second's worth (at least 1).
+    pub(crate) fn allow(&mut self, key: &str, per_second: f64, now: Instant) -> bool {
+        if self.buckets.len() >= MAX_TRACKED_KEYS && !self.buckets.contains_key(key) {
+            self.buckets.clear();
+        }
+        let burst = per_second.max(1.0);
+        let bucket = self.buckets.entry(key.to_owned()).or_insert(Bucket {
+            tokens: burst,
+            updated: now,
+        });
+        let refill = now.saturating_duration_since(bucket.updated).as_secs_f64() * per_second;
+        bucket.tokens = (bucket.tokens + refill).min(burst);
+        bucket.updated = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
+    const SECRET: &str = "fedcba9876543210fedcba9876543210";
+
+    fn keyed() -> Scenario {
+        Scenario::from_toml_str(&format!(
+            "[[keys]]\napi_key = \"{KEY}\"\nsecret = \"{SECRET}\"\nsession_keys = [\"sk-canary\"]\n"
+        ))
+        .unwrap()
+    }
+
+    fn ask(scenario: &Scenario, pairs: &[(&str, &str)]) -> Reply {
+        let params: Params = [("api_key", KEY), ("format", "json")]
+            .iter()
+            .chain(pairs)
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let phase = scenario.phase_at(Duration::ZERO);
+        decide(
+            scenario,
+            phase,
+            &params,
+            &mut RateLimiter::default(),
+            Instant::now(),
+        )
+    }
+
+    /// Status and error code (0 for a success).
+    fn outcome(reply: &Reply) -> (u16, u64) {
+        let json: Value = serde_json::from_slice(&reply.body).unwrap();
+        (reply.status, json["error"].as_u64().unwrap_or(0))
+    }
+
+    fn signed<'a>(pairs: &[(&'a str, &'a str)], secret: &str) -> Vec<(&'a str, String)> {
+        let mut all: Vec<_> = pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        let mut to_sign = pairs.to_vec();
+        to_sign.push(("api_key", KEY));
+        all.push(("api_sig", api_sig(&to_sign, secret)));
+        all
+    }
+
+    fn ask_signed(scenario: &Scenario, pairs: &[(&str, &str)], secret: &str) -> Reply {
+        let owned = signed(pairs, secret);
+        let borrowed: Vec<_> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        ask(scenario, &borrowed)
+    }
+
+    #[test]
+    fn method_and_key_checks() {
+        let any = Scenario::healthy();
+        assert_eq!(outcome(&ask(&any, &[("method", "nope.nope")])), (400, 3));
+        assert_eq!(outcome(&ask(&any, &[])), (400, 3));
+        assert_eq!(
+            outcome(&ask(&any, &[("method", "tag.getInfo"), ("tag", "rock")])),
+            (200, 0)
+        );
+        let bad_key = [("method", "tag.getInfo"), ("api_key", "short")];
+        assert_eq!(outcome(&ask(&any, &bad_key)), (403, 10));
+        let no_key = [("method", "tag.getInfo"), ("api_key", "")];
+        assert_eq!(outcome(&ask(&any, &no_key)), (400, 6));
+        let other = [("method", "tag.getInfo"), ("tag", "x"), ("api_key", SECRET)];
+        assert_eq!(
+            outcome(&ask(&any, &other)),
+            (200, 0),
+            "any hex key without [[keys]]"
+        );
+        assert_eq!(
+            outcome(&ask(&keyed(), &other)),
+            (403, 10),
+            "only listed keys with them"
+        );
+    }
+
+    #[test]
+    fn signatures_and_session_keys_are_verified() {
+        let s = keyed();
+        let info = [("method", "user.getInfo"), ("sk", "sk-canary")];
+        let reply = ask_signed(&s, &info, SECRET);
+        assert_eq!(outcome(&reply), (200, 0));
+        let user: Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(user["user"]["name"], "simuser");
+        assert_eq!(outcome(&ask_signed(&s, &info, "wrong")), (400, 13));
+        let stale = [("method", "user.getInfo"), ("sk", "sk-revoked")];
+        assert_eq!(outcome(&ask_signed(&s, &stale, SECRET)), (403, 9));
+        let love = [
+            ("method", "track.love"),
+            ("artist", "Cher"),
+            ("track", "Believe"),
+        ];
+        assert_eq!(outcome(&ask(&s, &love)), (400, 13), "writes must be signed");
+        assert_eq!(
+            outcome(&ask_signed(&s, &love, SECRET)),
+            (403, 9),
+            "and carry an sk"
+        );
+        // Unsigned user.getInfo without `user` is a missing parameter.
+        assert_eq!(outcome(&ask(&s, &[("method", "user.getInfo")])), (400, 6));
+    }
+
+    #[test]
+    fn a_user_name_too_long_to_exist_is_not_found() {
+        let ghost = [
+            ("method", "user.getInfo"),
+            ("user", "nosuchuser-canary-0000"),
+        ];
+        let reply = ask(&Scenario::healthy(), &ghost);
+        assert_eq!(outcome(&reply), (404, 6));
+        assert!(String::from_utf8_lossy(&reply.body).contains("User not found"));
+    }
+
+    #[test]
+    fn a_matching_rule_wins_over_the_api_checks() {
+        let s = Scenario::from_toml_str(
+            "[[phases]]\nname = \"p\"\n\
+             [[phases.rules]]\nmethod = \"album.getInfo\"\nrespond = \"error\"\ncode = 6\n\
+             [[phases.rules]]\nmethod = \"tag.getInfo\"\nrespond = \"html\"\nstatus = 504\n\
+             [[phases.rules]]\nrespond = \"error\"\ncode = 26\n",
+        )
+        .unwrap();
+        assert_eq!(outcome(&ask(&s, &[("method", "album.getInfo")])), (200, 6));
+        assert_eq!(
+            outcome(&ask(&s, &[("method", "nope"), ("api_key", "x")])),
+            (403, 26)
+        );
+        let html = ask(&s, &[("method", "TAG.GETINFO")]);
+        assert_eq!((html.status, html.kind), (504, "html"));
+        assert!(String::from_utf8_lossy(&html.body).contains("<title>504 Server Error"));
+    }
+
+    #[test]
+    fn truncated_is_the_first_half_of_the_success() {
+        let s = Scenario::from_toml_str(
+            "[[phases]]\nname = \"p\"\nrules = [{ respond = \"truncated\" }]\n",
+        )
+        .unwrap();
+        let cut = ask(&s, &[("method", "track.search"), ("track", "Believe")]);
+        let full = ask(
+            &Scenario::healthy(),
+            &[("method", "track.search"), ("track", "Believe")],
+        );
+        assert_eq!(cut.body.len(), full.body.len() / 2);
+        assert!(full.body.starts_with(&cut.body));
+        assert!(serde_json::from_slice::<Value>(&cut.body).is_err());
+    }
+
+    #[test]
+    fn limiter_allows_a_burst_then_refills() {
+        let mut limiter = RateLimiter::default();
+        let t0 = Instant::now();
+        let allowed = (0..5).filter(|_| limiter.allow("k", 2.0, t0)).count();
+        assert_eq!(allowed, 2);
+        assert!(limiter.allow("other", 2.0, t0), "per key");
+        assert!(limiter.allow("k", 2.0, t0 + Duration::from_millis(500)));
+        assert!(!limiter.allow("k", 2.0, t0 + Duration::from_millis(500)));
+    }
+}

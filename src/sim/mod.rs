@@ -1,0 +1,31 @@
+//! A Last.fm API simulator: the upstream for the test suite, `lastfm-monitor demo` and
+//! `lastfm-monitor simulate`.
+//!
+//! It reproduces what the real API does (docs/LASTFM-API.md): JSON and XML, error payloads with
+//! their various statuses, `200 OK` errors, the edge proxy's HTML pages, empty, truncated, cut-short,
+//! stalled and trickled bodies, rate limiting, suspended keys and signature checks. What it answers
+//! and when is a [`Scenario`], plain data, so a test, the demo and an operator's fire drill are each
+//! one scenario.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `scenario.rs` | the scenario format (documented there), validation, the timeline, `demo()` |
+//! | `answer.rs` | the decision for one request: phase rules first, then the API's own checks |
+//! | `responses.rs` | the method table, success and error bodies, default messages and statuses |
+//! | `signing.rs` | `api_sig` |
+//! | `http.rs` | reading one HTTP/1.1 request, writing a response head |
+//! | `server.rs` | the TCP server, delivery of (broken) answers, the [`Simulator`] handle |
+//!
+//! Nothing here refers outside `crate::sim`. The simulator never logs credentials: its debug log
+//! names only the method, the phase and the kind of answer.
+
+mod answer;
+mod http;
+mod responses;
+mod scenario;
+mod server;
+mod signing;
+
+pub use scenario::{Phase, Scenario, ScenarioError};
+pub use server::{SeenRequest, Simulator, spawn_local};
+pub use signing::api_sig;

@@ -1,0 +1,673 @@
+//! Scenarios: the data that tells the simulator what to answer, and when.
+//!
+//! A scenario is a timeline of phases; each phase holds rules that override the simulated API's
+//! normal behaviour for some or all methods. Tests, `demo` and an operator's fire drill are all
+//! scenarios, so this module owns only data and its validation: no sockets, no clock. The server asks
+//! [`Scenario::phase_at`] with the time elapsed since the scenario started.
+//!
+//! # Format (TOML)
+//!
+//! ```toml
+//! name = "fire-drill"
+//! repeat = true                      # after the last phase, start again from the first (default true)
+//!
+//! # Optional: keys the simulator knows. Without any, every api_key of 32 hex characters is accepted,
+//! # signatures are not verified and any non-empty sk is valid. With keys, an unknown api_key gets
+//! # error 10, a wrong api_sig error 13 (verified with `secret`, default "") and an sk that is not
+//! # listed error 9.
+//! rate_limit_per_second = 5.0        # optional, for every key: beyond it the answer is error 29 / 429
+//!
+//! [[keys]]
+//! api_key = "0123456789abcdef0123456789abcdef"
+//! secret = "fedcba9876543210fedcba9876543210"
+//! session_keys = ["sk-canary"]
+//! rate_limit_per_second = 5.0        # optional, for this key only (overrides the top-level one)
+//!
+//! [[phases]]
+//! name = "healthy"
+//! duration = "20s"                   # humantime; only the last phase may omit it (it then lasts forever)
+//!
+//! [[phases]]
+//! name = "outage"
+//! duration = "1m"
+//! [[phases.rules]]                   # first match wins; without `method` a rule matches every method
+//! method = "artist.getInfo"
+//! respond = "error"
+//! code = 8
+//! status = 503                       # optional: default = the documented status for code and method
+//! message = "Operation failed"       # optional: default = the real API's wording for the code
+//! delay = "2s"                       # optional, every kind: wait before answering
+//! ```
+//!
+//! `respond` is one of (all accept `status` and `delay`):
+//!
+//! | respond | sends |
+//! |---|---|
+//! | `success` | a realistic success body for the method (JSON for `format=json`, else XML), 200 |
+//! | `error` | the Last.fm error payload for `code` (required), optional `message` |
+//! | `html` | the Google front-end "temporary error" HTML page, 502 |
+//! | `empty` | an empty body, `Content-Length: 0`, 200 |
+//! | `truncated` | the first half of a success body with an honest `Content-Length`, 200 |
+//! | `reset` | a `Content-Length` for the whole success body, half of it, then the connection closes |
+//! | `stall` | nothing, until the client leaves (at most 10 minutes) |
+//! | `trickle` | a success body, one byte per second |
+//! | `raw` | `body` verbatim as `content_type` (default `application/json`), 200 |
+//! | `oversized` | `bytes` bytes of JSON-like filler with an honest `Content-Length`, 200 |
+//!
+//! A matched rule is answered as written, before any of the API's own checks (key, signature,
+//! session, rate limit, unknown users), so a phase can force error 26 for everything. Requests no rule
+//! matches get the normal behaviour. After the last phase the timeline starts again when `repeat` is
+//! true; otherwise no phase is active any more and everything behaves normally.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// A validated timeline of phases plus the keys the simulated API knows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    #[serde(default = "default_name")]
+    name: String,
+    #[serde(default = "default_repeat")]
+    repeat: bool,
+    #[serde(default)]
+    rate_limit_per_second: Option<f64>,
+    #[serde(default)]
+    keys: Vec<KeyEntry>,
+    #[serde(default)]
+    phases: Vec<Phase>,
+}
+
+/// One stretch of the timeline and the rules that hold during it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phase {
+    name: String,
+    #[serde(default, deserialize_with = "duration_opt")]
+    duration: Option<Duration>,
+    #[serde(default)]
+    rules: Vec<Rule>,
+}
+
+/// An API key the simulator accepts, with its secret and valid session keys.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KeyEntry {
+    pub(crate) api_key: String,
+    #[serde(default)]
+    pub(crate) secret: String,
+    #[serde(default)]
+    pub(crate) session_keys: Vec<String>,
+    #[serde(default)]
+    pub(crate) rate_limit_per_second: Option<f64>,
+}
+
+impl fmt::Debug for KeyEntry {
+    // Scenarios end up in logs; even simulated credentials stay out of them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyEntry")
+            .field("api_key", &"<redacted>")
+            .field("secret", &"<redacted>")
+            .field("session_keys", &self.session_keys.len())
+            .field("rate_limit_per_second", &self.rate_limit_per_second)
+            .finish()
+    }
+}
+
+/// "Answer requests for `method` (or every method) like this."
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "RuleFile")]
+pub(crate) struct Rule {
+    pub(crate) method: Option<String>,
+    pub(crate) respond: Respond,
+    pub(crate) status: Option<u16>,
+    pub(crate) delay: Duration,
+}
+
+/// What a matched rule sends; the kind-specific fields live in their variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Respond {
+    Success,
+    Error {
+        code: u32,
+        message: Option<String>,
+    },
+    Html,
+    Empty,
+    Truncated,
+    Reset,
+    Stall,
+    Trickle,
+    Raw {
+        body: String,
+        content_type: Option<String>,
+    },
+    Oversized {
+        bytes: u64,
+    },
+}
+
+impl Respond {
+    /// The `respond` value, for logs.
+    pub(crate) fn as_label(&self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Error { .. } => "error",
+            Self::Html => "html",
+            Self::Empty => "empty",
+            Self::Truncated => "truncated",
+            Self::Reset => "reset",
+            Self::Stall => "stall",
+            Self::Trickle => "trickle",
+            Self::Raw { .. } => "raw",
+            Self::Oversized { .. } => "oversized",
+        }
+    }
+}
+
+/// The raw TOML shape of a rule: every field of every kind, checked by `TryFrom` so that
+/// a field that does not fit its `respond` is an error with the rule's line.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    method: Option<String>,
+    respond: RespondKind,
+    status: Option<u16>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    delay: Option<Duration>,
+    code: Option<u32>,
+    message: Option<String>,
+    body: Option<String>,
+    content_type: Option<String>,
+    bytes: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RespondKind {
+    Success,
+    Error,
+    Html,
+    Empty,
+    Truncated,
+    Reset,
+    Stall,
+    Trickle,
+    Raw,
+    Oversized,
+}
+
+impl TryFrom<RuleFile> for Rule {
+    type Error = String;
+
+    fn try_from(raw: RuleFile) -> Result<Self, String> {
+        let respond = match raw.respond {
+            RespondKind::Success => Respond::Success,
+            RespondKind::Error => Respond::Error {
+                code: raw.code.ok_or("respond = \"error\" needs `code`")?,
+                message: raw.message.clone(),
+            },
+            RespondKind::Html => Respond::Html,
+            RespondKind::Empty => Respond::Empty,
+            RespondKind::Truncated => Respond::Truncated,
+            RespondKind::Reset => Respond::Reset,
+            RespondKind::Stall => Respond::Stall,
+            RespondKind::Trickle => Respond::Trickle,
+            RespondKind::Raw => Respond::Raw {
+                body: raw.body.clone().ok_or("respond = \"raw\" needs `body`")?,
+                content_type: raw.content_type.clone(),
+            },
+            RespondKind::Oversized => Respond::Oversized {
+                bytes: raw.bytes.ok_or("respond = \"oversized\" needs `bytes`")?,
+            },
+        };
+        let kind = respond.as_label();
+        let misplaced = [
+            ("code", raw.code.is_some(), kind == "error"),
+            ("message", raw.message.is_some(), kind == "error"),
+            ("body", raw.body.is_some(), kind == "raw"),
+            ("content_type", raw.content_type.is_some(), kind == "raw"),
+            ("bytes", raw.bytes.is_some(), kind == "oversized"),
+        ];
+        if let Some((field, ..)) = misplaced.iter().find(|(_, set, fits)| *set && !fits) {
+            return Err(format!("`{field}` does not apply to respond = \"{kind}\""));
+        }
+        if let Some(status) = raw.status.filter(|s| !(100..=599).contains(s)) {
+            return Err(format!("status {status} is not an HTTP status (100-599)"));
+        }
+        Ok(Self {
+            method: raw.method,
+            respond,
+            status: raw.status,
+            delay: raw.delay.unwrap_or_default(),
+        })
+    }
+}
+
+/// Why a scenario could not be loaded; the message is meant for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read scenario file {}: {cause}", path.display())]
+    ReadScenario {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    /// Syntax, unknown keys or bad values; toml's message carries line, column and the key.
+    #[error("invalid scenario{}: {cause}", origin(path.as_deref()))]
+    ParseScenario {
+        path: Option<PathBuf>,
+        cause: toml::de::Error,
+    },
+    #[error("invalid scenario{}: {reason}", origin(path.as_deref()))]
+    InvalidScenario {
+        path: Option<PathBuf>,
+        reason: String,
+    },
+}
+
+fn origin(path: Option<&Path>) -> String {
+    path.map(|p| format!(" {}", p.display()))
+        .unwrap_or_default()
+}
+
+/// The built-in demo: a three-minute incident cycle; the first incident starts after 20 s.
+const DEMO_TOML: &str = r#"
+name = "demo"
+repeat = true
+
+# Throughout the healthy phases, track.getInfo of a missing track answers error 6 with 200 OK, as
+# the real API does for tracks: the demo's negative control sees the best-known quirk at once.
+[[phases]]
+name = "healthy"
+duration = "10s"
+rules = [
+  { method = "track.getInfo", respond = "error", code = 6, status = 200, message = "Track not found" },
+]
+
+[[phases]]
+name = "error-8-burst"
+duration = "25s"
+rules = [
+  { method = "artist.getInfo", respond = "error", code = 8, status = 503 },
+  { method = "album.getInfo", respond = "error", code = 8, status = 503 },
+  { method = "chart.getTopArtists", respond = "html" },
+  { method = "track.getInfo", respond = "error", code = 6, status = 200, message = "Track not found" },
+]
+
+[[phases]]
+name = "200-with-error"
+duration = "25s"
+rules = [
+  { method = "album.getInfo", respond = "error", code = 8, status = 200 },
+  { method = "tag.getInfo", respond = "error", code = 8, status = 200 },
+  { method = "geo.getTopArtists", respond = "empty" },
+  { method = "track.search", respond = "truncated" },
+  { method = "track.getInfo", respond = "error", code = 6, status = 200, message = "Track not found" },
+]
+
+[[phases]]
+name = "rate-limited"
+duration = "25s"
+rules = [{ respond = "error", code = 29 }]
+
+[[phases]]
+name = "service-offline"
+duration = "30s"
+rules = [{ respond = "error", code = 11 }]
+
+[[phases]]
+name = "key-suspended"
+duration = "30s"
+rules = [{ respond = "error", code = 26 }]
+
+[[phases]]
+name = "recovery"
+duration = "35s"
+rules = [
+  { method = "track.getInfo", respond = "error", code = 6, status = 200, message = "Track not found" },
+]
+"#;
+
+impl Scenario {
+    /// Parses and validates a scenario; errors name the line and the offending key.
+    pub fn from_toml_str(s: &str) -> Result<Self, ScenarioError> {
+        Self::parse(s, None)
+    }
+
+    /// Reads and parses a scenario file; errors name the file.
+    pub fn load(path: &Path) -> Result<Self, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|cause| ScenarioError::ReadScenario {
+            path: path.to_path_buf(),
+            cause,
+        })?;
+        Self::parse(&text, Some(path))
+    }
+
+    /// Every request succeeds (subject to the API's own checks), forever.
+    pub fn healthy() -> Self {
+        Self {
+            name: "healthy".to_owned(),
+            repeat: true,
+            rate_limit_per_second: None,
+            keys: Vec::new(),
+            phases: vec![Phase {
+                name: "healthy".to_owned(),
+                duration: None,
+                rules: Vec::new(),
+            }],
+        }
+    }
+
+    /// The scripted incident timeline `lastfm-monitor demo` runs against.
+    pub fn demo() -> Self {
+        Self::from_toml_str(DEMO_TOML).expect("the built-in demo scenario is valid (tested)")
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn phases(&self) -> &[Phase] {
+        &self.phases
+    }
+
+    /// The length of one pass through the timeline; `None` when the last phase lasts forever.
+    pub fn cycle_length(&self) -> Option<Duration> {
+        // An overflowing sum never wraps either.
+        self.phases
+            .iter()
+            .try_fold(Duration::ZERO, |acc, p| acc.checked_add(p.duration?))
+    }
+
+    /// The phase active `elapsed` after the scenario started; `None` once a non-repeating
+    /// timeline has run out (or when there are no phases): then no rule applies.
+    pub fn phase_at(&self, elapsed: Duration) -> Option<&Phase> {
+        let t = match self.cycle_length() {
+            Some(cycle) if self.repeat && !cycle.is_zero() => {
+                let rem = elapsed.as_nanos() % cycle.as_nanos();
+                // A cycle beyond u64 nanoseconds (584 years) has not wrapped yet.
+                u64::try_from(rem).map_or(elapsed, Duration::from_nanos)
+            }
+            _ => elapsed,
+        };
+        let mut start = Duration::ZERO;
+        for phase in &self.phases {
+            match phase.duration {
+                None => return Some(phase),
+                Some(d) if t < start.saturating_add(d) => return Some(phase),
+                Some(d) => start = start.saturating_add(d),
+            }
+        }
+        None
+    }
+
+    pub(crate) fn keys(&self) -> &[KeyEntry] {
+        &self.keys
+    }
+
+    pub(crate) fn rate_limit_per_second(&self) -> Option<f64> {
+        self.rate_limit_per_second
+    }
+
+    fn parse(text: &str, path: Option<&Path>) -> Result<Self, ScenarioError> {
+        let scenario: Self =
+            toml::from_str(text).map_err(|cause| ScenarioError::ParseScenario {
+                path: path.map(Path::to_path_buf),
+                cause,
+            })?;
+        scenario
+            .validate()
+            .map_err(|reason| ScenarioError::InvalidScenario {
+                path: path.map(Path::to_path_buf),
+                reason,
+            })
+    }
+
+    /// Checks that span more than one value, so toml cannot place them on a line.
+    fn validate(self) -> Result<Self, String> {
+        let last = self.phases.len().saturating_sub(1);
+        for (i, phase) in self.phases.iter().enumerate() {
+            match phase.duration {
+                None if i != last => {
+                    return Err(format!(
+                        "phase {:?} has no `duration` but is not the last phase",
+                        phase.name
+                    ));
+                }
+                Some(d) if d.is_zero() => {
+                    return Err(format!("phase {:?} has a zero `duration`", phase.name));
+                }
+                _ => {}
+            }
+        }
+        let limits = std::iter::once(self.rate_limit_per_second)
+            .chain(self.keys.iter().map(|k| k.rate_limit_per_second));
+        for limit in limits.flatten() {
+            if !(limit.is_finite() && limit > 0.0) {
+                return Err(format!("rate_limit_per_second = {limit} must be above 0"));
+            }
+        }
+        if let Some(key) = self.keys.iter().find(|k| k.api_key.is_empty()) {
+            return Err(format!(
+                "a [[keys]] entry has an empty api_key ({} session keys)",
+                key.session_keys.len()
+            ));
+        }
+        Ok(self)
+    }
+}
+
+impl Phase {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `None` for a last phase that lasts forever.
+    pub fn duration(&self) -> Option<Duration> {
+        self.duration
+    }
+
+    /// The first rule for `method` (compared like Last.fm does, ignoring ASCII case).
+    pub(crate) fn rule_for(&self, method: Option<&str>) -> Option<&Rule> {
+        self.rules.iter().find(|rule| match (&rule.method, method) {
+            (None, _) => true,
+            (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
+            (Some(_), None) => false,
+        })
+    }
+}
+
+fn default_name() -> String {
+    "unnamed".to_owned()
+}
+
+fn default_repeat() -> bool {
+    true
+}
+
+fn duration_opt<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(de)?;
+    humantime::parse_duration(&text)
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn phase_name(scenario: &Scenario, at: Duration) -> Option<&str> {
+        scenario.phase_at(at).map(Phase::name)
+    }
+
+    #[test]
+    fn demo_runs_the_phases_in_order_over_three_minutes() {
+        let demo = Scenario::demo();
+        let names: Vec<_> = demo.phases().iter().map(Phase::name).collect();
+        assert_eq!(
+            names,
+            [
+                "healthy",
+                "error-8-burst",
+                "200-with-error",
+                "rate-limited",
+                "service-offline",
+                "key-suspended",
+                "recovery"
+            ]
+        );
+        assert_eq!(demo.cycle_length(), Some(secs(180)));
+        assert_eq!(phase_name(&demo, secs(9)), Some("healthy"));
+        assert_eq!(phase_name(&demo, secs(10)), Some("error-8-burst"));
+        assert_eq!(phase_name(&demo, secs(100)), Some("service-offline"));
+        assert_eq!(phase_name(&demo, secs(179)), Some("recovery"));
+        assert_eq!(phase_name(&demo, secs(180 + 21)), Some("error-8-burst"));
+    }
+
+    #[test]
+    fn demo_rules_say_what_the_incident_is() {
+        let demo = Scenario::demo();
+        let burst = demo.phase_at(secs(30)).expect("demo has a phase at 30 s");
+        let rule = burst.rule_for(Some("ARTIST.getinfo")).expect("artist rule");
+        assert_eq!(
+            rule.respond,
+            Respond::Error {
+                code: 8,
+                message: None
+            }
+        );
+        assert_eq!(rule.status, Some(503));
+        assert!(burst.rule_for(Some("user.getInfo")).is_none());
+        let suspended = demo.phase_at(secs(130)).expect("demo has a phase at 130 s");
+        assert!(suspended.rule_for(None).is_some(), "matches every method");
+    }
+
+    #[test]
+    fn non_repeating_timeline_ends_without_a_phase() {
+        let s = Scenario::from_toml_str(
+            "repeat = false\n[[phases]]\nname = \"a\"\nduration = \"10s\"\n",
+        )
+        .unwrap();
+        assert_eq!(phase_name(&s, secs(9)), Some("a"));
+        assert_eq!(phase_name(&s, secs(10)), None);
+    }
+
+    #[test]
+    fn last_phase_without_duration_lasts_forever() {
+        let s = Scenario::from_toml_str(
+            "[[phases]]\nname = \"a\"\nduration = \"1s\"\n[[phases]]\nname = \"b\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.cycle_length(), None);
+        assert_eq!(phase_name(&s, secs(0)), Some("a"));
+        assert_eq!(phase_name(&s, secs(100_000)), Some("b"));
+        assert_eq!(
+            phase_name(&Scenario::healthy(), secs(1 << 40)),
+            Some("healthy")
+        );
+    }
+
+    #[test]
+    fn documented_example_parses() {
+        let text = r#"
+            name = "fire-drill"
+            rate_limit_per_second = 2.0
+            [[keys]]
+            api_key = "0123456789abcdef0123456789abcdef"
+            secret = "fedcba9876543210fedcba9876543210"
+            session_keys = ["sk-canary"]
+            rate_limit_per_second = 5.0
+            [[phases]]
+            name = "healthy"
+            duration = "20s"
+            [[phases]]
+            name = "outage"
+            [[phases.rules]]
+            method = "artist.getInfo"
+            respond = "error"
+            code = 8
+            status = 503
+            delay = "2s"
+            [[phases.rules]]
+            respond = "raw"
+            body = "{}"
+            [[phases.rules]]
+            respond = "oversized"
+            bytes = 1000
+        "#;
+        let s = Scenario::from_toml_str(text).unwrap();
+        assert_eq!(s.name(), "fire-drill");
+        assert_eq!(s.keys()[0].rate_limit_per_second, Some(5.0));
+        let outage = s.phase_at(secs(25)).unwrap();
+        assert_eq!(outage.rules[0].delay, secs(2));
+        assert!(!format!("{s:?}").contains("fedcba"), "secrets are redacted");
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = Scenario::from_toml_str(
+            "[[phases]]\nname = \"a\"\n[[phases.rules]]\nrespond = \"success\"\nstatuz = 200\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("statuz"), "{err}");
+        assert!(err.contains("line 5"), "{err}");
+    }
+
+    #[test]
+    fn rule_fields_must_fit_the_kind() {
+        for (toml_rule, want) in [
+            ("respond = \"error\"", "needs `code`"),
+            ("respond = \"raw\"", "needs `body`"),
+            ("respond = \"oversized\"", "needs `bytes`"),
+            ("respond = \"html\"\ncode = 8", "`code` does not apply"),
+            (
+                "respond = \"error\"\ncode = 8\nstatus = 1000",
+                "not an HTTP status",
+            ),
+            ("respond = \"teapot\"", "teapot"),
+            ("respond = \"stall\"\ndelay = \"soon\"", "invalid duration"),
+        ] {
+            let text = format!("[[phases]]\nname = \"a\"\n[[phases.rules]]\n{toml_rule}\n");
+            let err = Scenario::from_toml_str(&text).unwrap_err().to_string();
+            assert!(err.contains(want), "{toml_rule:?}: {err}");
+            assert!(err.contains("line "), "{err}");
+        }
+    }
+
+    #[test]
+    fn timeline_rules_are_checked() {
+        for (text, want) in [
+            (
+                "[[phases]]\nname = \"a\"\n[[phases]]\nname = \"b\"\n",
+                "not the last",
+            ),
+            ("[[phases]]\nname = \"a\"\nduration = \"0s\"\n", "zero"),
+            ("rate_limit_per_second = 0.0\n", "must be above 0"),
+        ] {
+            let err = Scenario::from_toml_str(text).unwrap_err();
+            assert!(
+                matches!(err, ScenarioError::InvalidScenario { .. }),
+                "{err}"
+            );
+            assert!(err.to_string().contains(want), "{err}");
+        }
+    }
+
+    #[test]
+    fn load_names_the_missing_file() {
+        let path = Path::new("/nonexistent/drill.toml");
+        let err = Scenario::load(path).unwrap_err().to_string();
+        assert!(
+            err.starts_with("cannot read scenario file /nonexistent/drill.toml"),
+            "{err}"
+        );
+    }
+}

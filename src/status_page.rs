@@ -1,0 +1,172 @@
+//! The `GET /` status page: plain HTML, no JavaScript, no external assets.
+//!
+//! It answers the on-call questions at a glance (which target, which probe, since when, is the
+//! key in trouble) and links every recent run to its stored trace. Upstream text (error messages,
+//! check failures) is untrusted, so everything interpolated goes through [`escape`].
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+
+use crate::classify::Condition;
+use crate::history::{History, outcome_text};
+use crate::runner::Generation;
+
+/// How many recent runs the page lists.
+const RECENT_ROWS: usize = 60;
+
+/// HTML-escapes text for element content and quoted attributes.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn age(now: DateTime<Utc>, then: DateTime<Utc>) -> String {
+    let secs = (now - then).num_seconds().max(0);
+    match secs {
+        0..=119 => format!("{secs}s ago"),
+        120..=7199 => format!("{}m ago", secs / 60),
+        _ => format!("{}h ago", secs / 3600),
+    }
+}
+
+/// Renders the page.
+pub fn render(generation: &Generation, history: &History, now: DateTime<Utc>) -> String {
+    let mut out = String::with_capacity(32 * 1024);
+    out.push_str(concat!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
+        "<meta http-equiv=\"refresh\" content=\"15\">",
+        "<title>lastfm-monitor</title><style>",
+        "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}",
+        "table{border-collapse:collapse;margin-bottom:1.5em}",
+        "th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;font-size:.9em}",
+        "th{background:#f3f3f3}.ok{background:#e6f4ea}.bad{background:#fce8e6}",
+        ".warn{background:#fef7e0}code{font-size:.9em}",
+        "</style></head><body>\n<h1>lastfm-monitor</h1>\n"
+    ));
+    let _ = writeln!(
+        out,
+        "<p>Version {} &middot; <a href=\"/metrics\">/metrics</a> &middot; <a href=\"/-/ready\">/-/ready</a> &middot; \
+         <a href=\"https://github.com/lastfm-monitor/lastfm-monitor#readme\">documentation</a> &middot; page generated {} UTC</p>",
+        env!("CARGO_PKG_VERSION"),
+        now.format("%Y-%m-%d %H:%M:%S")
+    );
+    out.push_str("<h2>Targets</h2>\n<table id=\"targets\"><tr><th>target</th><th>base URL</th><th>available</th><th>conditions</th><th>backoff</th></tr>\n");
+    let instant = tokio::time::Instant::now();
+    for rt in &generation.targets {
+        let health = rt.health_snapshot();
+        let raised: Vec<&str> = Condition::ALL
+            .iter()
+            .filter(|c| health.has(**c))
+            .map(|c| c.as_label())
+            .collect();
+        let backoff = rt.gate.backoff_remaining(instant);
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td><code>{}</code></td><td class=\"{}\">{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
+            escape(&rt.target.name),
+            escape(rt.target.base_url.as_str()),
+            if health.is_available() { "ok" } else { "bad" },
+            if health.is_available() { "yes" } else { "NO" },
+            if raised.is_empty() { "ok" } else { "bad" },
+            if raised.is_empty() {
+                "none".to_owned()
+            } else {
+                raised.join(", ")
+            },
+            if backoff.is_zero() {
+                "none".to_owned()
+            } else {
+                format!("{}s", backoff.as_secs())
+            },
+        );
+    }
+    out.push_str("</table>\n<h2>Probes</h2>\n<table id=\"probes\"><tr><th>target</th><th>probe</th><th>schedule</th><th>last outcome</th><th>code</th><th>status</th><th>latency</th><th>last run</th><th>last success</th><th>detail</th><th></th></tr>\n");
+    for rt in &generation.targets {
+        for probe in &rt.target.probes {
+            let latest = history.latest(&rt.target.name, &probe.name);
+            let last_success = history
+                .last_success(&rt.target.name, &probe.name)
+                .map_or("never".to_owned(), |t| age(now, t));
+            let debug_link = format!(
+                "<a href=\"/probe?target={}&amp;probe={}&amp;debug=true\">run now</a>",
+                escape(&rt.target.name),
+                escape(&probe.name)
+            );
+            match latest {
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "<tr><td>{}</td><td>{}</td><td>{}</td><td colspan=\"7\">not run yet</td><td>{debug_link}</td></tr>",
+                        escape(&rt.target.name),
+                        escape(&probe.name),
+                        escape(&probe.schedule.schedule.describe()),
+                    );
+                }
+                Some(run) => {
+                    let v = &run.verdict;
+                    let _ = writeln!(
+                        out,
+                        "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\"><a href=\"/runs/{}\">{}</a></td><td>{}</td><td>{}</td><td>{:.0} ms</td><td>{}</td><td>{}</td><td>{}</td><td>{debug_link}</td></tr>",
+                        escape(&rt.target.name),
+                        escape(&probe.name),
+                        escape(&probe.schedule.schedule.describe()),
+                        if v.met_expectation { "ok" } else { "bad" },
+                        run.id,
+                        outcome_text(v),
+                        v.error_code.map_or("-".to_owned(), |c| c.to_string()),
+                        v.http_status.map_or("-".to_owned(), |s| s.to_string()),
+                        run.latency.as_secs_f64() * 1000.0,
+                        age(now, run.at),
+                        last_success,
+                        escape(v.detail.as_deref().unwrap_or("")),
+                    );
+                }
+            }
+        }
+    }
+    out.push_str("</table>\n<h2>Recent runs</h2>\n<p>Failures are kept longer than successes.</p>\n<table id=\"recent\"><tr><th>when</th><th>target</th><th>probe</th><th>outcome</th><th>code</th><th>status</th><th>latency</th><th>trace</th></tr>\n");
+    for run in history.recent(RECENT_ROWS) {
+        let v = &run.verdict;
+        let _ = writeln!(
+            out,
+            "<tr class=\"{}\"><td>{} UTC</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{:.0} ms</td><td><a href=\"/runs/{}\">trace</a></td></tr>",
+            if v.met_expectation { "ok" } else { "bad" },
+            run.at.format("%H:%M:%S"),
+            escape(&run.target),
+            escape(&run.probe),
+            outcome_text(v),
+            if run.on_demand { " (on demand)" } else { "" },
+            v.error_code.map_or("-".to_owned(), |c| c.to_string()),
+            v.http_status.map_or("-".to_owned(), |s| s.to_string()),
+            run.latency.as_secs_f64() * 1000.0,
+            run.id,
+        );
+    }
+    out.push_str("</table>\n</body></html>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_neutralises_markup() {
+        assert_eq!(
+            escape("<script>alert(\"x\")</script>&'"),
+            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;"
+        );
+    }
+}

@@ -1,0 +1,128 @@
+//! The human-readable trace of one run (`/probe?debug=true` and the status page's trace links).
+//!
+//! It shows what an operator needs to argue with Last.fm or with their own config: the request
+//! (secrets already replaced by the prober), the status line, the headers, the start of the body
+//! and the verdict with its reasons. Upstream text can be hostile: anything in it that equals one
+//! of the target's secrets (raw or URL-encoded, e.g. echoed back in a redirect) is scrubbed here.
+
+use std::fmt::Write as _;
+
+use crate::classify::Classification;
+use crate::config::{Probe, Target};
+use crate::probe::Recorded;
+use crate::secret::REDACTED;
+
+/// How much of the body a trace shows.
+pub const BODY_EXCERPT_BYTES: usize = 4096;
+
+/// Renders a run's trace.
+pub fn render(
+    target: &Target,
+    probe: &Probe,
+    recorded: &Recorded,
+    verdict: &Classification,
+) -> String {
+    let mut out = String::new();
+    let request = &recorded.request;
+    let _ = writeln!(out, "probe {} of target {}", probe.name, target.name);
+    let _ = writeln!(out, "\n== request");
+    let _ = writeln!(out, "{} {}", request.http_method, request.url);
+    for (name, value) in &request.params {
+        let _ = writeln!(out, "  {name} = {value}");
+    }
+    let _ = writeln!(out, "\n== response");
+    match &recorded.outcome.result {
+        Ok(response) => {
+            let _ = writeln!(out, "status {}", response.status);
+            for (name, value) in &response.headers {
+                let _ = writeln!(out, "{name}: {value}");
+            }
+            let excerpt = &response.body[..response.body.len().min(BODY_EXCERPT_BYTES)];
+            let _ = writeln!(
+                out,
+                "\n-- body ({} bytes{})",
+                response.body.len(),
+                if response.body.len() > BODY_EXCERPT_BYTES {
+                    ", first 4 KiB shown"
+                } else {
+                    ""
+                }
+            );
+            let _ = writeln!(out, "{}", String::from_utf8_lossy(excerpt));
+        }
+        Err(failure) => {
+            let _ = writeln!(out, "no complete response: {}", failure.describe());
+        }
+    }
+    let _ = writeln!(out, "\n== classification");
+    let _ = writeln!(out, "outcome: {}", verdict.outcome.as_label());
+    let _ = writeln!(
+        out,
+        "http status: {}",
+        verdict
+            .http_status
+            .map_or("none".to_owned(), |s| s.to_string())
+    );
+    let _ = writeln!(
+        out,
+        "error code: {}",
+        verdict
+            .error_code
+            .map_or("none".to_owned(), |c| c.to_string())
+    );
+    if let Some(detail) = &verdict.detail {
+        let _ = writeln!(out, "detail: {detail}");
+    }
+    let _ = writeln!(
+        out,
+        "expectation: {} -> {}",
+        probe.expect.describe(),
+        if verdict.met_expectation {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    if let Some(mismatch) = verdict.mismatch {
+        let _ = writeln!(
+            out,
+            "status mismatch: {} (code {}, status {})",
+            mismatch.kind.as_label(),
+            mismatch.code.map_or("none".to_owned(), |c| c.to_string()),
+            mismatch.status
+        );
+    }
+    if let Some(blame) = verdict.blame {
+        let _ = writeln!(out, "blame: {}", blame.as_label());
+    }
+    for condition in &verdict.raises {
+        let _ = writeln!(out, "raises condition: {}", condition.as_label());
+    }
+    let _ = writeln!(
+        out,
+        "latency: {:.3}s",
+        recorded.outcome.elapsed.as_secs_f64()
+    );
+    scrub(target, out)
+}
+
+/// Replaces every occurrence of the target's secrets (raw and URL-encoded) in `text`.
+pub fn scrub(target: &Target, mut text: String) -> String {
+    let secrets = [
+        Some(&target.api_key),
+        target.api_secret.as_ref(),
+        target.session_key.as_ref(),
+    ];
+    for secret in secrets.into_iter().flatten() {
+        let raw = secret.expose();
+        if raw.len() < 4 {
+            continue;
+        }
+        let encoded: String = url::form_urlencoded::byte_serialize(raw.as_bytes()).collect();
+        text = text.replace(raw, REDACTED);
+        if encoded != raw {
+            text = text.replace(&encoded, REDACTED);
+        }
+    }
+    text
+}
