@@ -1,1 +1,8 @@
 //! The single integration test binary: the real daemon against the simulator on 127.0.0.1.
+//!
+//! `support` starts daemons and scrapes them; each other module covers one area. Nothing here
+//! reaches beyond 127.0.0.1, and every wait is bounded.
+
+mod support;
+
+mod daemon;

@@ -1,0 +1,246 @@
+//! Test infrastructure: an in-process daemon wired to a simulator, scraping and metric assertions.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lastfm_monitor::app::{self, ConfigSource, Options};
+use lastfm_monitor::config::Config;
+use lastfm_monitor::notify::Notifier;
+use lastfm_monitor::schedule::SystemClock;
+use lastfm_monitor::secret::Environment;
+use lastfm_monitor::sim::{Scenario, Simulator};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The key every test target uses: a canary that must never appear in any output.
+pub const CANARY_KEY: &str = "c0ffee00c0ffee00c0ffee00c0ffee00";
+/// A canary shared secret.
+pub const CANARY_SECRET: &str = "5ec7e75ec7e75ec7e75ec7e75ec7e75e";
+/// A canary session key.
+pub const CANARY_SK: &str = "sk-canary-5e55101";
+
+/// An environment with nothing but what a test puts in it.
+#[derive(Debug, Default, Clone)]
+pub struct TestEnv(pub Vec<(String, String)>);
+
+impl Environment for TestEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+/// A running daemon and the simulator it probes.
+#[derive(Debug)]
+pub struct Daemon {
+    /// Where the daemon's endpoints listen.
+    pub addr: SocketAddr,
+    /// The simulator (swap its scenario with `set_scenario`).
+    pub sim: Simulator,
+    /// The simulator's address.
+    pub sim_addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    client: reqwest::Client,
+}
+
+/// The `[[targets]]` header of a test target pointing at `sim`, without probes.
+pub fn target_toml(sim: SocketAddr, extra: &str) -> String {
+    format!(
+        r#"
+[[targets]]
+name = "sim"
+base_url = "http://{sim}/2.0/"
+api_key = "{CANARY_KEY}"
+api_secret = "{CANARY_SECRET}"
+session_key = "{CANARY_SK}"
+max_requests_per_second = 50.0
+burst = 50
+{extra}
+"#
+    )
+}
+
+impl Daemon {
+    /// Starts a simulator with `scenario` and a daemon whose config is
+    /// `[defaults] startup_jitter = "0s"` + `defaults` + one target `sim` (with `target_extra`)
+    /// + `probes` (TOML `[[targets.probes]]` tables).
+    pub async fn start(
+        scenario: Scenario,
+        defaults: &str,
+        target_extra: &str,
+        probes: &str,
+    ) -> Self {
+        let (sim, sim_addr) = lastfm_monitor::sim::spawn_local(scenario)
+            .await
+            .expect("the simulator binds 127.0.0.1:0");
+        let text = format!(
+            "[defaults]\nstartup_jitter = \"0s\"\n{defaults}\n{}\n{probes}",
+            target_toml(sim_addr, target_extra)
+        );
+        Self::start_with(sim, sim_addr, &text).await
+    }
+
+    /// Starts a daemon on `text` (a complete config) next to an existing simulator.
+    pub async fn start_with(sim: Simulator, sim_addr: SocketAddr, text: &str) -> Self {
+        let env = Arc::new(TestEnv::default());
+        let config = Config::parse(text, "test.toml", env.as_ref(), chrono::Utc::now())
+            .unwrap_or_else(|err| panic!("test config is invalid:\n{err}\n---\n{text}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("bound address");
+        let options = Options {
+            source: ConfigSource::Fixed(text.to_owned()),
+            env,
+            notifier: Notifier::from_vars(None, None, None),
+            reload_on_sighup: false,
+            prober: None,
+            clock: Arc::new(SystemClock),
+        };
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(app::run_on(config, listener, options, async move {
+            let _ = rx.await;
+        }));
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("test client");
+        let daemon = Self {
+            addr,
+            sim,
+            sim_addr,
+            shutdown: Some(tx),
+            task: Some(task),
+            client,
+        };
+        daemon.wait_for(Duration::from_secs(5), |_| true).await;
+        daemon
+    }
+
+    /// GET `path`: status and body.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = self
+            .client
+            .get(format!("http://{}{path}", self.addr))
+            .send()
+            .await
+            .expect("the daemon answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("a text body"))
+    }
+
+    /// POST `path`: status and body.
+    pub async fn post(&self, path: &str) -> (u16, String) {
+        let response = self
+            .client
+            .post(format!("http://{}{path}", self.addr))
+            .send()
+            .await
+            .expect("the daemon answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("a text body"))
+    }
+
+    /// The exposition.
+    pub async fn metrics(&self) -> String {
+        let (status, body) = self.get("/metrics").await;
+        assert_eq!(status, 200, "/metrics answers 200");
+        body
+    }
+
+    /// Scrapes until `done(metrics)` holds, at most `limit`; returns the last scrape.
+    pub async fn wait_for(&self, limit: Duration, done: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let text = self.metrics().await;
+            if done(&text) {
+                return text;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the metric reaches at least `min`, at most `limit`; returns the last scrape.
+    pub async fn wait_metric(
+        &self,
+        limit: Duration,
+        name: &str,
+        labels: &[(&str, &str)],
+        min: f64,
+    ) -> String {
+        self.wait_for(limit, |text| {
+            metric(text, name, labels).is_some_and(|v| v >= min)
+        })
+        .await
+    }
+
+    /// Stops the daemon and waits for a clean exit.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let result = tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("the daemon stops within 10 s")
+                .expect("the daemon task does not panic");
+            result.expect("the daemon exits cleanly");
+        }
+    }
+}
+
+/// The value of the series `name{labels…}` (label order free), if present.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, rest) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            if series_name != name {
+                return None;
+            }
+            let all = labels
+                .iter()
+                .all(|(k, v)| rest.split(',').any(|pair| pair == format!("{k}=\"{v}\"")));
+            if all { value.parse::<f64>().ok() } else { None }
+        })
+        .next()
+}
+
+/// Asserts the value of a series, printing the related series on failure.
+#[track_caller]
+pub fn assert_metric(text: &str, name: &str, labels: &[(&str, &str)], expected: f64) {
+    let got = metric(text, name, labels);
+    if got != Some(expected) {
+        let related: Vec<&str> = text.lines().filter(|l| l.starts_with(name)).collect();
+        panic!(
+            "{name}{labels:?}: expected {expected}, got {got:?}\nrelated series:\n{}",
+            related.join("\n")
+        );
+    }
+}
+
+/// Asserts a series is at least `min`.
+#[track_caller]
+pub fn assert_metric_at_least(text: &str, name: &str, labels: &[(&str, &str)], min: f64) {
+    let got = metric(text, name, labels);
+    if !got.is_some_and(|v| v >= min) {
+        let related: Vec<&str> = text.lines().filter(|l| l.starts_with(name)).collect();
+        panic!(
+            "{name}{labels:?}: expected at least {min}, got {got:?}\nrelated series:\n{}",
+            related.join("\n")
+        );
+    }
+}
