@@ -1505,6 +1505,62 @@ format = "yaml"
     }
 
     #[test]
+    fn shipped_config_validates_with_only_the_api_key_set() {
+        let text = include_str!("../config.toml");
+        let config = Config::parse(text, "config.toml", &env(), now())
+            .unwrap_or_else(|err| panic!("shipped config.toml is invalid:\n{err}"));
+        let target = &config.targets[0];
+        assert!(target.probes.len() >= 10, "a representative probe set");
+        assert!(
+            target
+                .probes
+                .iter()
+                .any(|p| matches!(p.expect, Expectation::Error(6))),
+            "a negative control"
+        );
+        // Pace: far below Last.fm's limits.
+        let per_second: f64 = target
+            .probes
+            .iter()
+            .map(|p| 1.0 / p.schedule.schedule.nominal_interval(now()).as_secs_f64())
+            .sum();
+        assert!(per_second < 0.5, "{per_second} requests/s");
+    }
+
+    #[test]
+    fn shipped_config_mirrors_every_default() {
+        let text = include_str!("../config.toml");
+        for line in [
+            &format!("listen_address = \"{}\"", defaults::LISTEN_ADDRESS),
+            "interval = \"60s\"",
+            "timeout = \"10s\"",
+            "format = \"json\"",
+            "http_method = \"POST\"",
+            &format!("max_body_bytes = {}", defaults::MAX_BODY_BYTES),
+            "startup_jitter = \"30s\"",
+            "max_requests_per_second = 1.0",
+            &format!("burst = {}", defaults::BURST),
+            &format!("down_after = {}", defaults::DOWN_AFTER),
+            &format!("up_after = {}", defaults::UP_AFTER),
+            "suspended_interval = \"15m\"",
+            "backoff_initial = \"60s\"",
+            "backoff_max = \"1h\"",
+        ] {
+            assert!(
+                text.contains(line.as_ref() as &str),
+                "config.toml lacks {line:?}"
+            );
+        }
+        assert_eq!(defaults::INTERVAL, Duration::from_secs(60));
+        assert_eq!(defaults::TIMEOUT, Duration::from_secs(10));
+        assert_eq!(defaults::STARTUP_JITTER, Duration::from_secs(30));
+        assert_eq!(defaults::SUSPENDED_INTERVAL, Duration::from_secs(900));
+        assert_eq!(defaults::BACKOFF_INITIAL, Duration::from_secs(60));
+        assert_eq!(defaults::BACKOFF_MAX, Duration::from_secs(3600));
+        assert!((defaults::MAX_REQUESTS_PER_SECOND - 1.0).abs() < f64::EPSILON);
+    }
+
+    #[test]
     fn summary_lists_next_three_fires() {
         let config = parse(MINIMAL).unwrap();
         let summary = config.summary(now());
