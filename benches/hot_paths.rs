@@ -1,0 +1,139 @@
+//! Criterion benchmarks of the hot paths: classification (JSON and XML), signing, recording a
+//! run, and rendering `/metrics` at 500, 5,000 and 50,000 series.
+//!
+//! Run: `cargo bench --bench hot_paths`. Numbers and the machine they came from are in
+//! docs/PERFORMANCE.md.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use lastfm_monitor::classify::{self, Expectation, ProbeSpec, StatusTable};
+use lastfm_monitor::metrics::Metrics;
+use lastfm_monitor::probe::{Format, ProbeOutcome, Response, sign};
+
+const ARTIST_JSON: &str = r##"{"artist":{"name":"Cher","mbid":"bfcc6d75-a6a5-4bc6-8282-47aec8531818","url":"https://www.last.fm/music/Cher","image":[{"#text":"","size":"small"},{"#text":"","size":"medium"}],"streamable":"0","ontour":"0","stats":{"listeners":"1366557","playcount":"20330960"},"similar":{"artist":[{"name":"Madonna","url":"https://www.last.fm/music/Madonna"},{"name":"Kylie Minogue","url":"https://www.last.fm/music/Kylie+Minogue"}]},"tags":{"tag":[{"name":"pop","url":"https://www.last.fm/tag/pop"},{"name":"female vocalists","url":"https://www.last.fm/tag/female+vocalists"}]},"bio":{"published":"01 Jan 2006, 00:00","summary":"Cher (born Cherilyn Sarkisian; May 20, 1946) is an American singer, actress and television host.","content":"Cher (born Cherilyn Sarkisian; May 20, 1946) is an American singer, actress and television host. Described as embodying female autonomy in a male-dominated industry, she is known for her distinctive contralto singing voice."}}}"##;
+
+const SEARCH_XML: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<lfm status="ok">
+<results for="Believe">
+<opensearch:Query role="request" searchTerms="Believe" startPage="1" />
+<opensearch:totalResults>61</opensearch:totalResults>
+<opensearch:startIndex>0</opensearch:startIndex>
+<opensearch:itemsPerPage>1</opensearch:itemsPerPage>
+<trackmatches><track><name>Believe</name><artist>Cher</artist><url>https://www.last.fm/music/Cher/_/Believe</url><listeners>1026379</listeners></track></trackmatches>
+</results></lfm>"#;
+
+const ERROR_JSON: &str = r#"{"error":8,"message":"Operation failed - Most likely the backend service failed. Please try again.","links":[]}"#;
+
+fn outcome(status: u16, body: &str) -> ProbeOutcome {
+    ProbeOutcome {
+        elapsed: Duration::from_millis(120),
+        result: Ok(Response {
+            status,
+            content_type: Some("application/json".into()),
+            retry_after: None,
+            headers: Vec::new(),
+            body: body.as_bytes().to_vec(),
+        }),
+    }
+}
+
+fn classification(c: &mut Criterion) {
+    let table = StatusTable::default();
+    let checks = [classify::Check {
+        pointer: "/artist/name".into(),
+        rule: classify::CheckRule::Equals(serde_json::Value::String("Cher".into())),
+    }];
+    let json_spec = ProbeSpec {
+        format: Format::Json,
+        signed: false,
+        expect: Expectation::Success,
+        checks: &checks,
+        statuses: &table,
+    };
+    let xml_spec = ProbeSpec {
+        format: Format::Xml,
+        checks: &[],
+        ..json_spec
+    };
+    let mut group = c.benchmark_group("classify");
+    let json = outcome(200, ARTIST_JSON);
+    group.throughput(Throughput::Bytes(ARTIST_JSON.len() as u64));
+    group.bench_function("json_success_with_check", |b| {
+        b.iter(|| classify::classify(black_box(&json), &json_spec));
+    });
+    let xml = outcome(200, SEARCH_XML);
+    group.throughput(Throughput::Bytes(SEARCH_XML.len() as u64));
+    group.bench_function("xml_search_success", |b| {
+        b.iter(|| classify::classify(black_box(&xml), &xml_spec));
+    });
+    let error = outcome(200, ERROR_JSON);
+    group.throughput(Throughput::Bytes(ERROR_JSON.len() as u64));
+    group.bench_function("json_error_with_200", |b| {
+        b.iter(|| classify::classify(black_box(&error), &json_spec));
+    });
+    group.finish();
+}
+
+fn signing(c: &mut Criterion) {
+    let params = [
+        ("method", "user.getInfo"),
+        ("api_key", "0123456789abcdef0123456789abcdef"),
+        ("sk", "d580d57f32848f5dcf574d1ce18d78b2"),
+        ("format", "json"),
+    ];
+    c.bench_function("sign/api_sig_4_params", |b| {
+        b.iter(|| sign::api_sig(black_box(params), "fedcba9876543210fedcba9876543210"));
+    });
+}
+
+fn recording(c: &mut Criterion) {
+    let metrics = Metrics::try_new("bench", "bench").expect("metrics register");
+    let probe = metrics.probe("lastfm", "artist.getInfo", Duration::from_secs(60));
+    let table = StatusTable::default();
+    let spec = ProbeSpec {
+        format: Format::Json,
+        signed: false,
+        expect: Expectation::Success,
+        checks: &[],
+        statuses: &table,
+    };
+    let verdict = classify::classify(&outcome(200, ERROR_JSON), &spec);
+    c.bench_function("metrics/record_run_error_with_mismatch", |b| {
+        b.iter(|| probe.record_run(black_box(&verdict), Duration::from_millis(120), 1.7e9));
+    });
+}
+
+/// Registers enough probes for about `series` series (each probe has ~58).
+fn metrics_with_series(series: usize) -> Metrics {
+    let metrics = Metrics::try_new("bench", "bench").expect("metrics register");
+    let probes = series / 58;
+    for i in 0..probes.max(1) {
+        let target = format!("t{}", i / 50);
+        metrics.probe(&target, &format!("p{i}"), Duration::from_secs(60));
+        metrics.target(&target);
+    }
+    metrics
+}
+
+fn rendering(c: &mut Criterion) {
+    let mut group = c.benchmark_group("metrics/render");
+    group.sample_size(20);
+    for series in [500, 5_000, 50_000] {
+        let metrics = metrics_with_series(series);
+        let lines = metrics
+            .render()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .count();
+        group.throughput(Throughput::Elements(lines as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(series), &metrics, |b, m| {
+            b.iter(|| black_box(m.render()));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, classification, signing, recording, rendering);
+criterion_main!(benches);
