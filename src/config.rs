@@ -1546,10 +1546,7 @@ format = "yaml"
             "backoff_initial = \"60s\"",
             "backoff_max = \"1h\"",
         ] {
-            assert!(
-                text.contains(line.as_ref() as &str),
-                "config.toml lacks {line:?}"
-            );
+            assert!(text.contains(line), "config.toml lacks {line:?}");
         }
         assert_eq!(defaults::INTERVAL, Duration::from_secs(60));
         assert_eq!(defaults::TIMEOUT, Duration::from_secs(10));
