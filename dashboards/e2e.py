@@ -13,7 +13,11 @@ phase and LastfmApiKeySuspended during the error-26 phase, and finally evaluates
 expression of the dashboard JSON, the Grafana alert rules and the Prometheus rules through the
 HTTP API (dashboards/queries.py): none may error, and at least 90% must return data.
 
-Usage: python3 dashboards/e2e.py [--binary target/debug/lastfm-monitor] [--keep]
+With --demo it instead runs `lastfm-monitor demo` (the built-in simulator and incident timeline)
+with Prometheus scraping it for 75 s, then requires at least one alert pending or firing and at
+least 80% of the shipped queries to return data (none may error).
+
+Usage: python3 dashboards/e2e.py [--demo] [--binary target/debug/lastfm-monitor] [--keep]
 Needs `prometheus` on PATH (Debian's package). Bounded: gives up after --deadline seconds (180).
 Standard library only.
 """
@@ -142,12 +146,67 @@ def wait_alert(prom, name, deadline, log):
     return False
 
 
+def run_queries(prom, min_data, log):
+    checker = subprocess.run(
+        [sys.executable, os.path.join(HERE, "queries.py"), "--prom", prom, "--min-data",
+         str(min_data), "--include-alerts"],
+        capture_output=True, text=True, timeout=120)
+    summary = [l for l in checker.stdout.splitlines() if not l.startswith("{")]
+    for line in checker.stdout.splitlines():
+        if line.startswith("{") and ('"error"' in line or '"empty"' in line):
+            log(f"query: {line}")
+    log("queries: " + " | ".join(summary + checker.stderr.splitlines()))
+    return checker.returncode
+
+
+def demo_checks(prom, t0, deadline, log):
+    """`lastfm-monitor demo` scraped for 75 s: an alert pending or firing, >= 80% of queries with data."""
+    while time.time() < min(deadline - 30, t0 + 75):
+        time.sleep(1)
+    states = sorted(alert_states(prom))
+    log(f"alerts after 75 s: {states}")
+    failures = []
+    if not any(state in ("pending", "firing") for (_, state) in states):
+        failures.append("no alert pending or firing after 75 s of the demo")
+    if run_queries(prom, 0.8, log) != 0:
+        failures.append("queries.py --prom --min-data 0.8 failed")
+    for f in failures:
+        log(f"FAIL: {f}")
+    if not failures:
+        log("PASS: demo scraped 75 s; every query valid, >= 80% with data, an alert pending or firing")
+    return 1 if failures else 0
+
+
+def scenario_checks(prom, t0, deadline, log):
+    """The scripted scenario: alerts for 11 and 26, then every query valid and >= 90% with data."""
+    # Timeline (dashboards/e2e/scenario.toml), from the simulator's start:
+    #   0-25 s healthy, 25-45 s upstream errors, 45-80 s error 11, 80-115 s error 26, then healthy.
+    failures = []
+    if not wait_alert(prom, "LastfmServiceOffline", min(deadline, t0 + 85), log):
+        failures.append("LastfmServiceOffline never became pending or firing during the error-11 phase")
+    if not wait_alert(prom, "LastfmApiKeySuspended", min(deadline, t0 + 120), log):
+        failures.append("LastfmApiKeySuspended never became pending or firing during the error-26 phase")
+    # Let recovery produce a few healthy scrapes so rate() windows hold every kind of sample.
+    while time.time() < min(deadline - 20, t0 + 125):
+        time.sleep(1)
+    up = prom_query(prom, 'up{job="lastfm-monitor"}')
+    log(f"up = {[r['value'][1] for r in up]}")
+    if run_queries(prom, 0.9, log) != 0:
+        failures.append("queries.py --prom --min-data 0.9 failed")
+    for f in failures:
+        log(f"FAIL: {f}")
+    if not failures:
+        log("PASS: every shipped query is valid, >= 90% return data, alerts for 11 and 26 fired")
+    return 1 if failures else 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "debug", "lastfm-monitor"))
     ap.add_argument("--prometheus", default=shutil.which("prometheus") or "prometheus")
     ap.add_argument("--deadline", type=float, default=180.0)
     ap.add_argument("--keep", action="store_true", help="keep the temp dir for inspection")
+    ap.add_argument("--demo", action="store_true", help="scrape `lastfm-monitor demo` for 75 s")
     args = ap.parse_args()
 
     start = time.time()
@@ -177,9 +236,12 @@ def main():
 
     ok = False
     try:
-        spawn("simulator", [args.binary, "simulate", "--listen", f"127.0.0.1:{sim_port}",
-                            "--scenario", SCENARIO])
-        spawn("daemon", [args.binary, "--config.file", os.path.join(work, "config.toml")])
+        if args.demo:
+            spawn("daemon", [args.binary, "demo", "--web.listen-address", f"127.0.0.1:{daemon_port}"])
+        else:
+            spawn("simulator", [args.binary, "simulate", "--listen", f"127.0.0.1:{sim_port}",
+                                "--scenario", SCENARIO])
+            spawn("daemon", [args.binary, "--config.file", os.path.join(work, "config.toml")])
         spawn("prometheus", [args.prometheus, f"--config.file={work}/prometheus.yml",
                              f"--storage.tsdb.path={work}/data",
                              f"--web.listen-address=127.0.0.1:{prom_port}"])
@@ -188,37 +250,10 @@ def main():
         t0 = time.time()
         log(f"daemon :{daemon_port}, simulator :{sim_port}, prometheus :{prom_port}, work dir {work}")
 
-        # Scenario timeline (dashboards/e2e/scenario.toml), from the simulator's start:
-        #   0-25 s healthy, 25-45 s upstream errors, 45-80 s error 11, 80-115 s error 26, then healthy.
-        failures = []
-        if not wait_alert(prom, "LastfmServiceOffline", min(deadline, t0 + 85), log):
-            failures.append("LastfmServiceOffline never became pending or firing during the error-11 phase")
-        if not wait_alert(prom, "LastfmApiKeySuspended", min(deadline, t0 + 120), log):
-            failures.append("LastfmApiKeySuspended never became pending or firing during the error-26 phase")
-        # Let recovery produce a few healthy scrapes so rate() windows hold every kind of sample.
-        while time.time() < min(deadline - 20, t0 + 125):
-            time.sleep(1)
-        up = prom_query(prom, 'up{job="lastfm-monitor"}')
-        log(f"up = {[r['value'][1] for r in up]}")
-        checker = subprocess.run(
-            [sys.executable, os.path.join(HERE, "queries.py"), "--prom", prom, "--min-data", "0.9",
-             "--include-alerts"],
-            capture_output=True, text=True, timeout=120)
-        summary = [l for l in checker.stdout.splitlines() if not l.startswith("{")]
-        for line in checker.stdout.splitlines():
-            if line.startswith("{") and '"error"' in line:
-                log(f"query error: {line}")
-            if line.startswith("{") and '"empty"' in line:
-                log(f"query empty: {line}")
-        log("queries: " + " | ".join(summary + checker.stderr.splitlines()))
-        if checker.returncode != 0:
-            failures.append(f"queries.py --prom failed (exit {checker.returncode})")
-        if failures:
-            for f in failures:
-                log(f"FAIL: {f}")
+        if args.demo:
+            ok = demo_checks(prom, t0, deadline, log) == 0
         else:
-            ok = True
-            log("PASS: every shipped query is valid, >= 90% return data, alerts for 11 and 26 fired")
+            ok = scenario_checks(prom, t0, deadline, log) == 0
     finally:
         for name, p in reversed(procs):
             if p.poll() is None:
