@@ -27,10 +27,11 @@ Usage (from the repository root)
 With --prom every expression is evaluated through /api/v1/query. Output: one JSON line per
 query with its status (data, empty or error), then the summary `N queries, E errors, D with
 data`. Exit 1 when any query errors, when the share of queries with data is below --min-data,
-or when a metric named in any expression does not exist in Prometheus (--allow-missing-metrics
-turns that into a warning). Alerting rules are expected to be empty while nothing is wrong, so
-they are evaluated and must not error, but they are left out of the data share unless
---include-alerts is given.
+or when a vector selector of any expression (metric name plus label matchers, e.g.
+`lastfm_condition{condition="service_offline"}`) matches no series in Prometheus
+(--allow-missing-metrics turns that into a warning). Alerting rules are expected to be empty
+while nothing is wrong: they are evaluated and must not error, and their selectors must match
+live series, but they are left out of the data share unless --include-alerts is given.
 """
 
 import argparse
@@ -38,6 +39,7 @@ import json
 import os
 import re
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -362,6 +364,34 @@ def metric_names(expr):
     return names
 
 
+def _ignored_spans(expr):
+    """Mask of positions inside strings, {...}, [...] and by/on/... (...) label lists."""
+    ignored = [False] * len(expr)
+    for m in re.finditer(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`|\{[^}]*\}|\[[^\]]*\]'
+                         r"|\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", expr):
+        for k in range(m.start(), m.end()):
+            ignored[k] = True
+    return ignored
+
+
+def selectors(expr):
+    """The vector selectors of an expression, with their label matchers: `name{...}` or `{...}`."""
+    masked = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', lambda m: '"' + "x" * (len(m.group()) - 2) + '"', expr)
+    ignored = _ignored_spans(masked)
+    out = []
+    for m in re.finditer(r"(?<![\w.:])([a-zA-Z_:][a-zA-Z0-9_:]*)?(\s*\{[^}]*\})?", masked):
+        name, braces = m.group(1), m.group(2)
+        if not (name or braces) or (name and ignored[m.start()]):
+            continue  # (a bare `{...}` is always a selector: braces do not nest in PromQL)
+        after = masked[m.end():m.end() + 50].lstrip()
+        if name and not braces and (after.startswith("(") or re.match(r"(by|without)\s*\(", after)):
+            continue  # a function call or an aggregation (`sum by (x) (...)`)
+        if name and name.lower() in PROMQL_KEYWORDS:
+            continue
+        out.append((name or "") + (expr[m.start(2):m.end(2)].strip() if braces else ""))
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Lint
 # --------------------------------------------------------------------------------------------
@@ -466,12 +496,19 @@ def lint_rules(path):
 # --------------------------------------------------------------------------------------------
 
 
-def prom_query(base, expr, timeout, at=None):
+def prom_query(base, expr, timeout, at=None, window=None):
+    """Evaluates `expr` at `at` (default now), or, with `window` seconds, over the range
+    [at - window, at] every 2 s: "data" then means the expression had data at some moment."""
     params = {"query": expr}
-    if at is not None:
+    path = "/api/v1/query"
+    if window:
+        end = at if at is not None else time.time()
+        params.update({"start": str(end - window), "end": str(end), "step": "2"})
+        path = "/api/v1/query_range"
+    elif at is not None:
         params["time"] = str(at)
     data = urllib.parse.urlencode(params).encode()
-    req = urllib.request.Request(base.rstrip("/") + "/api/v1/query", data=data,
+    req = urllib.request.Request(base.rstrip("/") + path, data=data,
                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -529,12 +566,15 @@ def main(argv=None):
     ap.add_argument("--prom", metavar="URL", help="evaluate every query against this Prometheus")
     ap.add_argument("--min-data", type=float, default=0.9, help="minimum share of queries with data (default 0.9)")
     ap.add_argument("--include-alerts", action="store_true", help="count alerting rules in the data share")
-    ap.add_argument("--allow-missing-metrics", action="store_true", help="missing metric names only warn")
+    ap.add_argument("--allow-missing-metrics", action="store_true", help="selectors matching no series only warn")
     ap.add_argument("--time", type=float, help="evaluation time (unix seconds; default now)")
+    ap.add_argument("--window", type=float, help="evaluate over the last N seconds (range query): "
+                    "a query has data if it had data at any moment of the window")
     ap.add_argument("--timeout", type=float, default=30)
     ap.add_argument("--lint", action="store_true", help="structural checks of the dashboard and alert files")
     ap.add_argument("--rules-out", metavar="FILE", help="write every expression as a recording rule (for promtool check rules)")
     ap.add_argument("--metrics", action="store_true", help="list the metric names the expressions use")
+    ap.add_argument("--selectors", action="store_true", help="list the vector selectors the expressions use")
     ap.add_argument("--no-yaml", action="store_true", help="use the built-in expr extractor even if PyYAML is present")
     args = ap.parse_args(argv)
     args.dashboard = args.dashboard or DEFAULT_DASHBOARDS
@@ -578,6 +618,11 @@ def main(argv=None):
             print(name)
         return 0
 
+    if args.selectors:
+        for sel in sorted(set().union(*(selectors(q.expr) for q in queries))):
+            print(sel)
+        return 0
+
     if not args.prom:
         for q in queries:
             print(json.dumps(q.as_dict(), ensure_ascii=False))
@@ -585,7 +630,7 @@ def main(argv=None):
 
     errors = with_data = counted = counted_data = 0
     for q in queries:
-        status, err, n = prom_query(args.prom, q.expr, args.timeout, args.time)
+        status, err, n = prom_query(args.prom, q.expr, args.timeout, args.time, args.window)
         rec = q.as_dict()
         rec.update({"status": status, "series": n})
         if err:
@@ -597,18 +642,20 @@ def main(argv=None):
             counted += 1
             counted_data += status == "data"
 
+    # Every selector (metric name and label matchers) must match live series: an alert whose
+    # selector has a typo would otherwise stay silent forever, and alerts are empty by design.
     missing = []
-    for name in sorted(set().union(*(metric_names(q.expr) for q in queries))):
-        status, err, n = prom_query(args.prom, f"count({{__name__={json.dumps(name)}}})", args.timeout, args.time)
+    for sel in sorted(set().union(*(selectors(q.expr) for q in queries))):
+        status, err, n = prom_query(args.prom, f"count({sel})", args.timeout, args.time)
         if status != "data":
-            missing.append(name)
+            missing.append(sel)
     share = counted_data / counted if counted else 0.0
     alerts = [q for q in queries if q.kind == "alert"]
     print(f"{len(queries)} queries, {errors} errors, {with_data} with data "
           f"({counted_data}/{counted} = {share:.1%} of the counted queries; "
           f"{len(alerts)} alerting rules {'counted' if args.include_alerts else 'not counted'})")
     if missing:
-        print(f"metrics not found in Prometheus: {', '.join(missing)}")
+        print(f"selectors matching no series in Prometheus: {', '.join(missing)}")
     failed = errors > 0 or share < args.min_data or (missing and not args.allow_missing_metrics)
     if failed:
         print(f"FAIL (min data share {args.min_data:.0%})")
