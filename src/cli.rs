@@ -29,7 +29,7 @@ pub struct Cli {
     #[arg(long = "config.check")]
     pub config_check: bool,
 
-    /// Listen address for /metrics and the other endpoints (overrides [web] listen_address).
+    /// Listen address for /metrics and the other endpoints (overrides `[web] listen_address`).
     #[arg(long = "web.listen-address", value_name = "ADDR", global = true)]
     pub listen_address: Option<SocketAddr>,
 

@@ -5,7 +5,7 @@
 //! timeouts), redirects are not followed (a `Location` could carry the key elsewhere), no
 //! `Accept-Encoding` is sent (no decompression bombs), and the body is read chunk by chunk up to
 //! `max_body_bytes`. reqwest errors print their URL, which holds the key for GET probes, so this
-//! module is the single place they are converted ([`failure_of`]), and only after `without_url`.
+//! module is the single place they are converted (`failure_of`), and only after `without_url`.
 
 use std::time::Duration;
 
