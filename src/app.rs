@@ -110,6 +110,16 @@ pub async fn run_on(
     options: Options,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // Signal handlers first: SIGHUP's default action and an un-hooked SIGTERM/SIGINT kill the
+    // process, so both must be installed before READY=1 lets systemd send them. Tokio installs the
+    // shutdown future's handlers on its first poll, hence the poll here.
+    let mut hangup = hangup_stream(options.reload_on_sighup);
+    tokio::pin!(shutdown);
+    let mut shutdown_requested = tokio::select! {
+        biased;
+        () = &mut shutdown => true,
+        () = std::future::ready(()) => false,
+    };
     let metrics = Metrics::try_new(env!("CARGO_PKG_VERSION"), revision())?;
     let prober: Arc<dyn Prober> = match &options.prober {
         Some(prober) => Arc::clone(prober),
@@ -146,13 +156,11 @@ pub async fn run_on(
     tracing::info!(%address, version = env!("CARGO_PKG_VERSION"), "lastfm-monitor is running");
 
     let mut config = config;
-    let mut hangup = hangup_stream(options.reload_on_sighup);
     let watchdog_period = options.notifier.watchdog_period();
     let mut watchdog = tokio::time::interval(watchdog_period.unwrap_or(Duration::from_secs(3600)));
-    tokio::pin!(shutdown);
-    loop {
+    while !shutdown_requested {
         tokio::select! {
-            () = &mut shutdown => break,
+            () = &mut shutdown => shutdown_requested = true,
             Some(reply) = reload_rx.recv() => {
                 let result = reload(&mut config, &options, &shared, &root, &tracker, &stuck);
                 let _ = reply.send(result);
