@@ -372,12 +372,13 @@ impl Service {
         }
     }
 
-    /// Sends `SIG<name>` with kill(1) (no signal crate needed).
+    /// Sends `SIG<name>` with the shell's `kill` builtin: no signal crate needed, and unlike
+    /// `/bin/kill` (Debian's procps) `/bin/sh` is on every machine.
     fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{name}"), self.child.id().to_string()])
+        let status = Command::new("/bin/sh")
+            .args(["-c", &format!("kill -{name} {}", self.child.id())])
             .status()
-            .expect("kill(1) runs");
+            .expect("/bin/sh runs");
         assert!(status.success(), "kill -{name} failed: {status}");
     }
 
