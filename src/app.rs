@@ -110,6 +110,16 @@ pub async fn run_on(
     options: Options,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // Signal handlers first: SIGHUP's default action and an un-hooked SIGTERM/SIGINT kill the
+    // process, so both must be installed before READY=1 lets systemd send them. Tokio installs the
+    // shutdown future's handlers on its first poll, hence the poll here.
+    let mut hangup = hangup_stream(options.reload_on_sighup);
+    tokio::pin!(shutdown);
+    let mut shutdown_requested = tokio::select! {
+        biased;
+        () = &mut shutdown => true,
+        () = std::future::ready(()) => false,
+    };
     let metrics = Metrics::try_new(env!("CARGO_PKG_VERSION"), revision())?;
     let prober: Arc<dyn Prober> = match &options.prober {
         Some(prober) => Arc::clone(prober),
@@ -146,13 +156,11 @@ pub async fn run_on(
     tracing::info!(%address, version = env!("CARGO_PKG_VERSION"), "lastfm-monitor is running");
 
     let mut config = config;
-    let mut hangup = hangup_stream(options.reload_on_sighup);
     let watchdog_period = options.notifier.watchdog_period();
     let mut watchdog = tokio::time::interval(watchdog_period.unwrap_or(Duration::from_secs(3600)));
-    tokio::pin!(shutdown);
-    loop {
+    while !shutdown_requested {
         tokio::select! {
-            () = &mut shutdown => break,
+            () = &mut shutdown => shutdown_requested = true,
             Some(reply) = reload_rx.recv() => {
                 let result = reload(&mut config, &options, &shared, &root, &tracker, &stuck);
                 let _ = reply.send(result);
@@ -354,11 +362,13 @@ async fn probe_task(
             let stuck = Arc::clone(&stuck);
             let label = label.clone();
             async move {
-                let ticket = stuck.enter(label, fire.next_due + timeout + STUCK_AFTER);
+                // A guard, not enter/leave: a reload or shutdown drops this future mid-run
+                // (`schedule::run` selects on the cancel token), and a leaked entry would turn
+                // "stuck" once its deadline passed and withhold the watchdog ping for good.
+                let _ticket = stuck.enter(label, fire.next_due + timeout + STUCK_AFTER);
                 let result = runner
                     .run(&rt, index, fire.next_due, Mode::Scheduled, &cancel)
                     .await;
-                stuck.leave(ticket);
                 if let RunResult::Skipped(reason) = result {
                     tracing::trace!(reason = reason.as_label(), "skipped");
                 }
@@ -383,14 +393,14 @@ impl InFlight {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn enter(&self, what: String, deadline: Instant) -> u64 {
+    /// Registers a run until the returned ticket is dropped, however the run ends.
+    fn enter(self: &Arc<Self>, what: String, deadline: Instant) -> InFlightTicket {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.lock().insert(id, (what, deadline));
-        id
-    }
-
-    fn leave(&self, id: u64) {
-        self.lock().remove(&id);
+        InFlightTicket {
+            runs: Arc::clone(self),
+            id,
+        }
     }
 
     fn oldest_overdue(&self, now: Instant) -> Option<String> {
@@ -399,6 +409,19 @@ impl InFlight {
             .filter(|(_, deadline)| *deadline < now)
             .map(|(what, _)| what.clone())
             .next()
+    }
+}
+
+/// One run registered in [`InFlight`]; dropping it (the run finished or was cancelled) leaves.
+#[derive(Debug)]
+struct InFlightTicket {
+    runs: Arc<InFlight>,
+    id: u64,
+}
+
+impl Drop for InFlightTicket {
+    fn drop(&mut self) {
+        self.runs.lock().remove(&self.id);
     }
 }
 
@@ -437,4 +460,56 @@ fn hangup_stream(_enabled: bool) -> Hangup {
 #[cfg(not(unix))]
 async fn next_hangup(_hangup: &mut Hangup) -> Option<()> {
     std::future::pending().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_run_leaves_in_flight_so_the_watchdog_keeps_pinging() {
+        let runs = Arc::new(InFlight::default());
+        let deadline = Instant::now();
+        let later = deadline + Duration::from_secs(1);
+
+        let ticket = runs.enter("sim/artist.getInfo".to_owned(), deadline);
+        assert_eq!(
+            runs.oldest_overdue(later).as_deref(),
+            Some("sim/artist.getInfo")
+        );
+        // What a reload does to a run in flight: its future, and the ticket in it, is dropped.
+        drop(ticket);
+        assert_eq!(runs.oldest_overdue(later), None);
+    }
+
+    #[tokio::test]
+    async fn a_run_cancelled_mid_flight_by_a_reload_is_not_left_stuck() {
+        let runs = Arc::new(InFlight::default());
+        let cancel = CancellationToken::new();
+        let run = {
+            let runs = Arc::clone(&runs);
+            async move {
+                let _ticket = runs.enter("sim/stalled".to_owned(), Instant::now());
+                std::future::pending::<()>().await;
+            }
+        };
+        let task = tokio::spawn({
+            let cancel = cancel.clone();
+            async move {
+                // The shape of `schedule::run`: the run loses the race against the cancel token.
+                tokio::select! {
+                    () = cancel.cancelled() => {}
+                    () = run => {}
+                }
+            }
+        });
+        let far = Instant::now() + Duration::from_secs(3600);
+        while runs.oldest_overdue(far).is_none() {
+            tokio::task::yield_now().await;
+        }
+        cancel.cancel();
+        task.await.expect("the task does not panic");
+
+        assert_eq!(runs.oldest_overdue(far), None);
+    }
 }

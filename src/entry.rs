@@ -43,7 +43,12 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(cli))
+    let code = runtime.block_on(run(cli));
+    // Dropping the runtime would wait for every blocking task, e.g. the getaddrinfo(3) of a probe
+    // that shutdown abandoned, which can take resolv.conf's timeouts × attempts and push a clean
+    // stop past 10 s. The async tasks are done by now; leave stragglers to the process exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 async fn run(cli: Cli) -> ExitCode {
