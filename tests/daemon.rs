@@ -937,6 +937,50 @@ async fn during_a_backoff_runs_are_skipped_as_rate_limited_and_nothing_is_sent()
 }
 
 #[tokio::test]
+async fn the_backoff_gauge_counts_down_between_runs() {
+    // Fires 5 s apart and a backoff of 1-2 s: the backoff ends long before the next run, so
+    // only the scrape itself can bring the gauge down.
+    let probes = probe(
+        "method = \"user.getInfo\"\nparams = { user = \"canary\" }\ninterval = \"5s\"\ntimeout = \"1s\"",
+    );
+    let daemon = Daemon::start(
+        rules(&["respond = \"error\", code = 29"]),
+        "",
+        "backoff_initial = \"2s\"\nbackoff_max = \"2s\"",
+        &probes,
+    )
+    .await;
+    let gauge_now = |text: &str| {
+        metric(text, "lastfm_target_backoff_seconds", &[("target", "sim")])
+            .expect("the backoff gauge exists")
+    };
+    let first = gauge_now(
+        &settle(
+            &daemon,
+            &[code("user.getInfo", "29", 1.0), backoff_above(0.0)],
+        )
+        .await,
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let later = gauge_now(&daemon.metrics().await);
+    assert!(
+        later < first,
+        "the remaining backoff shrinks: {first} then {later}"
+    );
+    settle(
+        &daemon,
+        &[eq(
+            "lastfm_target_backoff_seconds",
+            &[("target", "sim")],
+            0.0,
+        )],
+    )
+    .await;
+    assert_eq!(daemon.sim.request_count(), 1, "no run in between");
+    daemon.stop().await;
+}
+
+#[tokio::test]
 async fn a_retry_after_header_sets_the_backoff() {
     let probes = probe("method = \"user.getInfo\"\nparams = { user = \"canary\" }");
     // Exponential backoff would be at most 1 s; the header asks for 5.
