@@ -260,19 +260,26 @@ impl Runner {
         log_run(&rt.target, probe, verdict, recorded.outcome.elapsed, mode);
         log_events(&rt.target, &gate_events, &health_events);
         let trace = crate::trace::render(&rt.target, probe, recorded, verdict);
+        // `detail` is upstream text (an error message, or a check failure quoting a field) and
+        // can echo a credential back; the history feeds the status page, so it keeps only a
+        // scrubbed copy, like the trace.
+        let mut kept = verdict.clone();
+        kept.detail = kept
+            .detail
+            .map(|detail| crate::trace::scrub(&rt.target, detail));
         let id = self.history.record(RunRecord {
             id: 0,
             target: rt.target.name.clone(),
             probe: probe.name.clone(),
             at: wall,
             latency: recorded.outcome.elapsed,
-            verdict: verdict.clone(),
+            verdict: kept.clone(),
             on_demand: mode == Mode::OnDemand,
             trace,
         });
         self.history
             .get(id)
-            .unwrap_or_else(|| Arc::new(placeholder(rt, probe, verdict, wall)))
+            .unwrap_or_else(|| Arc::new(placeholder(rt, probe, &kept, wall)))
     }
 }
 

@@ -1269,3 +1269,55 @@ async fn probe_endpoint_runs_one_probe_and_its_debug_trace_redacts_every_secret(
     assert_eq!(daemon.get("/runs/999999999").await.0, 404);
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn upstream_text_echoing_a_credential_is_scrubbed_from_the_status_page_and_traces() {
+    let probes = [
+        probe("method = \"user.getInfo\"\nparams = { user = \"canary\" }"),
+        probe(
+            "method = \"artist.getInfo\"\nparams = { artist = \"Cher\" }\n\
+             checks = [{ pointer = \"/artist/name\", equals = \"Cher\" }]",
+        ),
+    ]
+    .concat();
+    // A hostile or careless upstream quotes the credentials in an error message and in a field
+    // that a content check then reports.
+    let error = format!(
+        r#"{{"error": 6, "message": "Invalid parameters: api_key={CANARY_KEY} sk={CANARY_SK}"}}"#
+    );
+    let success = format!(r#"{{"artist": {{"name": "{CANARY_KEY}"}}}}"#);
+    let scenario = rules(&[
+        &format!("method = \"user.getInfo\", respond = \"raw\", body = '{error}', status = 400"),
+        &format!("method = \"artist.getInfo\", respond = \"raw\", body = '{success}'"),
+    ]);
+    let daemon = Daemon::start(scenario, FAST, "", &probes).await;
+    settle(
+        &daemon,
+        &[
+            runs("user.getInfo", "api_error", 1.0),
+            runs("artist.getInfo", "check_failed", 1.0),
+        ],
+    )
+    .await;
+    let (status, page) = daemon.get("/").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("Invalid parameters: api_key=&lt;secret&gt;"),
+        "the detail is shown, redacted:\n{page}"
+    );
+    let mut pages = vec![page.clone()];
+    for (at, _) in page.match_indices("href=\"/runs/") {
+        let rest = &page[at + "href=\"".len()..];
+        let link = &rest[..rest.find('"').expect("a closing quote")];
+        let (status, trace) = daemon.get(link).await;
+        assert_eq!(status, 200, "{link}");
+        pages.push(trace);
+    }
+    assert!(pages.len() > 2, "the status page links the runs' traces");
+    for text in &pages {
+        for canary in [CANARY_KEY, CANARY_SK] {
+            assert!(!text.contains(canary), "{canary} leaked:\n{text}");
+        }
+    }
+    daemon.stop().await;
+}
