@@ -287,10 +287,10 @@ async fn healthy_upstream_exports_success() {
 
 #[tokio::test]
 async fn every_outcome_code_and_condition_series_exists_at_zero_from_start_up() {
-    // The only probe stalls for its whole timeout, so the first scrape sees the start-up state.
+    // The only probe fires on New Year's midnight, so every scrape sees the start-up state.
     let probes =
-        probe("method = \"user.getInfo\"\nparams = { user = \"canary\" }\ntimeout = \"900ms\"");
-    let daemon = Daemon::start(rules(&["respond = \"stall\""]), FAST, "", &probes).await;
+        probe("method = \"user.getInfo\"\nparams = { user = \"canary\" }\ncron = \"0 0 0 1 1 *\"");
+    let daemon = Daemon::start(Scenario::healthy(), "", "", &probes).await;
     let text = daemon.metrics().await;
     let (t, p) = (("target", "sim"), ("probe", "user.getInfo"));
     for outcome in [
@@ -352,6 +352,7 @@ async fn every_outcome_code_and_condition_series_exists_at_zero_from_start_up() 
         text.contains("lastfm_monitor_build_info{"),
         "build info is exported"
     );
+    assert_eq!(daemon.sim.request_count(), 0, "nothing ran yet");
     daemon.stop().await;
 }
 
@@ -1002,6 +1003,67 @@ async fn a_retry_after_header_sets_the_backoff() {
         1,
         "nothing sent before Retry-After"
     );
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_bare_429_page_backs_off_too_and_probe_on_demand_respects_the_backoff() {
+    let probes = probe("method = \"user.getInfo\"\nparams = { user = \"canary\" }");
+    // An edge proxy's 429 without a Last.fm payload.
+    let daemon = Daemon::start(
+        rules(&["respond = \"html\", status = 429"]),
+        FAST,
+        "backoff_initial = \"4s\"\nbackoff_max = \"4s\"",
+        &probes,
+    )
+    .await;
+    let p = "user.getInfo";
+    settle(
+        &daemon,
+        &[
+            runs(p, "http_error", 1.0),
+            responses(p, "429"),
+            condition("rate_limited", 1.0),
+            backoff_above(1.0),
+        ],
+    )
+    .await;
+    let sent = daemon.sim.request_count();
+    let (status, body) = daemon
+        .get("/probe?target=sim&probe=user.getInfo&debug=true")
+        .await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("rate_limited"), "{body}");
+    assert_eq!(daemon.sim.request_count(), sent, "/probe sent nothing");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_run_the_budget_delays_past_the_next_fire_makes_that_fire_an_overrun() {
+    // 0.6 requests per second for a probe that fires every second and stalls to its 800 ms
+    // timeout: the second run waits ~0.7 s for a token and is still running at the third fire.
+    let (sim, sim_addr) = lastfm_monitor::sim::spawn_local(rules(&["respond = \"stall\""]))
+        .await
+        .expect("the simulator binds 127.0.0.1:0");
+    let target = target_toml(sim_addr, "").replace(
+        "max_requests_per_second = 50.0\nburst = 50",
+        "max_requests_per_second = 0.6\nburst = 1",
+    );
+    assert!(
+        target.contains("= 0.6"),
+        "the support target's budget lines moved"
+    );
+    let text = format!(
+        "[defaults]\nstartup_jitter = \"0s\"\n{FAST}\n{target}\n{}",
+        probe("method = \"user.getInfo\"\nparams = { user = \"canary\" }")
+    );
+    let daemon = Daemon::start_with(sim, sim_addr, &text).await;
+    let p = "user.getInfo";
+    settle(
+        &daemon,
+        &[runs(p, "timeout", 1.0), skipped(p, "overrun", 1.0)],
+    )
+    .await;
     daemon.stop().await;
 }
 
