@@ -260,11 +260,9 @@ impl Runner {
         log_run(&rt.target, probe, verdict, recorded.outcome.elapsed, mode);
         log_events(&rt.target, &gate_events, &health_events);
         let trace = crate::trace::render(&rt.target, probe, recorded, verdict);
-        // `detail` is upstream text (an error message, or a check failure quoting a field) and
-        // can echo a credential back; the history feeds the status page, so it keeps only a
-        // scrubbed copy, like the trace.
-        let mut kept = verdict.clone();
-        kept.detail = kept
+        // The detail quotes upstream text, which may echo a secret back (the status page shows it).
+        let mut shown = verdict.clone();
+        shown.detail = shown
             .detail
             .map(|detail| crate::trace::scrub(&rt.target, detail));
         let id = self.history.record(RunRecord {
@@ -273,13 +271,13 @@ impl Runner {
             probe: probe.name.clone(),
             at: wall,
             latency: recorded.outcome.elapsed,
-            verdict: kept.clone(),
+            verdict: shown,
             on_demand: mode == Mode::OnDemand,
             trace,
         });
         self.history
             .get(id)
-            .unwrap_or_else(|| Arc::new(placeholder(rt, probe, &kept, wall)))
+            .unwrap_or_else(|| Arc::new(placeholder(rt, probe, verdict, wall)))
     }
 }
 
