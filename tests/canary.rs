@@ -472,13 +472,16 @@ async fn run_through_faults(format: &str) -> (Transcript, Simulator) {
     let (_, metrics) = fetch(&client, addr, "GET", "/metrics").await;
     transcript.add("GET /metrics (final)", metrics.clone());
 
-    // A clean stop, so shutdown logging is searched too; the guard kills if this fails.
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
+    // A clean stop, so shutdown logging is searched too. The shell's `kill` builtin, because
+    // `/bin/kill` is not on every machine; the guard kills if this fails.
+    let _ = Command::new("/bin/sh")
+        .args(["-c", &format!("kill -TERM {}", child.0.id())])
         .status();
     let stopping = tokio::time::Instant::now();
+    let mut exit = None;
     while stopping.elapsed() < Duration::from_secs(10) {
-        if let Ok(Some(_)) = child.0.try_wait() {
+        if let Ok(Some(status)) = child.0.try_wait() {
+            exit = Some(status);
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -488,6 +491,17 @@ async fn run_through_faults(format: &str) -> (Transcript, Simulator) {
     tokio::time::sleep(Duration::from_millis(200)).await;
     transcript.add("daemon stderr", stderr.text());
     transcript.add("daemon stdout", stdout.text());
+    assert!(
+        exit.is_some_and(|status| status.success()),
+        "SIGTERM stops the daemon cleanly within 10 s: {exit:?}\n{}",
+        stderr
+            .text()
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 
     // The faults did happen: the canaries reached the simulator, signed requests verified,
     // and the run covered most outcomes.
