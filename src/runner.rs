@@ -260,13 +260,18 @@ impl Runner {
         log_run(&rt.target, probe, verdict, recorded.outcome.elapsed, mode);
         log_events(&rt.target, &gate_events, &health_events);
         let trace = crate::trace::render(&rt.target, probe, recorded, verdict);
+        // The detail quotes upstream text, which may echo a secret back (the status page shows it).
+        let mut shown = verdict.clone();
+        shown.detail = shown
+            .detail
+            .map(|detail| crate::trace::scrub(&rt.target, detail));
         let id = self.history.record(RunRecord {
             id: 0,
             target: rt.target.name.clone(),
             probe: probe.name.clone(),
             at: wall,
             latency: recorded.outcome.elapsed,
-            verdict: verdict.clone(),
+            verdict: shown,
             on_demand: mode == Mode::OnDemand,
             trace,
         });

@@ -134,6 +134,14 @@ async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    // `lastfm_target_backoff_seconds` is a countdown, but runs and skips publish it only at each
+    // fire, so between fires it would stay frozen for up to a whole interval. Republishing the
+    // target gauges here takes two short-lived `std` locks that are never held across an
+    // `.await`: the scrape still never waits on a probe.
+    let now = Instant::now();
+    for rt in &shared.generation().targets {
+        rt.publish(now);
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -5,5 +5,6 @@
 
 mod support;
 
+mod canary;
 mod daemon;
 mod service;

@@ -42,6 +42,8 @@ pub(crate) struct Reply {
     pub(crate) body: Vec<u8>,
     pub(crate) delivery: Delivery,
     pub(crate) delay: Duration,
+    /// Seconds for a `Retry-After` header, from the matched rule.
+    pub(crate) retry_after: Option<u64>,
     /// What was chosen, for the debug log: a rule's `respond` kind, `api_error` or `api_success`.
     pub(crate) kind: &'static str,
 }
@@ -67,6 +69,7 @@ pub(crate) fn decide(
                 body: success_body(Some(method), params, format).into_bytes(),
                 delivery: Delivery::Whole,
                 delay: Duration::ZERO,
+                retry_after: None,
                 kind: "api_success",
             },
         },
@@ -124,6 +127,7 @@ fn from_rule(
         body,
         delivery,
         delay: rule.delay,
+        retry_after: rule.retry_after,
         kind: rule.respond.as_label(),
     }
 }
@@ -207,6 +211,7 @@ fn api_error(code: u32, message: &str, status: u16, format: Format) -> Reply {
         body: error_body(code, message, format).into_bytes(),
         delivery: Delivery::Whole,
         delay: Duration::ZERO,
+        retry_after: None,
         kind: "api_error",
     }
 }
