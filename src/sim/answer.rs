@@ -17,7 +17,7 @@ use super::responses::{
     html_page, success_body,
 };
 use super::scenario::{Phase, Respond, Rule, Scenario};
-use super::signing::api_sig;
+use crate::probe::sign::api_sig;
 
 /// How an answer's bytes leave the socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,7 +174,7 @@ fn check_request(
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            if !api_sig(&pairs, &key.secret).eq_ignore_ascii_case(sig) {
+            if !api_sig(pairs.iter().copied(), &key.secret).eq_ignore_ascii_case(sig) {
                 return refuse(13, 400);
             }
         }
@@ -296,7 +296,7 @@ mod tests {
         let mut all: Vec<_> = pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
         let mut to_sign = pairs.to_vec();
         to_sign.push(("api_key", KEY));
-        all.push(("api_sig", api_sig(&to_sign, secret)));
+        all.push(("api_sig", api_sig(to_sign.iter().copied(), secret)));
         all
     }
 

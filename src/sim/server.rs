@@ -289,7 +289,7 @@ mod tests {
 
     use serde_json::Value;
 
-    use super::super::signing::api_sig;
+    use crate::probe::sign::api_sig;
     use super::*;
 
     const KEY: &str = "0123456789abcdef0123456789abcdef";
@@ -593,7 +593,7 @@ mod tests {
 
         let sign = |sk: &str, secret: &str| {
             let params = [("api_key", KEY), ("method", "user.getInfo"), ("sk", sk)];
-            let sig = api_sig(&params, secret);
+            let sig = api_sig(params.iter().copied(), secret);
             format!("method=user.getInfo&sk={sk}&api_sig={sig}&format=json")
         };
         let good = post(addr, &sign("sk-canary", secret)).await;
