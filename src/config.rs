@@ -955,38 +955,49 @@ impl Validator<'_> {
         }
     }
 
-    fn format(&mut self, value: Option<&Spanned<String>>, ctx: &str) -> Option<Format> {
+    /// A string key whose value must be one of `options`; the error lists them.
+    fn choice<T: Copy>(
+        &mut self,
+        value: Option<&Spanned<String>>,
+        ctx: &str,
+        key: &str,
+        options: &[(&str, T)],
+        advice: &str,
+    ) -> Option<T> {
         let value = value?;
-        match value.get_ref().as_str() {
-            "json" => Some(Format::Json),
-            "xml" => Some(Format::Xml),
-            other => {
-                self.problem(
-                    Some(value.span()),
-                    ctx,
-                    "format",
-                    format!("{other:?} is not a format; use \"json\" or \"xml\""),
-                );
-                None
-            }
+        let found = options
+            .iter()
+            .find(|(name, _)| name == value.get_ref())
+            .map(|(_, v)| *v);
+        if found.is_none() {
+            self.problem(
+                Some(value.span()),
+                ctx,
+                key,
+                format!("{:?} is not supported; {advice}", value.get_ref()),
+            );
         }
+        found
+    }
+
+    fn format(&mut self, value: Option<&Spanned<String>>, ctx: &str) -> Option<Format> {
+        self.choice(
+            value,
+            ctx,
+            "format",
+            &[("json", Format::Json), ("xml", Format::Xml)],
+            "use \"json\" or \"xml\"",
+        )
     }
 
     fn http_method(&mut self, value: Option<&Spanned<String>>, ctx: &str) -> Option<HttpMethod> {
-        let value = value?;
-        match value.get_ref().as_str() {
-            "POST" => Some(HttpMethod::Post),
-            "GET" => Some(HttpMethod::Get),
-            other => {
-                self.problem(
-                    Some(value.span()),
-                    ctx,
-                    "http_method",
-                    format!("{other:?} is not supported; use \"POST\" (recommended: keeps the key out of URLs) or \"GET\""),
-                );
-                None
-            }
-        }
+        self.choice(
+            value,
+            ctx,
+            "http_method",
+            &[("POST", HttpMethod::Post), ("GET", HttpMethod::Get)],
+            "use \"POST\" (recommended: keeps the key out of URLs) or \"GET\"",
+        )
     }
 
     fn max_body_bytes(&mut self, value: Option<&Spanned<i64>>, ctx: &str) -> Option<u64> {
@@ -1419,7 +1430,7 @@ format = "yaml"
             "key `base_url`",
             "NOPE is not set",
             "key `expect`",
-            "key `format`: \"yaml\" is not a format",
+            "key `format`: \"yaml\" is not supported",
         ] {
             assert!(
                 message.contains(needle),
