@@ -12,6 +12,7 @@ use lastfm_monitor::notify::Notifier;
 use lastfm_monitor::schedule::SystemClock;
 use lastfm_monitor::secret::Environment;
 use lastfm_monitor::sim::{Scenario, Simulator};
+use lastfm_monitor::web_config::WebConfig;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -102,6 +103,7 @@ impl Daemon {
             reload_on_sighup: false,
             prober: None,
             clock: Arc::new(SystemClock),
+            web: WebConfig::default(),
         };
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app::run_on(config, listener, options, async move {
