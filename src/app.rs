@@ -378,6 +378,7 @@ async fn probe_task(
             }
         },
         |missed| rt.record_skip(index, SkipReason::Overrun, missed),
+        |due| rt.set_next_run(index, due),
     )
     .await;
 }
