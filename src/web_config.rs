@@ -1313,6 +1313,32 @@ mod tests {
         );
     }
 
+    /// The example in `docs/` is valid as shipped, once its certificate paths exist.
+    #[tokio::test]
+    async fn the_documented_example_is_valid() {
+        let text = include_str!("../docs/web-config.yml");
+        let pki = Pki::new();
+        let text = text
+            .replace("/etc/lastfm-monitor/tls/server.crt", "cert.pem")
+            .replace("/etc/lastfm-monitor/tls/server.key", "key.pem");
+        let config = pki.parse(&text).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(config.tls.as_ref().unwrap().min_version, TlsVersion::Tls12);
+        assert_eq!(config.headers.len(), 3);
+        let auth = BasicAuth::from_users(&config.users).unwrap();
+        assert!(
+            auth.is_authorized(Some(&basic("prometheus", "change-me")))
+                .await
+        );
+        // Uncommented, the mutual-TLS lines are valid too.
+        let mtls = text
+            .replace("# client_auth_type:", "client_auth_type:")
+            .replace(
+                "# client_ca_file: /etc/lastfm-monitor/tls/clients-ca.crt",
+                "client_ca_file: ca.pem",
+            );
+        assert!(pki.parse(&mtls).unwrap().requires_client_cert());
+    }
+
     #[test]
     fn no_users_means_no_checker() {
         assert!(BasicAuth::from_users(&BTreeMap::new()).is_none());
