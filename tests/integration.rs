@@ -7,4 +7,5 @@ mod support;
 
 mod canary;
 mod daemon;
+mod router;
 mod service;
