@@ -9,3 +9,4 @@ mod canary;
 mod daemon;
 mod router;
 mod service;
+mod web;
