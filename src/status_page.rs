@@ -43,7 +43,8 @@ fn age(now: DateTime<Utc>, then: DateTime<Utc>) -> String {
 
 /// "in 12s", or "due now" for a fire that has come (its run is going or about to start).
 fn until(wait: std::time::Duration, at: DateTime<Utc>) -> String {
-    let secs = wait.as_secs();
+    // Rounded up: "due now" only once the fire has come.
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let rel = match secs {
         0 => return "due now".to_owned(),
         1..=119 => format!("in {secs}s"),
@@ -182,6 +183,16 @@ pub fn render(generation: &Generation, history: &History, now: DateTime<Utc>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_run_rounds_up_and_says_due_only_when_due() {
+        let at = Utc::now();
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(until(ms(0), at), "due now");
+        assert!(until(ms(300), at).starts_with("in 1s ("));
+        assert!(until(ms(42_000), at).starts_with("in 42s ("));
+        assert!(until(ms(600_000), at).starts_with("in 10m ("));
+    }
 
     #[test]
     fn escape_neutralises_markup() {

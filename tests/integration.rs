@@ -5,6 +5,7 @@
 
 mod support;
 
+mod browser;
 mod canary;
 mod daemon;
 mod router;
