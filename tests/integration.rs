@@ -8,6 +8,7 @@ mod support;
 mod browser;
 mod canary;
 mod daemon;
+mod logs;
 mod router;
 mod service;
 mod web;
