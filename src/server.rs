@@ -30,7 +30,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
@@ -462,9 +462,7 @@ pub async fn serve_tls(
     }
 }
 
-/// The TLS handshake under its deadline; a client speaking plain HTTP gets a short 400 that
-/// says why, instead of a bare reset.
-/// The answer to plain HTTP on the TLS listener.
+/// The answer to plain HTTP on the TLS listener (what Go's servers do too).
 const PLAIN_HTTP_REFUSED: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
     content-type: text/plain; charset=utf-8\r\n\
     connection: close\r\n\
@@ -472,8 +470,10 @@ const PLAIN_HTTP_REFUSED: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
     \r\n\
     this endpoint speaks HTTPS only.\n";
 
+/// The TLS handshake under its deadline; a client speaking plain HTTP gets a short 400 that
+/// says why, instead of a bare reset, and is never served.
 async fn tls_handshake(
-    mut stream: tokio::net::TcpStream,
+    stream: tokio::net::TcpStream,
     peer: SocketAddr,
     acceptor: TlsAcceptor,
 ) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
@@ -485,21 +485,7 @@ async fn tls_handshake(
         Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => {}
         Ok(Ok(1)) => {
             tracing::debug!(%peer, "plain HTTP on the TLS listener: refused");
-            let _ = tokio::time::timeout_at(deadline, stream.write_all(PLAIN_HTTP_REFUSED)).await;
-            let _ = stream.shutdown().await;
-            // Read what the client sent before closing, so the close is not a reset that could
-            // destroy the answer before the client reads it.
-            let mut sink = [0_u8; 4096];
-            let drain = async {
-                let mut left = 64 * 1024_usize;
-                while left > 0 {
-                    match tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => left = left.saturating_sub(n),
-                    }
-                }
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+            refuse_plain_http(stream, deadline).await;
             return None;
         }
         Ok(_) => return None,
@@ -519,6 +505,24 @@ async fn tls_handshake(
             None
         }
     }
+}
+
+async fn refuse_plain_http(mut stream: tokio::net::TcpStream, deadline: Instant) {
+    let _ = tokio::time::timeout_at(deadline, stream.write_all(PLAIN_HTTP_REFUSED)).await;
+    let _ = stream.shutdown().await;
+    // Read what the client sent (a little, briefly) before closing, so the close is not a
+    // reset that could destroy the answer before the client reads it.
+    let mut sink = [0_u8; 4096];
+    let drain = async {
+        let mut left = 64 * 1024_usize;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 async fn serve_connection<I, S>(io: I, peer: SocketAddr, service: S, cancel: CancellationToken)

@@ -400,6 +400,9 @@ impl WebConfig {
             // `http2` is accepted for compatibility and has no effect: HTTP/1.1 only.
             let _ = http.http2;
             for (name, value) in http.headers.unwrap_or_default() {
+                if value.trim().is_empty() {
+                    continue; // "Unset if blank", as upstream documents.
+                }
                 match validate_header(&name, &value) {
                     Ok(pair) => headers.push(pair),
                     Err(message) => problems.push(problem(
@@ -1221,6 +1224,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.headers.len(), 2);
+        let blank = parse("http_server_config:\n  headers:\n    X-XSS-Protection: ''\n").unwrap();
+        assert!(blank.headers.is_empty(), "a blank header is unset");
         let err = problems("http_server_config:\n  headers:\n    X-Frame-Options: allow\n");
         assert!(err.contains("must be deny or sameorigin"), "{err}");
         let err = problems("http_server_config:\n  headers:\n    Server: hidden\n");
