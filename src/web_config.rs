@@ -451,7 +451,7 @@ impl WebConfig {
         let tls = match &self.tls {
             None => "plain HTTP".to_owned(),
             Some(tls) => format!(
-                "TLS {}–{}, client certificates: {}",
+                "TLS ({} to {}, client certificates: {})",
                 tls.min_version.as_str(),
                 tls.max_version.as_str(),
                 tls.client_auth.as_str()
