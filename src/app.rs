@@ -33,6 +33,7 @@ use crate::runner::{Generation, Mode, RunResult, Runner, TargetRuntime};
 use crate::schedule::{self, SystemClock, WallClock};
 use crate::secret::Environment;
 use crate::server::{self, ReloadReply, Shared};
+use crate::web_config::WebConfig;
 
 /// How long shutdown waits for tasks before giving up (systemd's stop timeout is longer).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
@@ -63,6 +64,9 @@ pub struct Options {
     pub prober: Option<Arc<dyn Prober>>,
     /// The wall clock.
     pub clock: Arc<dyn WallClock>,
+    /// TLS, basic auth and headers for every endpoint (`--web.config.file`); the default is
+    /// plain HTTP without authentication. Read once, at start.
+    pub web: WebConfig,
 }
 
 impl Options {
@@ -75,6 +79,7 @@ impl Options {
             reload_on_sighup: true,
             prober: None,
             clock: Arc::new(SystemClock),
+            web: WebConfig::default(),
         }
     }
 }
@@ -90,17 +95,7 @@ pub async fn run(
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
-    warn_if_exposed(address);
     run_on(config, listener, options, shutdown).await
-}
-
-fn warn_if_exposed(address: SocketAddr) {
-    if !address.ip().is_loopback() {
-        tracing::warn!(
-            %address,
-            "listening beyond loopback: protect the endpoints with --web.config.file or a firewall"
-        );
-    }
 }
 
 /// Runs on an already bound listener until `shutdown` (tests bind port 0 themselves).
@@ -136,24 +131,32 @@ pub async fn run_on(
     let generation = start_generation(&config, &metrics, &runner, &root, &tracker, &stuck, None);
     metrics.record_reload(true, unix_now(options.clock.as_ref()));
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadReply>(4);
-    let shared = Arc::new(Shared::new(
-        metrics.clone(),
-        runner.clone(),
-        generation,
-        reload_tx,
-    ));
+    let shared = Arc::new(
+        Shared::new(metrics.clone(), runner.clone(), generation, reload_tx)
+            .with_web_config(&options.web),
+    );
     let address = listener
         .local_addr()
         .context("cannot read the bound address")?;
-    tracker.spawn(server::serve(
+    if let Some(warning) = options.web.exposure_warning(address) {
+        tracing::warn!(%address, "{warning}");
+    }
+    tracker.spawn(server::serve_tls(
         listener,
         server::router(Arc::clone(&shared)),
+        options.web.tls.as_ref().map(|tls| tls.acceptor()),
         root.clone(),
         tracker.clone(),
     ));
     shared.ready.store(true, Ordering::Release);
     options.notifier.ready();
-    tracing::info!(%address, version = env!("CARGO_PKG_VERSION"), "lastfm-monitor is running");
+    tracing::info!(
+        %address,
+        scheme = options.web.scheme(),
+        web = %options.web.describe(),
+        version = env!("CARGO_PKG_VERSION"),
+        "lastfm-monitor is running"
+    );
 
     let mut config = config;
     let watchdog_period = options.notifier.watchdog_period();
@@ -375,6 +378,7 @@ async fn probe_task(
             }
         },
         |missed| rt.record_skip(index, SkipReason::Overrun, missed),
+        |due| rt.set_next_run(index, due),
     )
     .await;
 }

@@ -33,6 +33,8 @@ pub struct TargetRuntime {
     metrics: TargetMetrics,
     /// Per probe, in the order of `target.probes`.
     probes: Vec<ProbeMetrics>,
+    /// Per probe, when its schedule fires next, published by its task for the status page.
+    next_runs: Vec<Mutex<Option<Instant>>>,
 }
 
 impl TargetRuntime {
@@ -76,6 +78,7 @@ impl TargetRuntime {
         };
         let runtime = Self {
             metrics: metrics.target(&target.name),
+            next_runs: target.probes.iter().map(|_| Mutex::new(None)).collect(),
             target,
             gate,
             health,
@@ -95,6 +98,24 @@ impl TargetRuntime {
     /// A copy of the current health, for the status page.
     pub fn health_snapshot(&self) -> Health {
         self.health().clone()
+    }
+
+    /// Publishes when probe `index` fires next.
+    pub fn set_next_run(&self, index: usize, due: Instant) {
+        if let Some(slot) = self.next_runs.get(index) {
+            *slot
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(due);
+        }
+    }
+
+    /// When probe `index` fires next, once its task has started.
+    pub fn next_run(&self, index: usize) -> Option<Instant> {
+        self.next_runs.get(index).and_then(|slot| {
+            *slot
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        })
     }
 
     /// Counts skipped runs of a probe.

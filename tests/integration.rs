@@ -5,6 +5,10 @@
 
 mod support;
 
+mod browser;
 mod canary;
 mod daemon;
+mod logs;
+mod router;
 mod service;
+mod web;

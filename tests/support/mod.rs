@@ -3,17 +3,31 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use http_body_util::BodyExt as _;
 use lastfm_monitor::app::{self, ConfigSource, Options};
-use lastfm_monitor::config::Config;
+use lastfm_monitor::config::{Config, Probe, Target};
+use lastfm_monitor::history::History;
+use lastfm_monitor::metrics::Metrics;
 use lastfm_monitor::notify::Notifier;
+use lastfm_monitor::probe::{
+    ProbeFuture, ProbeOutcome, Prober, Recorded, RequestTrace, Response, TransportFailure,
+};
+use lastfm_monitor::runner::{Generation, Runner, TargetRuntime};
 use lastfm_monitor::schedule::SystemClock;
-use lastfm_monitor::secret::Environment;
+use lastfm_monitor::secret::{Environment, REDACTED};
+use lastfm_monitor::server::{self, ReloadReply, Shared};
 use lastfm_monitor::sim::{Scenario, Simulator};
-use tokio::sync::oneshot;
+use lastfm_monitor::web_config::WebConfig;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
 
 /// The key every test target uses: a canary that must never appear in any output.
 pub const CANARY_KEY: &str = "c0ffee00c0ffee00c0ffee00c0ffee00";
@@ -46,7 +60,33 @@ pub struct Daemon {
     pub sim_addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
-    client: reqwest::Client,
+    access: Access,
+}
+
+/// How a test reaches the daemon: the client (roots, identity, TLS versions), the scheme and the
+/// basic-auth credentials to send.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// The HTTP client.
+    pub client: reqwest::Client,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// Sent as `Authorization: Basic`, when set.
+    pub credentials: Option<(String, String)>,
+}
+
+impl Access {
+    /// Plain HTTP, no credentials.
+    pub fn plain() -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("test client"),
+            scheme: "http",
+            credentials: None,
+        }
+    }
 }
 
 /// The `[[targets]]` header of a test target pointing at `sim`, without probes.
@@ -88,6 +128,17 @@ impl Daemon {
 
     /// Starts a daemon on `text` (a complete config) next to an existing simulator.
     pub async fn start_with(sim: Simulator, sim_addr: SocketAddr, text: &str) -> Self {
+        Self::start_web(sim, sim_addr, text, WebConfig::default(), Access::plain()).await
+    }
+
+    /// [`Daemon::start_with`] behind a web config, reached through `access`.
+    pub async fn start_web(
+        sim: Simulator,
+        sim_addr: SocketAddr,
+        text: &str,
+        web: WebConfig,
+        access: Access,
+    ) -> Self {
         let env = Arc::new(TestEnv::default());
         let config = Config::parse(text, "test.toml", env.as_ref(), chrono::Utc::now())
             .unwrap_or_else(|err| panic!("test config is invalid:\n{err}\n---\n{text}"));
@@ -102,47 +153,45 @@ impl Daemon {
             reload_on_sighup: false,
             prober: None,
             clock: Arc::new(SystemClock),
+            web,
         };
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app::run_on(config, listener, options, async move {
             let _ = rx.await;
         }));
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("test client");
         let daemon = Self {
             addr,
             sim,
             sim_addr,
             shutdown: Some(tx),
             task: Some(task),
-            client,
+            access,
         };
         daemon.wait_for(Duration::from_secs(5), |_| true).await;
         daemon
     }
 
+    /// The URL of `path` on the daemon.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}://{}{path}", self.access.scheme, self.addr)
+    }
+
     /// GET `path`: status and body.
     pub async fn get(&self, path: &str) -> (u16, String) {
-        let response = self
-            .client
-            .get(format!("http://{}{path}", self.addr))
-            .send()
-            .await
-            .expect("the daemon answers");
-        let status = response.status().as_u16();
-        (status, response.text().await.expect("a text body"))
+        self.send(self.access.client.get(self.url(path))).await
     }
 
     /// POST `path`: status and body.
     pub async fn post(&self, path: &str) -> (u16, String) {
-        let response = self
-            .client
-            .post(format!("http://{}{path}", self.addr))
-            .send()
-            .await
-            .expect("the daemon answers");
+        self.send(self.access.client.post(self.url(path))).await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> (u16, String) {
+        let request = match &self.access.credentials {
+            Some((user, password)) => request.basic_auth(user, Some(password)),
+            None => request,
+        };
+        let response = request.send().await.expect("the daemon answers");
         let status = response.status().as_u16();
         (status, response.text().await.expect("a text body"))
     }
@@ -242,5 +291,171 @@ pub fn assert_metric_at_least(text: &str, name: &str, labels: &[(&str, &str)], m
             "{name}{labels:?}: expected at least {min}, got {got:?}\nrelated series:\n{}",
             related.join("\n")
         );
+    }
+}
+
+/// A prober that answers every run with a set response, without sockets. Its request trace
+/// redacts the key as the real prober does; the response is whatever the test sets, hostile
+/// echoes of secrets included.
+#[derive(Debug)]
+pub struct FakeProber {
+    answer: Mutex<Result<Response, TransportFailure>>,
+    calls: AtomicUsize,
+}
+
+impl FakeProber {
+    /// Answers `status` with a JSON `body`.
+    pub fn json(status: u16, body: &str) -> Self {
+        Self {
+            answer: Mutex::new(Ok(json_response(status, body))),
+            calls: AtomicUsize::new(0),
+        }
+    }
+
+    /// From now on, answers `status` with a JSON `body`.
+    pub fn set_json(&self, status: u16, body: &str) {
+        *self.answer.lock().expect("no test panicked holding it") = Ok(json_response(status, body));
+    }
+
+    /// How many runs it answered.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::Relaxed)
+    }
+}
+
+fn json_response(status: u16, body: &str) -> Response {
+    Response {
+        status,
+        content_type: Some("application/json".to_owned()),
+        retry_after: None,
+        headers: vec![("content-type".to_owned(), "application/json".to_owned())],
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+impl Prober for FakeProber {
+    fn probe<'a>(&'a self, target: &'a Target, probe: &'a Probe) -> ProbeFuture<'a> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let result = self
+            .answer
+            .lock()
+            .expect("no test panicked holding it")
+            .clone();
+        Box::pin(async move {
+            Recorded {
+                request: RequestTrace {
+                    http_method: "POST",
+                    url: target.base_url.to_string(),
+                    params: vec![
+                        ("method".to_owned(), probe.method.clone()),
+                        ("api_key".to_owned(), REDACTED.to_owned()),
+                    ],
+                },
+                outcome: ProbeOutcome {
+                    elapsed: Duration::from_millis(7),
+                    result,
+                },
+            }
+        })
+    }
+}
+
+/// The server's shared state over a fake prober, for socket-free router tests.
+#[derive(Debug)]
+pub struct RouterFixture {
+    /// What the handlers share.
+    pub shared: Arc<Shared>,
+    /// The prober behind `/probe`.
+    pub prober: Arc<FakeProber>,
+    /// Reload requests the router sent (the app's end of the channel).
+    pub reloads: Mutex<Option<mpsc::Receiver<ReloadReply>>>,
+}
+
+/// A router test's answer.
+#[derive(Debug)]
+pub struct Answer {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body as text.
+    pub body: String,
+}
+
+impl RouterFixture {
+    /// One target `sim` (base URL on loopback, never contacted) with `target_extra` and `probes`,
+    /// behind `web`, answered by `prober`.
+    pub fn new(target_extra: &str, probes: &str, prober: FakeProber, web: &WebConfig) -> Self {
+        let text = format!(
+            "[defaults]\nstartup_jitter = \"0s\"\n{}\n{probes}",
+            target_toml(
+                "127.0.0.1:9".parse().expect("a socket address"),
+                target_extra,
+            )
+        );
+        Self::with_config(&text, prober, web)
+    }
+
+    /// Like [`RouterFixture::new`], on a complete config `text`.
+    pub fn with_config(text: &str, prober: FakeProber, web: &WebConfig) -> Self {
+        let config = Config::parse(text, "router.toml", &TestEnv::default(), chrono::Utc::now())
+            .unwrap_or_else(|err| panic!("test config is invalid:\n{err}\n---\n{text}"));
+        let metrics = Metrics::try_new("test", "test").expect("a fresh registry registers");
+        let prober = Arc::new(prober);
+        let runner = Runner::new(
+            Arc::clone(&prober) as Arc<dyn Prober>,
+            Arc::new(History::default()),
+            Arc::new(SystemClock),
+        );
+        let targets = config
+            .targets
+            .iter()
+            .map(|t| {
+                Arc::new(TargetRuntime::new(
+                    Arc::clone(t),
+                    &metrics,
+                    runner.clock(),
+                    None,
+                ))
+            })
+            .collect();
+        let generation = Arc::new(Generation {
+            targets,
+            cancel: CancellationToken::new(),
+        });
+        let (tx, rx) = mpsc::channel(4);
+        let shared = Arc::new(Shared::new(metrics, runner, generation, tx).with_web_config(web));
+        Self {
+            shared,
+            prober,
+            reloads: Mutex::new(Some(rx)),
+        }
+    }
+
+    /// Sends `request` through a fresh router, no sockets involved.
+    pub async fn send(&self, request: Request<Body>) -> Answer {
+        let response = server::router(Arc::clone(&self.shared))
+            .oneshot(request)
+            .await
+            .expect("the router is infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("an in-memory body")
+            .to_bytes();
+        Answer {
+            status,
+            headers,
+            body: String::from_utf8(bytes.to_vec()).expect("a UTF-8 body"),
+        }
+    }
+
+    /// GET `uri`.
+    pub async fn get(&self, uri: &str) -> Answer {
+        self.send(Request::get(uri).body(Body::empty()).expect("a valid URI"))
+            .await
     }
 }
