@@ -13,7 +13,7 @@ use lastfm_monitor::sim::Scenario;
 use crate::support::{CANARY_KEY, CANARY_SECRET, CANARY_SK, Daemon, metric, target_toml};
 
 /// The longest any single wait may take.
-const LIMIT: Duration = Duration::from_secs(10);
+const LIMIT: Duration = Duration::from_secs(20);
 
 /// `[defaults]` for probes that run every second.
 const FAST: &str = "interval = \"1s\"\ntimeout = \"800ms\"";

@@ -289,8 +289,8 @@ mod tests {
 
     use serde_json::Value;
 
-    use crate::probe::sign::api_sig;
     use super::*;
+    use crate::probe::sign::api_sig;
 
     const KEY: &str = "0123456789abcdef0123456789abcdef";
 
