@@ -5,4 +5,5 @@
 
 mod support;
 
+mod config_table;
 mod daemon;

@@ -2,6 +2,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod raw;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +11,7 @@ use std::time::Duration;
 use lastfm_monitor::app::{self, ConfigSource, Options};
 use lastfm_monitor::config::Config;
 use lastfm_monitor::notify::Notifier;
+use lastfm_monitor::probe::Prober;
 use lastfm_monitor::schedule::SystemClock;
 use lastfm_monitor::secret::Environment;
 use lastfm_monitor::sim::{Scenario, Simulator};
@@ -88,6 +91,24 @@ impl Daemon {
 
     /// Starts a daemon on `text` (a complete config) next to an existing simulator.
     pub async fn start_with(sim: Simulator, sim_addr: SocketAddr, text: &str) -> Self {
+        Self::launch(sim, sim_addr, text, None).await
+    }
+
+    /// Starts a daemon on `text` whose targets point elsewhere (raw fakes), optionally with an
+    /// injected prober; the `sim` field then holds an idle simulator nothing talks to.
+    pub async fn start_config(text: &str, prober: Option<Arc<dyn Prober>>) -> Self {
+        let (sim, sim_addr) = lastfm_monitor::sim::spawn_local(Scenario::healthy())
+            .await
+            .expect("the simulator binds 127.0.0.1:0");
+        Self::launch(sim, sim_addr, text, prober).await
+    }
+
+    async fn launch(
+        sim: Simulator,
+        sim_addr: SocketAddr,
+        text: &str,
+        prober: Option<Arc<dyn Prober>>,
+    ) -> Self {
         let env = Arc::new(TestEnv::default());
         let config = Config::parse(text, "test.toml", env.as_ref(), chrono::Utc::now())
             .unwrap_or_else(|err| panic!("test config is invalid:\n{err}\n---\n{text}"));
@@ -100,7 +121,7 @@ impl Daemon {
             env,
             notifier: Notifier::from_vars(None, None, None),
             reload_on_sighup: false,
-            prober: None,
+            prober,
             clock: Arc::new(SystemClock),
         };
         let (tx, rx) = oneshot::channel::<()>();
@@ -242,5 +263,125 @@ pub fn assert_metric_at_least(text: &str, name: &str, labels: &[(&str, &str)], m
             "{name}{labels:?}: expected at least {min}, got {got:?}\nrelated series:\n{}",
             related.join("\n")
         );
+    }
+}
+
+/// Series in an exposition: every line that is not a comment or blank.
+pub fn series_count(text: &str) -> usize {
+    text.lines()
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .count()
+}
+
+/// A `kB` field of `/proc/self/status` (`VmRSS`, `VmHWM`), in bytes.
+pub fn proc_status_bytes(field: &str) -> u64 {
+    let status =
+        std::fs::read_to_string("/proc/self/status").expect("/proc/self/status is readable");
+    status
+        .lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or_else(|| panic!("/proc/self/status has no {field}"))
+}
+
+/// Open file descriptors of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd is readable")
+        .count()
+}
+
+/// Mebibytes, for messages.
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Runs `promtool check metrics` on `text`: `Ok(())` when clean, `Err(output)` on any finding,
+/// or `None` when promtool is not installed and not required (`LASTFM_MONITOR_REQUIRE_PROMTOOL=1`
+/// makes its absence a failure).
+pub fn promtool_check_metrics(text: &str) -> Option<Result<(), String>> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let required = std::env::var("LASTFM_MONITOR_REQUIRE_PROMTOOL").is_ok_and(|v| v == "1");
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && !required => {
+            eprintln!(
+                "promtool not found: skipping `promtool check metrics` (install Debian's `prometheus` package; set LASTFM_MONITOR_REQUIRE_PROMTOOL=1 to make this a failure)"
+            );
+            return None;
+        }
+        Err(err) => panic!("cannot run promtool: {err}"),
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(text.as_bytes())
+        .expect("promtool reads the exposition");
+    let output = child.wait_with_output().expect("promtool finishes");
+    let findings = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.status.success() && findings.trim().is_empty() {
+        Some(Ok(()))
+    } else {
+        Some(Err(format!("promtool: {}\n{findings}", output.status)))
+    }
+}
+
+/// What a finished child process left.
+#[derive(Debug)]
+pub struct Finished {
+    /// `None` when it was killed for running past its limit.
+    pub status: Option<std::process::ExitStatus>,
+    /// Everything it wrote to stdout.
+    pub stdout: String,
+    /// Everything it wrote to stderr.
+    pub stderr: String,
+}
+
+/// Runs `command` to completion, killing it after `limit`; output goes through temp files so a
+/// chatty child can never block on a full pipe.
+pub fn run_with_limit(command: &mut std::process::Command, limit: Duration) -> Finished {
+    let stdout = tempfile::NamedTempFile::new().expect("a temp file");
+    let stderr = tempfile::NamedTempFile::new().expect("a temp file");
+    let mut child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout.reopen().expect("reopen"))
+        .stderr(stderr.reopen().expect("reopen"))
+        .spawn()
+        .expect("the command starts");
+    let started = std::time::SystemTime::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            break Some(status);
+        }
+        if started.elapsed().unwrap_or_default() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Finished {
+        status,
+        stdout: std::fs::read_to_string(stdout.path()).unwrap_or_default(),
+        stderr: std::fs::read_to_string(stderr.path()).unwrap_or_default(),
     }
 }
