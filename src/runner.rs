@@ -260,13 +260,20 @@ impl Runner {
         log_run(&rt.target, probe, verdict, recorded.outcome.elapsed, mode);
         log_events(&rt.target, &gate_events, &health_events);
         let trace = crate::trace::render(&rt.target, probe, recorded, verdict);
+        // `detail` can be upstream text (an error message), which a hostile or buggy upstream
+        // may fill with our key, sk or api_sig; the status page shows it, so it is scrubbed
+        // like the trace before it is kept (issue 5, bar S1).
+        let mut kept = verdict.clone();
+        kept.detail = kept
+            .detail
+            .map(|detail| crate::trace::scrub_run(&rt.target, probe, detail));
         let id = self.history.record(RunRecord {
             id: 0,
             target: rt.target.name.clone(),
             probe: probe.name.clone(),
             at: wall,
             latency: recorded.outcome.elapsed,
-            verdict: verdict.clone(),
+            verdict: kept,
             on_demand: mode == Mode::OnDemand,
             trace,
         });

@@ -7,3 +7,4 @@ mod support;
 
 mod config_table;
 mod daemon;
+mod faults;
