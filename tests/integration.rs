@@ -7,4 +7,5 @@ mod support;
 
 mod config_table;
 mod daemon;
+mod exposition;
 mod faults;

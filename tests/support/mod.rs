@@ -385,3 +385,93 @@ pub fn run_with_limit(command: &mut std::process::Command, limit: Duration) -> F
         stderr: std::fs::read_to_string(stderr.path()).unwrap_or_default(),
     }
 }
+
+/// The daemon's parts wired without a socket or a probe task: a router to call with
+/// `tower::ServiceExt::oneshot`, and the runner and targets to drive runs by hand. Safe under
+/// paused time (STYLE §8: never mix paused time with real sockets).
+#[derive(Debug)]
+pub struct Offline {
+    /// What the handlers share.
+    pub shared: Arc<lastfm_monitor::server::Shared>,
+    /// Every endpoint.
+    pub router: axum::Router,
+    /// Keeps the reload channel open.
+    _reload: tokio::sync::mpsc::Receiver<lastfm_monitor::server::ReloadReply>,
+}
+
+impl Offline {
+    /// Wires `text` (a complete config) with `prober`, metrics labelled with `version` and
+    /// `revision`, and `clock`.
+    pub fn new(
+        text: &str,
+        prober: Arc<dyn Prober>,
+        clock: Arc<dyn lastfm_monitor::schedule::WallClock>,
+        version: &str,
+        revision: &str,
+    ) -> Self {
+        use lastfm_monitor::runner::{Generation, Runner, TargetRuntime};
+        let config = Config::parse(text, "test.toml", &TestEnv::default(), clock.now())
+            .unwrap_or_else(|err| panic!("test config is invalid:\n{err}\n---\n{text}"));
+        let metrics = lastfm_monitor::metrics::Metrics::try_new(version, revision)
+            .expect("the metrics register");
+        let runner = Runner::new(
+            prober,
+            Arc::new(lastfm_monitor::history::History::default()),
+            Arc::clone(&clock),
+        );
+        let targets = config
+            .targets
+            .iter()
+            .map(|target| {
+                Arc::new(TargetRuntime::new(
+                    Arc::clone(target),
+                    &metrics,
+                    clock.as_ref(),
+                    None,
+                ))
+            })
+            .collect();
+        let generation = Arc::new(Generation {
+            targets,
+            cancel: tokio_util::sync::CancellationToken::new(),
+        });
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let shared = Arc::new(lastfm_monitor::server::Shared::new(
+            metrics, runner, generation, tx,
+        ));
+        shared
+            .ready
+            .store(true, std::sync::atomic::Ordering::Release);
+        let router = lastfm_monitor::server::router(Arc::clone(&shared));
+        Self {
+            shared,
+            router,
+            _reload: rx,
+        }
+    }
+
+    /// One request through the router: status and body.
+    pub async fn request(&self, method: &str, path: &str) -> (u16, String) {
+        use http_body_util::BodyExt as _;
+        use tower::ServiceExt as _;
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(axum::body::Body::empty())
+            .expect("a valid request");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router is infallible");
+        let status = response.status().as_u16();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("the body is readable")
+            .to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
