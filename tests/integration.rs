@@ -5,6 +5,7 @@
 
 mod support;
 
+mod cardinality;
 mod config_table;
 mod daemon;
 mod exposition;
