@@ -10,3 +10,4 @@ mod config_table;
 mod daemon;
 mod exposition;
 mod faults;
+mod politeness;
