@@ -11,3 +11,4 @@ mod daemon;
 mod exposition;
 mod faults;
 mod politeness;
+mod soak;
