@@ -196,29 +196,37 @@ impl Runner {
         let Some(probe) = rt.target.probes.get(index) else {
             return RunResult::Cancelled;
         };
+        let skipped = |reason: SkipReason| {
+            if mode == Mode::Scheduled {
+                rt.record_skip(index, reason, 1);
+                rt.publish(Instant::now());
+            }
+            tracing::debug!(
+                target = %rt.target.name,
+                probe = %probe.name,
+                reason = reason.as_label(),
+                "run skipped"
+            );
+            RunResult::Skipped(reason)
+        };
+        let epoch = rt.gate.epoch();
         let at = match rt.gate.admit(Instant::now(), latest) {
             Ok(at) => at,
-            Err(reason) => {
-                if mode == Mode::Scheduled {
-                    rt.record_skip(index, reason, 1);
-                    rt.publish(Instant::now());
-                }
-                tracing::debug!(
-                    target = %rt.target.name,
-                    probe = %probe.name,
-                    reason = reason.as_label(),
-                    "run skipped"
-                );
-                return RunResult::Skipped(reason);
-            }
+            Err(reason) => return skipped(reason),
         };
         let attempt = async {
             tokio::time::sleep_until(at).await;
-            self.prober.probe(&rt.target, probe).await
+            // A 29/429 or 26/10 that another probe received while this one waited for its
+            // token voids the reservation: the upstream said stop after it was made (issue 5).
+            rt.gate.still_admitted(epoch)?;
+            Ok(self.prober.probe(&rt.target, probe).await)
         };
         let recorded = tokio::select! {
             () = cancel.cancelled() => return RunResult::Cancelled,
-            recorded = attempt => recorded,
+            attempted = attempt => match attempted {
+                Ok(recorded) => recorded,
+                Err(reason) => return skipped(reason),
+            },
         };
         let verdict = classify::classify(
             &recorded.outcome,
