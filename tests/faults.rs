@@ -342,7 +342,13 @@ async fn matrix(trap: &RawServer) -> Vec<Row> {
                 Upstream::Raw(
                     RawServer::start(|_| {
                         let code = rand::random_range(30..=u32::MAX);
-                        let status = rand::random_range(200..=599_u16);
+                        // 204, 205 and 304 carry no body by definition: the client drops it.
+                        let status = loop {
+                            let status = rand::random_range(200..=599_u16);
+                            if !matches!(status, 204 | 205 | 304) {
+                                break status;
+                            }
+                        };
                         Reply::bytes(raw::json(
                             status,
                             &format!(r#"{{"error":{code},"message":"random"}}"#),
@@ -450,6 +456,13 @@ async fn matrix(trap: &RawServer) -> Vec<Row> {
             "status-599",
             Reply::bytes(raw::response(599, "text/html", GFE_502.as_bytes())),
             "http_error",
+        )
+        .await,
+        fake(
+            // A 204 has no body by definition: what follows it is not read as one.
+            "status-204-with-body",
+            Reply::bytes(raw::json(204, r#"{"error":8,"message":"x"}"#)),
+            "malformed",
         )
         .await,
         fake(
