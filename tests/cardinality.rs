@@ -374,3 +374,14 @@ async fn hostile_label_values_are_escaped() {
         Some(Err(findings)) => panic!("promtool check metrics:\n{findings}"),
     }
 }
+
+/// The check has teeth: one unescaped quote in a label value is a finding.
+#[test]
+fn promtool_rejects_an_unescaped_label_value() {
+    let broken = "# HELP x_total A counter.\n# TYPE x_total counter\nx_total{target=\"a\"b\"} 1\n";
+    match promtool_check_metrics(broken) {
+        None => {}
+        Some(Ok(())) => panic!("promtool accepted an unescaped quote"),
+        Some(Err(findings)) => assert!(!findings.is_empty()),
+    }
+}
