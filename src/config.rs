@@ -244,7 +244,12 @@ impl Config {
                     line,
                     column,
                     context: String::new(),
-                    key: String::new(),
+                    // serde's type errors ("invalid type: integer `60`, expected a string") do
+                    // not say which key; the span's line does (issue 5).
+                    key: err
+                        .span()
+                        .and_then(|span| key_at(text, span.start))
+                        .unwrap_or_default(),
                     message: err.message().trim().to_owned(),
                 }],
             }
@@ -335,6 +340,20 @@ impl Config {
         );
         out
     }
+}
+
+/// The key of a `key = value` line whose value holds byte `offset`, for errors serde reports
+/// without the key. `None` when the offset is not in a value (a broken header, a stray word).
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |nl| nl + 1);
+    let (key, _) = text[start..offset].split_once('=')?;
+    let key = key.trim();
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'"'));
+    bare.then(|| key.to_owned())
 }
 
 /// 1-based line and column of a byte offset.
@@ -522,10 +541,12 @@ impl Validator<'_> {
         let mut targets = Vec::new();
         for (index, target) in file.targets.into_iter().enumerate() {
             let span = target.span();
+            // Located at the second `name`, so the operator finds the duplicate (issue 5).
+            let name_span = target.get_ref().name.as_ref().map(Spanned::span);
             if let Some(t) = self.target(index, span, target.into_inner(), &inherited) {
                 if !seen.insert(t.name.clone()) {
                     self.problem(
-                        None,
+                        name_span,
                         &format!("target {:?}", t.name),
                         "name",
                         "the name is used by another target; target names must be unique"

@@ -217,29 +217,37 @@ impl Runner {
         let Some(probe) = rt.target.probes.get(index) else {
             return RunResult::Cancelled;
         };
+        let skipped = |reason: SkipReason| {
+            if mode == Mode::Scheduled {
+                rt.record_skip(index, reason, 1);
+                rt.publish(Instant::now());
+            }
+            tracing::debug!(
+                target = %rt.target.name,
+                probe = %probe.name,
+                reason = reason.as_label(),
+                "run skipped"
+            );
+            RunResult::Skipped(reason)
+        };
+        let epoch = rt.gate.epoch();
         let at = match rt.gate.admit(Instant::now(), latest) {
             Ok(at) => at,
-            Err(reason) => {
-                if mode == Mode::Scheduled {
-                    rt.record_skip(index, reason, 1);
-                    rt.publish(Instant::now());
-                }
-                tracing::debug!(
-                    target = %rt.target.name,
-                    probe = %probe.name,
-                    reason = reason.as_label(),
-                    "run skipped"
-                );
-                return RunResult::Skipped(reason);
-            }
+            Err(reason) => return skipped(reason),
         };
         let attempt = async {
             tokio::time::sleep_until(at).await;
-            self.prober.probe(&rt.target, probe).await
+            // A 29/429 or 26/10 that another probe received while this one waited for its
+            // token voids the reservation: the upstream said stop after it was made (issue 5).
+            rt.gate.still_admitted(epoch)?;
+            Ok(self.prober.probe(&rt.target, probe).await)
         };
         let recorded = tokio::select! {
             () = cancel.cancelled() => return RunResult::Cancelled,
-            recorded = attempt => recorded,
+            attempted = attempt => match attempted {
+                Ok(recorded) => recorded,
+                Err(reason) => return skipped(reason),
+            },
         };
         let verdict = classify::classify(
             &recorded.outcome,
@@ -281,18 +289,20 @@ impl Runner {
         log_run(&rt.target, probe, verdict, recorded.outcome.elapsed, mode);
         log_events(&rt.target, &gate_events, &health_events);
         let trace = crate::trace::render(&rt.target, probe, recorded, verdict);
-        // The detail quotes upstream text, which may echo a secret back (the status page shows it).
-        let mut shown = verdict.clone();
-        shown.detail = shown
+        // `detail` can be upstream text (an error message), which a hostile or buggy upstream
+        // may fill with our key, sk or api_sig; the status page shows it, so it is scrubbed
+        // like the trace before it is kept (issue 5, bar S1).
+        let mut kept = verdict.clone();
+        kept.detail = kept
             .detail
-            .map(|detail| crate::trace::scrub(&rt.target, detail));
+            .map(|detail| crate::trace::scrub_run(&rt.target, probe, detail));
         let id = self.history.record(RunRecord {
             id: 0,
             target: rt.target.name.clone(),
             probe: probe.name.clone(),
             at: wall,
             latency: recorded.outcome.elapsed,
-            verdict: shown,
+            verdict: kept,
             on_demand: mode == Mode::OnDemand,
             trace,
         });

@@ -39,8 +39,25 @@ impl Schedule {
             .parse::<cron::Schedule>()
             .map(|schedule| Self::Cron(Box::new(schedule)))
             .map_err(|err| {
+                // The parser's message repeats the expression and a caret on lines of their
+                // own; keep its explanation, on one line, so each problem stays one line.
+                let text = err.to_string();
+                let why: Vec<&str> = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|line| {
+                        !line.is_empty()
+                            && *line != normalised.trim()
+                            && !line.chars().all(|c| c == '^' || c.is_whitespace())
+                    })
+                    .collect();
+                let why = if why.is_empty() {
+                    "unreadable".to_owned()
+                } else {
+                    why.join(" ")
+                };
                 format!(
-                    "{expr:?} is not a valid cron expression ({err}); use 6 fields \
+                    "{expr:?} is not a valid cron expression ({why}); use 6 fields \
                      \"sec min hour day month weekday\" or a 5-field crontab line"
                 )
             })

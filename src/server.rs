@@ -268,8 +268,13 @@ async fn status_page(State(shared): State<Arc<Shared>>) -> Html<String> {
     ))
 }
 
-async fn run_trace(State(shared): State<Arc<Shared>>, Path(id): Path<u64>) -> Response {
-    match shared.runner.history().get(id) {
+async fn run_trace(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    // Parsed here, not by `Path<u64>`: axum's rejection would echo the path back (issue 5, E5).
+    let record = id
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| shared.runner.history().get(id));
+    match record {
         Some(record) => (
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             record.trace.clone(),

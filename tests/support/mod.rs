@@ -2,6 +2,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod raw;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -131,6 +133,23 @@ impl Daemon {
         Self::start_web(sim, sim_addr, text, WebConfig::default(), Access::plain()).await
     }
 
+    /// Starts a daemon on `text` whose targets point elsewhere (raw fakes), optionally with an
+    /// injected prober; the `sim` field then holds an idle simulator nothing talks to.
+    pub async fn start_config(text: &str, prober: Option<Arc<dyn Prober>>) -> Self {
+        let (sim, sim_addr) = lastfm_monitor::sim::spawn_local(Scenario::healthy())
+            .await
+            .expect("the simulator binds 127.0.0.1:0");
+        Self::launch(
+            sim,
+            sim_addr,
+            text,
+            WebConfig::default(),
+            Access::plain(),
+            prober,
+        )
+        .await
+    }
+
     /// [`Daemon::start_with`] behind a web config, reached through `access`.
     pub async fn start_web(
         sim: Simulator,
@@ -138,6 +157,17 @@ impl Daemon {
         text: &str,
         web: WebConfig,
         access: Access,
+    ) -> Self {
+        Self::launch(sim, sim_addr, text, web, access, None).await
+    }
+
+    async fn launch(
+        sim: Simulator,
+        sim_addr: SocketAddr,
+        text: &str,
+        web: WebConfig,
+        access: Access,
+        prober: Option<Arc<dyn Prober>>,
     ) -> Self {
         let env = Arc::new(TestEnv::default());
         let config = Config::parse(text, "test.toml", env.as_ref(), chrono::Utc::now())
@@ -151,7 +181,7 @@ impl Daemon {
             env,
             notifier: Notifier::from_vars(None, None, None),
             reload_on_sighup: false,
-            prober: None,
+            prober,
             clock: Arc::new(SystemClock),
             web,
         };
@@ -458,4 +488,233 @@ impl RouterFixture {
         self.send(Request::get(uri).body(Body::empty()).expect("a valid URI"))
             .await
     }
+}
+
+/// Series in an exposition: every line that is not a comment or blank.
+pub fn series_count(text: &str) -> usize {
+    text.lines()
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .count()
+}
+
+/// A `kB` field of `/proc/self/status` (`VmRSS`, `VmHWM`), in bytes.
+pub fn proc_status_bytes(field: &str) -> u64 {
+    let status =
+        std::fs::read_to_string("/proc/self/status").expect("/proc/self/status is readable");
+    status
+        .lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or_else(|| panic!("/proc/self/status has no {field}"))
+}
+
+/// Open file descriptors of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd is readable")
+        .count()
+}
+
+/// Mebibytes, for messages.
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Runs `promtool check metrics` on `text`: `Ok(())` when clean, `Err(output)` on any finding,
+/// or `None` when promtool is not installed and not required (`LASTFM_MONITOR_REQUIRE_PROMTOOL=1`
+/// makes its absence a failure).
+pub fn promtool_check_metrics(text: &str) -> Option<Result<(), String>> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let required = std::env::var("LASTFM_MONITOR_REQUIRE_PROMTOOL").is_ok_and(|v| v == "1");
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && !required => {
+            eprintln!(
+                "promtool not found: skipping `promtool check metrics` (install Debian's `prometheus` package; set LASTFM_MONITOR_REQUIRE_PROMTOOL=1 to make this a failure)"
+            );
+            return None;
+        }
+        Err(err) => panic!("cannot run promtool: {err}"),
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(text.as_bytes())
+        .expect("promtool reads the exposition");
+    let output = child.wait_with_output().expect("promtool finishes");
+    let findings = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.status.success() && findings.trim().is_empty() {
+        Some(Ok(()))
+    } else {
+        Some(Err(format!("promtool: {}\n{findings}", output.status)))
+    }
+}
+
+/// What a finished child process left.
+#[derive(Debug)]
+pub struct Finished {
+    /// `None` when it was killed for running past its limit.
+    pub status: Option<std::process::ExitStatus>,
+    /// Everything it wrote to stdout.
+    pub stdout: String,
+    /// Everything it wrote to stderr.
+    pub stderr: String,
+}
+
+/// Runs `command` to completion, killing it after `limit`; output goes through temp files so a
+/// chatty child can never block on a full pipe.
+pub fn run_with_limit(command: &mut std::process::Command, limit: Duration) -> Finished {
+    let stdout = tempfile::NamedTempFile::new().expect("a temp file");
+    let stderr = tempfile::NamedTempFile::new().expect("a temp file");
+    let mut child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout.reopen().expect("reopen"))
+        .stderr(stderr.reopen().expect("reopen"))
+        .spawn()
+        .expect("the command starts");
+    let started = std::time::SystemTime::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            break Some(status);
+        }
+        if started.elapsed().unwrap_or_default() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Finished {
+        status,
+        stdout: std::fs::read_to_string(stdout.path()).unwrap_or_default(),
+        stderr: std::fs::read_to_string(stderr.path()).unwrap_or_default(),
+    }
+}
+
+/// The daemon's parts wired without a socket or a probe task: a router to call with
+/// `tower::ServiceExt::oneshot`, and the runner and targets to drive runs by hand. Safe under
+/// paused time (STYLE §8: never mix paused time with real sockets).
+#[derive(Debug)]
+pub struct Offline {
+    /// What the handlers share.
+    pub shared: Arc<lastfm_monitor::server::Shared>,
+    /// Every endpoint.
+    pub router: axum::Router,
+    /// Keeps the reload channel open.
+    _reload: tokio::sync::mpsc::Receiver<lastfm_monitor::server::ReloadReply>,
+}
+
+impl Offline {
+    /// Wires `text` (a complete config) with `prober`, metrics labelled with `version` and
+    /// `revision`, and `clock`.
+    pub fn new(
+        text: &str,
+        prober: Arc<dyn Prober>,
+        clock: Arc<dyn lastfm_monitor::schedule::WallClock>,
+        version: &str,
+        revision: &str,
+    ) -> Self {
+        use lastfm_monitor::runner::{Generation, Runner, TargetRuntime};
+        let config = Config::parse(text, "test.toml", &TestEnv::default(), clock.now())
+            .unwrap_or_else(|err| panic!("test config is invalid:\n{err}\n---\n{text}"));
+        let metrics = lastfm_monitor::metrics::Metrics::try_new(version, revision)
+            .expect("the metrics register");
+        let runner = Runner::new(
+            prober,
+            Arc::new(lastfm_monitor::history::History::default()),
+            Arc::clone(&clock),
+        );
+        let targets = config
+            .targets
+            .iter()
+            .map(|target| {
+                Arc::new(TargetRuntime::new(
+                    Arc::clone(target),
+                    &metrics,
+                    clock.as_ref(),
+                    None,
+                ))
+            })
+            .collect();
+        let generation = Arc::new(Generation {
+            targets,
+            cancel: tokio_util::sync::CancellationToken::new(),
+        });
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let shared = Arc::new(lastfm_monitor::server::Shared::new(
+            metrics, runner, generation, tx,
+        ));
+        shared
+            .ready
+            .store(true, std::sync::atomic::Ordering::Release);
+        let router = lastfm_monitor::server::router(Arc::clone(&shared));
+        Self {
+            shared,
+            router,
+            _reload: rx,
+        }
+    }
+
+    /// One request through the router: status and body.
+    pub async fn request(&self, method: &str, path: &str) -> (u16, String) {
+        use http_body_util::BodyExt as _;
+        use tower::ServiceExt as _;
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(axum::body::Body::empty())
+            .expect("a valid request");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router is infallible");
+        let status = response.status().as_u16();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("the body is readable")
+            .to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+/// The sum of every series `name{labels…}` matches (other labels free), 0 when none does.
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, rest) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let all = series_name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.split(',').any(|pair| pair == format!("{k}=\"{v}\"")));
+            if all { value.parse::<f64>().ok() } else { None }
+        })
+        .sum()
 }
