@@ -34,11 +34,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     crate::logging::init(cli.log_level, cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("lastfm-monitor")
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("lastfm-monitor: cannot start the async runtime: {err}");
@@ -51,6 +47,23 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     // stop past 10 s. The async tasks are done by now; leave stragglers to the process exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     code
+}
+
+/// The async runtime the daemon runs on (the scheduler bench builds the same one).
+///
+/// One thread (tokio's current-thread scheduler, plus its blocking pool for DNS lookups): the
+/// daemon's work is a few requests a second and the odd scrape, and on a 2-core host a second
+/// worker cost more than it gave (issue 6, docs/PERFORMANCE.md): cross-thread wake-ups and work
+/// stealing raised the CPU per `/probe` by about 15 %, each worker added a stack and a malloc
+/// arena to the RSS, and a burst of 1,000 probes due at the same second fired later, not sooner.
+/// The price: a task that computes for long delays the others (a run's measured latency
+/// includes it). Nothing here does for long: the largest `/metrics` renders in milliseconds and a
+/// body is at most `max_body_bytes`.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("lastfm-monitor")
+        .build()
 }
 
 async fn run(cli: Cli) -> ExitCode {

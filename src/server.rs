@@ -365,7 +365,8 @@ fn single_run_exposition(record: &crate::history::RunRecord) -> String {
     use std::fmt::Write as _;
     let labels = format!("target=\"{}\",probe=\"{}\"", record.target, record.probe);
     let v = &record.verdict;
-    let mut out = String::new();
+    // Written piecewise into one buffer: this answer is made for every `/probe` (issue 6).
+    let mut out = String::with_capacity(2048);
     let gauges: [(&str, &str, f64); 4] = [
         (
             "lastfm_probe_success",
@@ -392,22 +393,39 @@ fn single_run_exposition(record: &crate::history::RunRecord) -> String {
         ),
     ];
     for (name, help, value) in gauges {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{{labels}}} {value}"
-        );
+        for part in [
+            "# HELP ",
+            name,
+            " ",
+            help,
+            "\n# TYPE ",
+            name,
+            " gauge\n",
+            name,
+            "{",
+        ] {
+            out.push_str(part);
+        }
+        out.push_str(&labels);
+        let _ = writeln!(out, "}} {value}");
     }
-    let _ = writeln!(
-        out,
-        "# HELP lastfm_probe_outcome The outcome of this on-demand run (1 for the outcome that occurred).\n# TYPE lastfm_probe_outcome gauge"
+    out.push_str(
+        "# HELP lastfm_probe_outcome The outcome of this on-demand run (1 for the outcome that occurred).\n# TYPE lastfm_probe_outcome gauge\n",
     );
     for outcome in crate::classify::Outcome::ALL {
-        let _ = writeln!(
-            out,
-            "lastfm_probe_outcome{{{labels},outcome=\"{}\"}} {}",
+        for part in [
+            "lastfm_probe_outcome{",
+            &labels,
+            ",outcome=\"",
             outcome.as_label(),
-            u8::from(outcome == v.outcome)
-        );
+        ] {
+            out.push_str(part);
+        }
+        out.push_str(if outcome == v.outcome {
+            "\"} 1\n"
+        } else {
+            "\"} 0\n"
+        });
     }
     out
 }

@@ -48,7 +48,12 @@ pub fn render(
                     ""
                 }
             );
-            let _ = writeln!(out, "{}", String::from_utf8_lossy(excerpt));
+            // The excerpt is almost always valid UTF-8: skip the lossy path's char walk then.
+            match std::str::from_utf8(excerpt) {
+                Ok(text) => out.push_str(text),
+                Err(_) => out.push_str(&String::from_utf8_lossy(excerpt)),
+            }
+            out.push('\n');
         }
         Err(failure) => {
             let _ = writeln!(out, "no complete response: {}", failure.describe());
@@ -56,20 +61,14 @@ pub fn render(
     }
     let _ = writeln!(out, "\n== classification");
     let _ = writeln!(out, "outcome: {}", verdict.outcome.as_label());
-    let _ = writeln!(
-        out,
-        "http status: {}",
-        verdict
-            .http_status
-            .map_or("none".to_owned(), |s| s.to_string())
-    );
-    let _ = writeln!(
-        out,
-        "error code: {}",
-        verdict
-            .error_code
-            .map_or("none".to_owned(), |c| c.to_string())
-    );
+    let _ = match verdict.http_status {
+        Some(status) => writeln!(out, "http status: {status}"),
+        None => writeln!(out, "http status: none"),
+    };
+    let _ = match verdict.error_code {
+        Some(code) => writeln!(out, "error code: {code}"),
+        None => writeln!(out, "error code: none"),
+    };
     if let Some(detail) = &verdict.detail {
         let _ = writeln!(out, "detail: {detail}");
     }
@@ -103,7 +102,10 @@ pub fn render(
         "latency: {:.3}s",
         recorded.outcome.elapsed.as_secs_f64()
     );
-    scrub_run(target, probe, out)
+    let mut out = scrub_run(target, probe, out);
+    // Kept in the history for a while: give back the growth slack.
+    out.shrink_to_fit();
+    out
 }
 
 /// [`scrub`], plus the probe's `api_sig`: it can be replayed like `sk`, and an upstream that
@@ -131,9 +133,12 @@ pub fn scrub(target: &Target, mut text: String) -> String {
         if raw.len() < 4 {
             continue;
         }
+        // `replace` copies the whole text even when nothing matches: look first.
+        if text.contains(raw) {
+            text = text.replace(raw, REDACTED);
+        }
         let encoded: String = url::form_urlencoded::byte_serialize(raw.as_bytes()).collect();
-        text = text.replace(raw, REDACTED);
-        if encoded != raw {
+        if encoded != raw && text.contains(&encoded) {
             text = text.replace(&encoded, REDACTED);
         }
     }
