@@ -302,24 +302,7 @@ fn start_generation(
     previous: Option<&Generation>,
 ) -> Arc<Generation> {
     let cancel = root.child_token();
-    let targets: Vec<Arc<TargetRuntime>> = config
-        .targets
-        .iter()
-        .map(|target| {
-            let carry = previous.and_then(|g| {
-                g.targets
-                    .iter()
-                    .find(|rt| rt.target.name == target.name)
-                    .map(Arc::as_ref)
-            });
-            Arc::new(TargetRuntime::new(
-                Arc::clone(target),
-                metrics,
-                runner.clock(),
-                carry,
-            ))
-        })
-        .collect();
+    let targets = Generation::targets_of(config, metrics, runner.clock(), previous);
     for rt in &targets {
         for (index, probe) in rt.target.probes.iter().enumerate() {
             let jitter = schedule::startup_jitter(

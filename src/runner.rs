@@ -152,6 +152,36 @@ pub struct Generation {
     pub cancel: CancellationToken,
 }
 
+impl Generation {
+    /// The runtimes of `config`'s targets, each carrying over the gate and health of the
+    /// same-named target of `previous` (a reload) when their settings did not change.
+    pub fn targets_of(
+        config: &crate::config::Config,
+        metrics: &Metrics,
+        clock: &dyn WallClock,
+        previous: Option<&Self>,
+    ) -> Vec<Arc<TargetRuntime>> {
+        config
+            .targets
+            .iter()
+            .map(|target| {
+                let carry = previous.and_then(|g| {
+                    g.targets
+                        .iter()
+                        .find(|rt| rt.target.name == target.name)
+                        .map(Arc::as_ref)
+                });
+                Arc::new(TargetRuntime::new(
+                    Arc::clone(target),
+                    metrics,
+                    clock,
+                    carry,
+                ))
+            })
+            .collect()
+    }
+}
+
 /// Whether a run is scheduled (moves the series) or asked for through `/probe`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

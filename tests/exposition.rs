@@ -21,13 +21,7 @@ use tokio::time::Instant;
 use crate::support::raw::{RawServer, Reply};
 use crate::support::{CANARY_KEY, Daemon, Offline};
 
-const ARTIST: &str = r#"
-[[targets.probes]]
-method = "artist.getInfo"
-params = { artist = "Cher" }
-interval = "1s"
-timeout = "800ms"
-"#;
+const ARTIST: &str = crate::support::ARTIST_EVERY_SECOND;
 
 /// The bar from the issue: every stalled connection closed within this.
 const CLOSE_LIMIT: Duration = Duration::from_secs(15);

@@ -15,7 +15,7 @@ use lastfm_monitor::config::{Config, Probe, Target};
 use lastfm_monitor::metrics::Metrics;
 use lastfm_monitor::politeness::{Gate, SkipReason};
 use lastfm_monitor::probe::{ProbeFuture, ProbeOutcome, Prober, Recorded, RequestTrace, Response};
-use lastfm_monitor::runner::{Mode, Runner, TargetRuntime};
+use lastfm_monitor::runner::{Generation, Mode, Runner};
 use lastfm_monitor::schedule::{self, WallClock};
 use proptest::prelude::*;
 use tokio::time::Instant;
@@ -180,18 +180,7 @@ fn start(config: &Config, prober: Arc<dyn Prober>, wall: Arc<PausedWall>) -> Run
     );
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let targets: Vec<Arc<TargetRuntime>> = config
-        .targets
-        .iter()
-        .map(|t| {
-            Arc::new(TargetRuntime::new(
-                Arc::clone(t),
-                &metrics,
-                runner.clock(),
-                None,
-            ))
-        })
-        .collect();
+    let targets = Generation::targets_of(config, &metrics, runner.clock(), None);
     for rt in &targets {
         for (index, probe) in rt.target.probes.iter().enumerate() {
             let jitter = schedule::startup_jitter(

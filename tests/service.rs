@@ -28,13 +28,7 @@ const RUNS: &str = "lastfm_probe_runs_total";
 const RELOAD_OK: &str = "lastfm_monitor_config_last_reload_successful";
 const RELOAD_AT: &str = "lastfm_monitor_config_last_reload_success_timestamp_seconds";
 
-const ARTIST: &str = r#"
-[[targets.probes]]
-method = "artist.getInfo"
-params = { artist = "Cher" }
-interval = "1s"
-timeout = "800ms"
-"#;
+const ARTIST: &str = crate::support::ARTIST_EVERY_SECOND;
 
 const CHART: &str = r#"
 [[targets.probes]]

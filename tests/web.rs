@@ -16,13 +16,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::support::{Access, CANARY_KEY, CANARY_SECRET, CANARY_SK, Daemon, target_toml};
 
-const PROBES: &str = r#"
-[[targets.probes]]
-method = "artist.getInfo"
-params = { artist = "Cher" }
-interval = "1s"
-timeout = "800ms"
-"#;
+const PROBES: &str = crate::support::ARTIST_EVERY_SECOND;
 
 /// Certificates for one test: a self-signed server certificate for localhost and 127.0.0.1,
 /// and a client CA with one client certificate (for mutual TLS).

@@ -20,7 +20,7 @@ use lastfm_monitor::notify::Notifier;
 use lastfm_monitor::probe::{
     ProbeFuture, ProbeOutcome, Prober, Recorded, RequestTrace, Response, TransportFailure,
 };
-use lastfm_monitor::runner::{Generation, Runner, TargetRuntime};
+use lastfm_monitor::runner::{Generation, Runner};
 use lastfm_monitor::schedule::SystemClock;
 use lastfm_monitor::secret::{Environment, REDACTED};
 use lastfm_monitor::server::{self, ReloadReply, Shared};
@@ -37,6 +37,15 @@ pub const CANARY_KEY: &str = "c0ffee00c0ffee00c0ffee00c0ffee00";
 pub const CANARY_SECRET: &str = "5ec7e75ec7e75ec7e75ec7e75ec7e75e";
 /// A canary session key.
 pub const CANARY_SK: &str = "sk-canary-5e55101";
+
+/// One `artist.getInfo` probe every second with an 800 ms deadline: the tests' usual probe.
+pub const ARTIST_EVERY_SECOND: &str = r#"
+[[targets.probes]]
+method = "artist.getInfo"
+params = { artist = "Cher" }
+interval = "1s"
+timeout = "800ms"
+"#;
 
 /// An environment with nothing but what a test puts in it.
 #[derive(Debug, Default, Clone)]
@@ -437,18 +446,7 @@ impl RouterFixture {
             Arc::new(History::default()),
             Arc::new(SystemClock),
         );
-        let targets = config
-            .targets
-            .iter()
-            .map(|t| {
-                Arc::new(TargetRuntime::new(
-                    Arc::clone(t),
-                    &metrics,
-                    runner.clock(),
-                    None,
-                ))
-            })
-            .collect();
+        let targets = Generation::targets_of(&config, &metrics, runner.clock(), None);
         let generation = Arc::new(Generation {
             targets,
             cancel: CancellationToken::new(),
@@ -633,7 +631,7 @@ impl Offline {
         version: &str,
         revision: &str,
     ) -> Self {
-        use lastfm_monitor::runner::{Generation, Runner, TargetRuntime};
+        use lastfm_monitor::runner::{Generation, Runner};
         let config = Config::parse(text, "test.toml", &TestEnv::default(), clock.now())
             .unwrap_or_else(|err| panic!("test config is invalid:\n{err}\n---\n{text}"));
         let metrics = lastfm_monitor::metrics::Metrics::try_new(version, revision)
@@ -643,18 +641,7 @@ impl Offline {
             Arc::new(lastfm_monitor::history::History::default()),
             Arc::clone(&clock),
         );
-        let targets = config
-            .targets
-            .iter()
-            .map(|target| {
-                Arc::new(TargetRuntime::new(
-                    Arc::clone(target),
-                    &metrics,
-                    clock.as_ref(),
-                    None,
-                ))
-            })
-            .collect();
+        let targets = Generation::targets_of(&config, &metrics, clock.as_ref(), None);
         let generation = Arc::new(Generation {
             targets,
             cancel: tokio_util::sync::CancellationToken::new(),
