@@ -8,12 +8,12 @@
 //! also where systemd's watchdog is fed: it pings only while no probe run is stuck past its
 //! deadline, so a wedged scheduler stops the pings and systemd restarts the service.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -24,21 +24,20 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
-use crate::politeness::SkipReason;
 use crate::probe::Prober;
 use crate::probe::http::HttpProber;
-use crate::runner::{Generation, Mode, RunResult, Runner, TargetRuntime};
-use crate::schedule::{self, SystemClock, WallClock};
+use crate::runner::{Generation, Origin, Runner};
+use crate::schedule::{SystemClock, WallClock};
 use crate::secret::Environment;
 use crate::server::{self, ReloadReply, Shared};
+use crate::state::{Snapshot, StateFile};
 use crate::web_config::WebConfig;
 
 /// How long shutdown waits for tasks before giving up (systemd's stop timeout is longer).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
-/// A run in flight this long past its useful end counts as stuck (watchdog).
-const STUCK_AFTER: Duration = Duration::from_secs(30);
 
 /// Where a reload reads its configuration from.
 #[derive(Debug, Clone)]
@@ -67,6 +66,9 @@ pub struct Options {
     /// TLS, basic auth and headers for every endpoint (`--web.config.file`); the default is
     /// plain HTTP without authentication. Read once, at start.
     pub web: WebConfig,
+    /// Where the request budgets and probe cadence survive restarts ([`crate::state`]);
+    /// nothing is kept without one.
+    pub state_directory: Option<PathBuf>,
 }
 
 impl Options {
@@ -80,6 +82,7 @@ impl Options {
             prober: None,
             clock: Arc::new(SystemClock),
             web: WebConfig::default(),
+            state_directory: None,
         }
     }
 }
@@ -127,8 +130,20 @@ pub async fn run_on(
     );
     let root = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let stuck = Arc::new(InFlight::default());
-    let generation = start_generation(&config, &metrics, &runner, &root, &tracker, &stuck, None);
+    let fleet = Fleet::new(runner.clone(), root.clone(), tracker.clone());
+    let state = options
+        .state_directory
+        .as_deref()
+        .map(StateFile::in_directory);
+    let restored = state.as_ref().and_then(restore);
+    let generation = fleet.start(
+        &config,
+        &metrics,
+        restored.as_ref().map_or(Origin::Fresh, Origin::Restored),
+    );
+    if restored.is_some() {
+        log_restored(&generation);
+    }
     metrics.record_reload(true, unix_now(options.clock.as_ref()));
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadReply>(4);
     let shared = Arc::new(
@@ -148,6 +163,15 @@ pub async fn run_on(
         root.clone(),
         tracker.clone(),
     ));
+    if let Some(file) = state {
+        let shared = Arc::clone(&shared);
+        let clock = Arc::clone(&options.clock);
+        tracker.spawn(file.keep_saved(
+            runner.changed(),
+            move || shared.generation().save(clock.as_ref()),
+            root.clone(),
+        ));
+    }
     shared.ready.store(true, Ordering::Release);
     options.notifier.ready();
     tracing::info!(
@@ -165,14 +189,14 @@ pub async fn run_on(
         tokio::select! {
             () = &mut shutdown => shutdown_requested = true,
             Some(reply) = reload_rx.recv() => {
-                let result = reload(&mut config, &options, &shared, &root, &tracker, &stuck);
+                let result = reload(&mut config, &options, &shared, &fleet);
                 let _ = reply.send(result);
             }
             Some(()) = next_hangup(&mut hangup) => {
-                let _ = reload(&mut config, &options, &shared, &root, &tracker, &stuck);
+                let _ = reload(&mut config, &options, &shared, &fleet);
             }
             _ = watchdog.tick(), if watchdog_period.is_some() => {
-                match stuck.oldest_overdue(Instant::now()) {
+                match fleet.stuck(Instant::now()) {
                     None => options.notifier.watchdog(),
                     Some(what) => tracing::error!(run = %what, "a probe run is stuck past its deadline: withholding the watchdog ping"),
                 }
@@ -211,9 +235,7 @@ fn reload(
     config: &mut Config,
     options: &Options,
     shared: &Arc<Shared>,
-    root: &CancellationToken,
-    tracker: &TaskTracker,
-    stuck: &Arc<InFlight>,
+    fleet: &Fleet,
 ) -> Result<String, String> {
     options.notifier.reloading();
     let loaded = match &options.source {
@@ -262,15 +284,7 @@ fn reload(
                 .runner
                 .history()
                 .retain(|t, p| kept.contains(&(t.to_owned(), p.to_owned())));
-            let generation = start_generation(
-                &new,
-                &shared.metrics,
-                &shared.runner,
-                root,
-                tracker,
-                stuck,
-                Some(&old),
-            );
+            let generation = fleet.start(&new, &shared.metrics, Origin::Reload(&old));
             shared.set_generation(generation);
             shared.metrics.record_reload(true, now_unix);
             let probes: usize = new.targets.iter().map(|t| t.probes.len()).sum();
@@ -291,125 +305,48 @@ fn reload(
     result
 }
 
-/// Starts one task per probe of `config`.
-fn start_generation(
-    config: &Config,
-    metrics: &Metrics,
-    runner: &Runner,
-    root: &CancellationToken,
-    tracker: &TaskTracker,
-    stuck: &Arc<InFlight>,
-    previous: Option<&Generation>,
-) -> Arc<Generation> {
-    let cancel = root.child_token();
-    let targets = Generation::targets_of(config, metrics, runner.clock(), previous);
-    for rt in &targets {
-        for (index, probe) in rt.target.probes.iter().enumerate() {
-            let jitter = schedule::startup_jitter(
-                &probe.schedule.schedule,
-                config.startup_jitter,
-                rand::random::<f64>(),
+/// The state file's content, or `None` (logged) when there is none or it cannot be used.
+fn restore(file: &StateFile) -> Option<Snapshot> {
+    match file.load() {
+        Ok(Some(snapshot)) => Some(snapshot),
+        Ok(None) => {
+            tracing::info!(file = %file.path().display(), "no state file yet: fresh request budgets");
+            None
+        }
+        Err(problem) => {
+            tracing::warn!(
+                problem,
+                "state file ignored: starting with fresh request budgets; it is rewritten from now on"
             );
-            tracker.spawn(probe_task(
-                Arc::clone(rt),
-                index,
-                probe.schedule.schedule.clone(),
-                jitter,
-                runner.clone(),
-                cancel.clone(),
-                Arc::clone(stuck),
-            ));
+            None
         }
     }
-    Arc::new(Generation { targets, cancel })
 }
 
-async fn probe_task(
-    rt: Arc<TargetRuntime>,
-    index: usize,
-    schedule: schedule::Schedule,
-    jitter: Duration,
-    runner: Runner,
-    cancel: CancellationToken,
-    stuck: Arc<InFlight>,
-) {
-    let timeout = rt.target.probes[index].timeout;
-    let label = format!("{}/{}", rt.target.name, rt.target.probes[index].name);
-    let clock = Arc::clone(&runner.clock_arc());
-    schedule::run(
-        schedule,
-        clock.as_ref(),
-        jitter,
-        cancel.clone(),
-        |fire| {
-            let rt = Arc::clone(&rt);
-            let runner = runner.clone();
-            let cancel = cancel.clone();
-            let stuck = Arc::clone(&stuck);
-            let label = label.clone();
-            async move {
-                // A guard, not enter/leave: a reload or shutdown drops this future mid-run
-                // (`schedule::run` selects on the cancel token), and a leaked entry would turn
-                // "stuck" once its deadline passed and withhold the watchdog ping for good.
-                let _ticket = stuck.enter(label, fire.next_due + timeout + STUCK_AFTER);
-                let result = runner
-                    .run(&rt, index, fire.next_due, Mode::Scheduled, &cancel)
-                    .await;
-                if let RunResult::Skipped(reason) = result {
-                    tracing::trace!(reason = reason.as_label(), "skipped");
-                }
-            }
-        },
-        |missed| rt.record_skip(index, SkipReason::Overrun, missed),
-        |due| rt.set_next_run(index, due),
-    )
-    .await;
-}
-
-/// Runs in flight with the instant by which they must have finished (for the watchdog).
-#[derive(Debug, Default)]
-struct InFlight {
-    next: AtomicU64,
-    runs: Mutex<HashMap<u64, (String, Instant)>>,
-}
-
-impl InFlight {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (String, Instant)>> {
-        self.runs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Registers a run until the returned ticket is dropped, however the run ends.
-    fn enter(self: &Arc<Self>, what: String, deadline: Instant) -> InFlightTicket {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.lock().insert(id, (what, deadline));
-        InFlightTicket {
-            runs: Arc::clone(self),
-            id,
+/// Says what a restart kept, above all a backoff or slow mode still in force.
+fn log_restored(generation: &Generation) {
+    let now = Instant::now();
+    for rt in &generation.targets {
+        let backoff = rt.gate.backoff_remaining(now);
+        if !backoff.is_zero() {
+            tracing::warn!(
+                target = %rt.target.name,
+                backoff_seconds = backoff.as_secs_f64(),
+                "still backing off after a rate limit before the restart"
+            );
+        }
+        if rt.gate.is_suspended() {
+            tracing::warn!(
+                target = %rt.target.name,
+                suspended_interval_seconds = rt.target.politeness.suspended_interval.as_secs_f64(),
+                "API key was refused before the restart: probing stays at one request per suspended_interval"
+            );
         }
     }
-
-    fn oldest_overdue(&self, now: Instant) -> Option<String> {
-        self.lock()
-            .values()
-            .filter(|(_, deadline)| *deadline < now)
-            .map(|(what, _)| what.clone())
-            .next()
-    }
-}
-
-/// One run registered in [`InFlight`]; dropping it (the run finished or was cancelled) leaves.
-#[derive(Debug)]
-struct InFlightTicket {
-    runs: Arc<InFlight>,
-    id: u64,
-}
-
-impl Drop for InFlightTicket {
-    fn drop(&mut self) {
-        self.runs.lock().remove(&self.id);
-    }
+    tracing::info!(
+        targets = generation.targets.len(),
+        "restored request budgets and probe cadence from the state file"
+    );
 }
 
 #[cfg(unix)]
@@ -447,56 +384,4 @@ fn hangup_stream(_enabled: bool) -> Hangup {
 #[cfg(not(unix))]
 async fn next_hangup(_hangup: &mut Hangup) -> Option<()> {
     std::future::pending().await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_dropped_run_leaves_in_flight_so_the_watchdog_keeps_pinging() {
-        let runs = Arc::new(InFlight::default());
-        let deadline = Instant::now();
-        let later = deadline + Duration::from_secs(1);
-
-        let ticket = runs.enter("sim/artist.getInfo".to_owned(), deadline);
-        assert_eq!(
-            runs.oldest_overdue(later).as_deref(),
-            Some("sim/artist.getInfo")
-        );
-        // What a reload does to a run in flight: its future, and the ticket in it, is dropped.
-        drop(ticket);
-        assert_eq!(runs.oldest_overdue(later), None);
-    }
-
-    #[tokio::test]
-    async fn a_run_cancelled_mid_flight_by_a_reload_is_not_left_stuck() {
-        let runs = Arc::new(InFlight::default());
-        let cancel = CancellationToken::new();
-        let run = {
-            let runs = Arc::clone(&runs);
-            async move {
-                let _ticket = runs.enter("sim/stalled".to_owned(), Instant::now());
-                std::future::pending::<()>().await;
-            }
-        };
-        let task = tokio::spawn({
-            let cancel = cancel.clone();
-            async move {
-                // The shape of `schedule::run`: the run loses the race against the cancel token.
-                tokio::select! {
-                    () = cancel.cancelled() => {}
-                    () = run => {}
-                }
-            }
-        });
-        let far = Instant::now() + Duration::from_secs(3600);
-        while runs.oldest_overdue(far).is_none() {
-            tokio::task::yield_now().await;
-        }
-        cancel.cancel();
-        task.await.expect("the task does not panic");
-
-        assert_eq!(runs.oldest_overdue(far), None);
-    }
 }

@@ -39,6 +39,12 @@ pub struct Cli {
     #[arg(long = "web.config.file", value_name = "FILE", global = true)]
     pub web_config_file: Option<PathBuf>,
 
+    /// Where request budgets, backoff and each probe's cadence are kept across restarts (the file
+    /// `state.json`), so restarts do not become bursts. Default: `$STATE_DIRECTORY`, which
+    /// systemd's `StateDirectory=` sets; without either nothing is kept.
+    #[arg(long = "state.directory", value_name = "DIR")]
+    pub state_directory: Option<PathBuf>,
+
     /// Log level (RUST_LOG overrides it).
     #[arg(long = "log.level", value_enum, default_value = "info", global = true)]
     pub log_level: LogLevel,

@@ -134,8 +134,16 @@ async fn daemon(cli: Cli, web: WebConfig) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
+    let state_directory = match state_directory(&cli) {
+        Ok(directory) => directory,
+        Err(problem) => {
+            eprintln!("lastfm-monitor: {problem}");
+            return ExitCode::from(crate::EXIT_USAGE);
+        }
+    };
     let mut options = Options::for_file(cli.config_file.clone(), env);
     options.web = web;
+    options.state_directory = state_directory;
     finish(
         app::run(
             config,
@@ -145,6 +153,26 @@ async fn daemon(cli: Cli, web: WebConfig) -> ExitCode {
         )
         .await,
     )
+}
+
+/// `--state.directory`, else the first of systemd's `$STATE_DIRECTORY` (a colon-separated list);
+/// an explicit directory that does not exist is a bad command line.
+fn state_directory(cli: &Cli) -> Result<Option<std::path::PathBuf>, String> {
+    if let Some(directory) = &cli.state_directory {
+        return if directory.is_dir() {
+            Ok(Some(directory.clone()))
+        } else {
+            Err(format!(
+                "--state.directory {}: not a directory; create it (writable by the daemon's user) or drop the flag",
+                directory.display()
+            ))
+        };
+    }
+    Ok(std::env::var_os("STATE_DIRECTORY").and_then(|list| {
+        std::env::split_paths(&list)
+            .next()
+            .filter(|first| !first.as_os_str().is_empty())
+    }))
 }
 
 async fn demo(listen: Option<SocketAddr>, web: WebConfig) -> ExitCode {

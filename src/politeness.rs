@@ -10,6 +10,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::classify::{Classification, Condition, RetryAfter};
@@ -58,6 +59,25 @@ pub enum GateEvent {
     SuspendedModeCleared,
 }
 
+/// A gate as it is written to the state file ([`crate::state`]), so a restart does not hand the
+/// target a full bucket, end its backoff or leave slow mode. Instants become wall-clock Unix
+/// milliseconds, the only time that survives the process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedGate {
+    /// Tokens in the bucket at `at_ms` (negative: reserved ahead of time).
+    pub tokens: f64,
+    /// When the gate was saved.
+    pub at_ms: i64,
+    /// No request before this, after 29/429.
+    pub backoff_until_ms: Option<i64>,
+    /// Consecutive rate-limit answers, the backoff exponent.
+    pub backoff_attempts: u32,
+    /// Slow mode after 26/10.
+    pub suspended: bool,
+    /// In slow mode, the earliest next request.
+    pub next_suspended_slot_ms: i64,
+}
+
 /// One target's budget.
 #[derive(Debug)]
 pub struct Gate {
@@ -99,6 +119,61 @@ impl Gate {
                 next_suspended_slot: now,
                 epoch: 0,
             }),
+        }
+    }
+
+    /// The gate as a restart finds it: `saved` brought forward to `now` (`now_ms` on the wall
+    /// clock) under `policy`. Every value is bounded by the policy, so a corrupt or hand-edited
+    /// file can at worst make the gate stricter for one `backoff_max` or `suspended_interval`,
+    /// and a wall clock that went backwards counts as no time elapsed.
+    pub fn restored(policy: Politeness, saved: &SavedGate, now: Instant, now_ms: i64) -> Self {
+        let burst = f64::from(policy.burst);
+        let elapsed = Duration::from_millis(u64::try_from(now_ms - saved.at_ms).unwrap_or(0));
+        let tokens = if saved.tokens.is_finite() {
+            (saved.tokens.max(-burst) + elapsed.as_secs_f64() * policy.max_requests_per_second)
+                .min(burst)
+        } else {
+            0.0
+        };
+        let ahead = |at_ms: i64, cap: Duration| {
+            let wait = Duration::from_millis(u64::try_from(at_ms - now_ms).unwrap_or(0));
+            now + wait.min(cap)
+        };
+        let backoff_until = saved
+            .backoff_until_ms
+            .map(|at| ahead(at, policy.backoff_max))
+            .filter(|until| *until > now);
+        let next_suspended_slot = ahead(saved.next_suspended_slot_ms, policy.suspended_interval);
+        Self {
+            state: Mutex::new(GateState {
+                tokens,
+                updated: now,
+                backoff_until,
+                backoff_attempts: saved.backoff_attempts.min(64),
+                suspended: saved.suspended,
+                next_suspended_slot,
+                epoch: 0,
+            }),
+            policy,
+        }
+    }
+
+    /// The gate as of `now` (`now_ms` on the wall clock), for the state file.
+    pub fn save(&self, now: Instant, now_ms: i64) -> SavedGate {
+        let state = self.lock();
+        let refill = now.saturating_duration_since(state.updated).as_secs_f64()
+            * self.policy.max_requests_per_second;
+        let wall = |at: Instant| -> i64 {
+            let ahead = at.saturating_duration_since(now).as_millis();
+            now_ms.saturating_add(i64::try_from(ahead).unwrap_or(i64::MAX))
+        };
+        SavedGate {
+            tokens: (state.tokens + refill).min(f64::from(self.policy.burst)),
+            at_ms: now_ms,
+            backoff_until_ms: state.backoff_until.filter(|until| *until > now).map(wall),
+            backoff_attempts: state.backoff_attempts,
+            suspended: state.suspended,
+            next_suspended_slot_ms: wall(state.next_suspended_slot),
         }
     }
 
@@ -280,6 +355,116 @@ mod tests {
             raises,
             retry_after,
         }
+    }
+
+    #[test]
+    fn a_restart_finds_the_bucket_as_it_was_left() {
+        let now = Instant::now();
+        let gate = Gate::new(policy(1.0, 3), now);
+        let far = now + Duration::from_secs(3600);
+        for _ in 0..3 {
+            gate.admit(now, far).unwrap();
+        }
+        let saved = gate.save(now, 1_000_000);
+        assert_eq!(saved.tokens, 0.0);
+
+        // Restarted 2 s later: two tokens came back, not the whole burst.
+        let later = now + Duration::from_secs(50);
+        let restored = Gate::restored(policy(1.0, 3), &saved, later, 1_002_000);
+        assert_eq!(restored.admit(later, far), Ok(later));
+        assert_eq!(restored.admit(later, far), Ok(later));
+        assert_eq!(
+            restored.admit(later, far),
+            Ok(later + Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn a_restart_keeps_backoff_and_slow_mode() {
+        let now = Instant::now();
+        let gate = Gate::new(policy(1.0, 3), now);
+        gate.record(
+            &verdict(vec![Condition::RateLimited], false, None),
+            now,
+            0,
+            1.0,
+        );
+        gate.record(
+            &verdict(vec![Condition::ApiKeySuspended], false, None),
+            now,
+            0,
+            1.0,
+        );
+        let saved = gate.save(now + Duration::from_secs(10), 10_000);
+        assert_eq!(saved.backoff_until_ms, Some(60_000));
+        assert_eq!(saved.next_suspended_slot_ms, 900_000);
+
+        let later = Instant::now() + Duration::from_secs(7);
+        let restored = Gate::restored(policy(1.0, 3), &saved, later, 20_000);
+        assert_eq!(restored.backoff_remaining(later), Duration::from_secs(40));
+        assert!(restored.is_suspended());
+        let far = later + Duration::from_secs(3600);
+        assert_eq!(
+            restored.admit(later + Duration::from_secs(41), far),
+            Err(SkipReason::Suspended),
+            "the slow-mode slot is 880 s away"
+        );
+        assert!(
+            restored
+                .admit(later + Duration::from_secs(880), far)
+                .is_ok()
+        );
+        // The exponent carries on: the next 29 backs off twice as long as the first.
+        restored.record(
+            &verdict(vec![Condition::RateLimited], false, None),
+            later,
+            0,
+            1.0,
+        );
+        assert_eq!(restored.backoff_remaining(later), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn a_bad_state_file_can_only_make_the_gate_stricter_for_a_while() {
+        let now = Instant::now();
+        let saved = SavedGate {
+            tokens: f64::NAN,
+            at_ms: 5_000,
+            backoff_until_ms: Some(i64::MAX),
+            backoff_attempts: u32::MAX,
+            suspended: true,
+            next_suspended_slot_ms: i64::MAX,
+        };
+        // The wall clock went backwards since the save: no refill for the missing time.
+        let gate = Gate::restored(policy(1.0, 3), &saved, now, 1_000);
+        assert_eq!(gate.backoff_remaining(now), Duration::from_secs(3600));
+        let far = now + Duration::from_secs(100_000);
+        assert_eq!(
+            gate.admit(now + Duration::from_secs(1800), far),
+            Err(SkipReason::RateLimited),
+            "backoff, capped at backoff_max"
+        );
+        assert!(
+            gate.admit(now + Duration::from_secs(3600), far).is_ok(),
+            "both waits end within their caps"
+        );
+        let tokens = Gate::restored(
+            policy(1.0, 3),
+            &SavedGate {
+                tokens: -1e12,
+                suspended: false,
+                backoff_until_ms: None,
+                next_suspended_slot_ms: 0,
+                ..saved
+            },
+            now,
+            1_000,
+        );
+        assert_eq!(
+            tokens.admit(now, far),
+            Ok(now + Duration::from_secs(4)),
+            "a hugely negative bucket is bounded by one burst"
+        );
     }
 
     #[test]

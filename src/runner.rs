@@ -6,9 +6,11 @@
 //! tasks) and on-demand runs (`/probe`) share this path, so `/probe` obeys the same budget; only
 //! scheduled runs move the exported series, as their HELP texts promise.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +22,10 @@ use crate::metrics::{Metrics, ProbeMetrics, TargetMetrics};
 use crate::politeness::{Gate, GateEvent, SkipReason};
 use crate::probe::{Prober, Recorded};
 use crate::schedule::WallClock;
+use crate::state::{Snapshot, TargetState};
+
+/// `last_sent` of a probe that has not sent yet.
+const NEVER: i64 = i64::MIN;
 
 /// A target with its live state.
 #[derive(Debug)]
@@ -35,18 +41,54 @@ pub struct TargetRuntime {
     probes: Vec<ProbeMetrics>,
     /// Per probe, when its schedule fires next, published by its task for the status page.
     next_runs: Vec<Mutex<Option<Instant>>>,
+    /// Per probe, when its last scheduled request went out (Unix ms, [`NEVER`]): a restart or a
+    /// reload resumes the probe's cadence from it instead of sending again at once.
+    last_sent_ms: Vec<AtomicI64>,
+}
+
+/// What a new [`TargetRuntime`] inherits.
+#[derive(Debug, Clone, Copy)]
+pub enum Carry<'a> {
+    /// Nothing: a first start.
+    Nothing,
+    /// The same-named target of the running generation (a reload).
+    Running(&'a TargetRuntime),
+    /// The state file's entry for the target (a restart).
+    Saved(&'a TargetState),
 }
 
 impl TargetRuntime {
-    /// Registers the target's series; `carry` keeps the gate and health of the target's previous
-    /// generation across a reload when their settings did not change.
+    /// Registers the target's series. From a running target (a reload) it keeps the gate and
+    /// health when their settings did not change; from the state file (a restart) the gate. Each
+    /// probe keeps its last send from either, by name.
     pub fn new(
         target: Arc<Target>,
         metrics: &Metrics,
         clock: &dyn WallClock,
-        carry: Option<&Self>,
+        carry: Carry<'_>,
     ) -> Self {
         let now = clock.now();
+        let last_sent_ms = target
+            .probes
+            .iter()
+            .map(|p| {
+                let kept = match carry {
+                    Carry::Nothing => None,
+                    Carry::Running(old) => old
+                        .target
+                        .probes
+                        .iter()
+                        .position(|q| q.name == p.name)
+                        .and_then(|i| old.last_sent_ms(i)),
+                    Carry::Saved(saved) => saved.last_sent_ms.get(&p.name).copied(),
+                };
+                AtomicI64::new(kept.unwrap_or(NEVER))
+            })
+            .collect();
+        let carry_running = match carry {
+            Carry::Running(old) => Some(old),
+            _ => None,
+        };
         let probes = target
             .probes
             .iter()
@@ -59,10 +101,18 @@ impl TargetRuntime {
             })
             .collect();
         let gate = match carry {
-            Some(old) if old.target.politeness == target.politeness => Arc::clone(&old.gate),
+            Carry::Running(old) if old.target.politeness == target.politeness => {
+                Arc::clone(&old.gate)
+            }
+            Carry::Saved(saved) => Arc::new(Gate::restored(
+                target.politeness.clone(),
+                &saved.gate,
+                Instant::now(),
+                now.timestamp_millis(),
+            )),
             _ => Arc::new(Gate::new(target.politeness.clone(), Instant::now())),
         };
-        let health = match carry {
+        let health = match carry_running {
             Some(old)
                 if old.target.down_after == target.down_after
                     && old.target.up_after == target.up_after
@@ -79,6 +129,7 @@ impl TargetRuntime {
         let runtime = Self {
             metrics: metrics.target(&target.name),
             next_runs: target.probes.iter().map(|_| Mutex::new(None)).collect(),
+            last_sent_ms,
             target,
             gate,
             health,
@@ -118,6 +169,28 @@ impl TargetRuntime {
         })
     }
 
+    /// When probe `index` last sent a scheduled request (Unix ms), if it has.
+    pub fn last_sent_ms(&self, index: usize) -> Option<i64> {
+        self.last_sent_ms
+            .get(index)
+            .map(|at| at.load(Ordering::Relaxed))
+            .filter(|at| *at != NEVER)
+    }
+
+    /// The target's state for the state file, as of `now` (`now_ms` on the wall clock).
+    pub fn save(&self, now: Instant, now_ms: i64) -> TargetState {
+        TargetState {
+            gate: self.gate.save(now, now_ms),
+            last_sent_ms: self
+                .target
+                .probes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| Some((p.name.clone(), self.last_sent_ms(i)?)))
+                .collect(),
+        }
+    }
+
     /// Counts skipped runs of a probe.
     pub fn record_skip(&self, index: usize, reason: SkipReason, n: u64) {
         if let Some(metrics) = self.probes.get(index) {
@@ -152,25 +225,42 @@ pub struct Generation {
     pub cancel: CancellationToken,
 }
 
+/// Where a generation's state comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Origin<'a> {
+    /// A start without a state file.
+    Fresh,
+    /// A start that found a state file.
+    Restored(&'a Snapshot),
+    /// A reload: the generation running until now.
+    Reload(&'a Generation),
+}
+
 impl Generation {
-    /// The runtimes of `config`'s targets, each carrying over the gate and health of the
-    /// same-named target of `previous` (a reload) when their settings did not change.
+    /// The runtimes of `config`'s targets, each inheriting what `origin` has for the same-named
+    /// target ([`Carry`]).
     pub fn targets_of(
         config: &crate::config::Config,
         metrics: &Metrics,
         clock: &dyn WallClock,
-        previous: Option<&Self>,
+        origin: Origin<'_>,
     ) -> Vec<Arc<TargetRuntime>> {
         config
             .targets
             .iter()
             .map(|target| {
-                let carry = previous.and_then(|g| {
-                    g.targets
+                let carry = match origin {
+                    Origin::Fresh => None,
+                    Origin::Restored(snapshot) => {
+                        snapshot.targets.get(&target.name).map(Carry::Saved)
+                    }
+                    Origin::Reload(g) => g
+                        .targets
                         .iter()
                         .find(|rt| rt.target.name == target.name)
-                        .map(Arc::as_ref)
-                });
+                        .map(|rt| Carry::Running(rt.as_ref())),
+                }
+                .unwrap_or(Carry::Nothing);
                 Arc::new(TargetRuntime::new(
                     Arc::clone(target),
                     metrics,
@@ -179,6 +269,18 @@ impl Generation {
                 ))
             })
             .collect()
+    }
+
+    /// Everything the state file keeps of this generation, as of now.
+    pub fn save(&self, clock: &dyn WallClock) -> Snapshot {
+        let (now, now_ms) = (Instant::now(), clock.now().timestamp_millis());
+        let mut snapshot = Snapshot::new();
+        for rt in &self.targets {
+            snapshot
+                .targets
+                .insert(rt.target.name.clone(), rt.save(now, now_ms));
+        }
+        snapshot
     }
 }
 
@@ -208,6 +310,8 @@ pub struct Runner {
     prober: Arc<dyn Prober>,
     history: Arc<History>,
     clock: Arc<dyn WallClock>,
+    /// Told whenever a request goes out or a verdict changes a gate: the state file is due.
+    changed: Arc<Notify>,
 }
 
 impl Runner {
@@ -217,7 +321,13 @@ impl Runner {
             prober,
             history,
             clock,
+            changed: Arc::new(Notify::new()),
         }
+    }
+
+    /// Notified when there is state worth saving ([`crate::state::StateFile::keep_saved`]).
+    pub fn changed(&self) -> Arc<Notify> {
+        Arc::clone(&self.changed)
     }
 
     /// The wall clock.
@@ -270,9 +380,18 @@ impl Runner {
             // A 29/429 or 26/10 that another probe received while this one waited for its
             // token voids the reservation: the upstream said stop after it was made (issue 5).
             rt.gate.still_admitted(epoch)?;
+            if mode == Mode::Scheduled
+                && let Some(at) = rt.last_sent_ms.get(index)
+            {
+                at.store(self.clock.now().timestamp_millis(), Ordering::Relaxed);
+            }
+            self.changed.notify_one();
             Ok(self.prober.probe(&rt.target, probe).await)
         };
+        // Biased: once cancelled (shutdown, reload) no request goes out, so the state file's last
+        // capture, taken at cancellation, has every request that did.
         let recorded = tokio::select! {
+            biased;
             () = cancel.cancelled() => return RunResult::Cancelled,
             attempted = attempt => match attempted {
                 Ok(recorded) => recorded,
@@ -316,6 +435,9 @@ impl Runner {
             Vec::new()
         };
         rt.publish(now);
+        if !gate_events.is_empty() {
+            self.changed.notify_one();
+        }
         log_run(&rt.target, probe, verdict, recorded.outcome.elapsed, mode);
         log_events(&rt.target, &gate_events, &health_events);
         let trace = crate::trace::render(&rt.target, probe, recorded, verdict);

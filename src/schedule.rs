@@ -140,6 +140,22 @@ pub fn startup_jitter(schedule: &Schedule, max: Duration, unit: f64) -> Duration
     span.mul_f64(unit.clamp(0.0, 1.0))
 }
 
+/// The delay before a probe's first fire. A probe on an interval that sent `since_last_send`
+/// ago (before a restart or a reload) keeps its cadence: it fires one interval after that send,
+/// so neither repeats a request early. Otherwise, or on cron (whose slots are fixed anyway), the
+/// start-up jitter ([`startup_jitter`]) with `unit` in `[0, 1)`.
+pub fn first_delay(
+    schedule: &Schedule,
+    max_jitter: Duration,
+    unit: f64,
+    since_last_send: Option<Duration>,
+) -> Duration {
+    match (schedule, since_last_send) {
+        (Schedule::Every(gap), Some(ago)) if ago < *gap => *gap - ago,
+        _ => startup_jitter(schedule, max_jitter, unit),
+    }
+}
+
 /// What the loop hands to the run callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fire {
@@ -217,10 +233,12 @@ pub fn first_fire(
 /// A run never overlaps the next: fires that come while a run is still going are skipped and
 /// reported to `on_overrun` with their count, and the loop waits for the next fire after now.
 /// `on_planned` hears every next fire as soon as it is known (the status page shows it).
+/// `first_delay` ([`first_delay`]) puts off the first fire: from now on an interval, from the
+/// next slot on cron.
 pub async fn run<F, Fut>(
     schedule: Schedule,
     clock: &dyn WallClock,
-    jitter: Duration,
+    first_delay: Duration,
     cancel: CancellationToken,
     mut on_fire: F,
     mut on_overrun: impl FnMut(u64),
@@ -229,16 +247,19 @@ pub async fn run<F, Fut>(
     F: FnMut(Fire) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let mut due = first_fire(&schedule, Instant::now(), clock.now(), jitter);
+    let mut due = first_fire(&schedule, Instant::now(), clock.now(), first_delay);
     on_planned(due);
     loop {
+        // Biased, here and below: a cancelled loop starts no run, even one due at that instant.
         tokio::select! {
+            biased;
             () = cancel.cancelled() => return,
             () = tokio::time::sleep_until(due) => {}
         }
         let (planned_next, _) = next_fire(&schedule, due, due, clock.now());
         on_planned(planned_next);
         tokio::select! {
+            biased;
             () = cancel.cancelled() => return,
             () = on_fire(Fire { due, next_due: planned_next }) => {}
         }
@@ -261,6 +282,30 @@ mod tests {
 
     fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 25, h, m, s).unwrap()
+    }
+
+    #[test]
+    fn a_probe_that_sent_recently_keeps_its_cadence() {
+        let minute = Schedule::Every(Duration::from_secs(60));
+        let jitter = Duration::from_secs(30);
+        let secs = Duration::from_secs;
+        assert_eq!(first_delay(&minute, jitter, 0.5, None), secs(15));
+        assert_eq!(first_delay(&minute, jitter, 0.5, Some(secs(6))), secs(54));
+        assert_eq!(
+            first_delay(&minute, jitter, 0.5, Some(Duration::ZERO)),
+            secs(60)
+        );
+        // Down for longer than an interval: the jitter again, not a catch-up.
+        assert_eq!(first_delay(&minute, jitter, 0.5, Some(secs(60))), secs(15));
+        assert_eq!(
+            first_delay(&minute, jitter, 0.5, Some(secs(3600))),
+            secs(15)
+        );
+        let cron = Schedule::parse_cron("0 * * * * *").unwrap();
+        assert_eq!(
+            first_delay(&cron, jitter, 0.5, Some(secs(6))),
+            Duration::from_millis(2500)
+        );
     }
 
     #[test]

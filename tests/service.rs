@@ -1059,3 +1059,89 @@ async fn a_taken_port_with_a_valid_config_exits_1_without_ready() {
     );
     drop(taken);
 }
+
+// ---- state across restarts ----------------------------------------------------------------------
+
+/// Bar P5 with the real binary as systemd runs it: `$STATE_DIRECTORY` (what `StateDirectory=`
+/// sets) keeps the backoff of an error 29 across a restart, so the restarted daemon sends nothing
+/// until it ends; the state file holds no secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_the_backoff_in_the_state_directory() {
+    let limited = Scenario::from_toml_str(
+        "[[phases]]\nname = \"limited\"\nrules = [{ respond = \"error\", code = 29 }]\n",
+    )
+    .expect("the scenario is valid");
+    let (sim, sim_addr) = simulator(limited).await;
+    let files = Files::new(&config(sim_addr, ARTIST));
+    let state = files.dir.path().join("state");
+    std::fs::create_dir(&state).expect("the state directory can be created");
+    let state_env = state.to_str().expect("tempdir paths are UTF-8");
+
+    let mut service = Service::start(&files, None, &[("STATE_DIRECTORY", state_env)]).await;
+    service
+        .wait_for(Duration::from_secs(5), "a rate-limited run", |text| {
+            metric(text, RUNS, &[("outcome", "api_error")]).unwrap_or(0.0) >= 1.0
+        })
+        .await;
+    service.signal("TERM");
+    let (status, _) = service.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0));
+    let sent = sim.requests().len();
+    let saved = std::fs::read_to_string(state.join("state.json")).expect("state.json was written");
+    for secret in [CANARY_KEY, CANARY_SECRET, CANARY_SK] {
+        assert!(
+            !saved.contains(secret),
+            "a secret in the state file:\n{saved}"
+        );
+    }
+    let parsed: serde_json::Value = serde_json::from_str(&saved).expect("state.json is JSON");
+    assert!(
+        parsed["targets"]["sim"]["gate"]["backoff_until_ms"].as_i64() > Some(0),
+        "{saved}"
+    );
+
+    // Restarted at once: the backoff (30 to 60 s after the first 29) is still on.
+    let mut service = Service::start(&files, None, &[("STATE_DIRECTORY", state_env)]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let text = service.metrics().await;
+    assert_eq!(sim.requests().len(), sent, "the restart ended the backoff");
+    assert!(
+        metric(text.as_str(), "lastfm_target_backoff_seconds", &[]).unwrap_or(0.0) > 20.0,
+        "{text}"
+    );
+    service.signal("TERM");
+    service.wait_exit(Duration::from_secs(10)).await;
+    let stderr = service.stderr();
+    assert!(
+        stderr.contains("still backing off after a rate limit before the restart"),
+        "{stderr}"
+    );
+
+    // The same without the state directory: the restart forgets the backoff and probes at once.
+    let service = Service::start(&files, None, &[]).await;
+    service
+        .wait_for(Duration::from_secs(5), "a run", |text| {
+            metric(text, RUNS, &[("outcome", "api_error")]).unwrap_or(0.0) >= 1.0
+        })
+        .await;
+    assert!(sim.requests().len() > sent);
+}
+
+#[tokio::test]
+async fn a_state_directory_that_does_not_exist_exits_64() {
+    let (code, _, stderr) = run_to_end(
+        &[
+            "--config.file",
+            "config.toml",
+            "--state.directory",
+            "/nonexistent/lastfm",
+        ],
+        &[("LASTFM_API_KEY", "0123456789abcdef0123456789abcdef")],
+    )
+    .await;
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(
+        stderr.contains("--state.directory /nonexistent/lastfm: not a directory"),
+        "{stderr}"
+    );
+}

@@ -20,7 +20,7 @@ use lastfm_monitor::notify::Notifier;
 use lastfm_monitor::probe::{
     ProbeFuture, ProbeOutcome, Prober, Recorded, RequestTrace, Response, TransportFailure,
 };
-use lastfm_monitor::runner::{Generation, Runner};
+use lastfm_monitor::runner::{Generation, Origin, Runner};
 use lastfm_monitor::schedule::SystemClock;
 use lastfm_monitor::secret::{Environment, REDACTED};
 use lastfm_monitor::server::{self, ReloadReply, Shared};
@@ -193,6 +193,7 @@ impl Daemon {
             prober,
             clock: Arc::new(SystemClock),
             web,
+            state_directory: None,
         };
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app::run_on(config, listener, options, async move {
@@ -446,7 +447,7 @@ impl RouterFixture {
             Arc::new(History::default()),
             Arc::new(SystemClock),
         );
-        let targets = Generation::targets_of(&config, &metrics, runner.clock(), None);
+        let targets = Generation::targets_of(&config, &metrics, runner.clock(), Origin::Fresh);
         let generation = Arc::new(Generation {
             targets,
             cancel: CancellationToken::new(),
@@ -631,7 +632,7 @@ impl Offline {
         version: &str,
         revision: &str,
     ) -> Self {
-        use lastfm_monitor::runner::{Generation, Runner};
+        use lastfm_monitor::runner::{Generation, Origin, Runner};
         let config = Config::parse(text, "test.toml", &TestEnv::default(), clock.now())
             .unwrap_or_else(|err| panic!("test config is invalid:\n{err}\n---\n{text}"));
         let metrics = lastfm_monitor::metrics::Metrics::try_new(version, revision)
@@ -641,7 +642,7 @@ impl Offline {
             Arc::new(lastfm_monitor::history::History::default()),
             Arc::clone(&clock),
         );
-        let targets = Generation::targets_of(&config, &metrics, clock.as_ref(), None);
+        let targets = Generation::targets_of(&config, &metrics, clock.as_ref(), Origin::Fresh);
         let generation = Arc::new(Generation {
             targets,
             cancel: tokio_util::sync::CancellationToken::new(),

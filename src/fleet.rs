@@ -1,0 +1,225 @@
+//! The probe tasks: one per probe of a generation, each on its schedule, and the runs in flight.
+//!
+//! A [`Fleet`] starts a loaded configuration's tasks under a child of the app's cancel token, so
+//! a reload stops exactly one generation. Each task's first fire comes from
+//! [`schedule::first_delay`]: a probe that sent recently (before a reload, or before a restart,
+//! from the state file) keeps its cadence, the others spread over the start-up jitter, so neither
+//! a reload nor a restart becomes a burst. Every run registers in [`InFlight`] until it ends,
+//! however it ends, which is what the watchdog reads: a run past its deadline by
+//! [`STUCK_AFTER`] means the scheduler is wedged.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::politeness::SkipReason;
+use crate::runner::{Generation, Mode, Origin, RunResult, Runner, TargetRuntime};
+use crate::schedule;
+
+/// A run in flight this long past its useful end counts as stuck (watchdog).
+pub const STUCK_AFTER: Duration = Duration::from_secs(30);
+
+/// Starts and tracks probe tasks.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    runner: Runner,
+    root: CancellationToken,
+    tracker: TaskTracker,
+    in_flight: Arc<InFlight>,
+}
+
+impl Fleet {
+    /// Tasks will run `runner`'s runs on `tracker`, until `root` is cancelled.
+    pub fn new(runner: Runner, root: CancellationToken, tracker: TaskTracker) -> Self {
+        Self {
+            runner,
+            root,
+            tracker,
+            in_flight: Arc::new(InFlight::default()),
+        }
+    }
+
+    /// Starts one task per probe of `config`, its state inherited from `origin`.
+    pub fn start(&self, config: &Config, metrics: &Metrics, origin: Origin<'_>) -> Arc<Generation> {
+        let cancel = self.root.child_token();
+        let clock = self.runner.clock();
+        let targets = Generation::targets_of(config, metrics, clock, origin);
+        let now_ms = clock.now().timestamp_millis();
+        for rt in &targets {
+            for (index, probe) in rt.target.probes.iter().enumerate() {
+                let since_last_send = rt.last_sent_ms(index).map(|at| {
+                    // A send "in the future" (the wall clock stepped back) counts as just now.
+                    Duration::from_millis(u64::try_from(now_ms - at).unwrap_or(0))
+                });
+                let delay = schedule::first_delay(
+                    &probe.schedule.schedule,
+                    config.startup_jitter,
+                    rand::random::<f64>(),
+                    since_last_send,
+                );
+                self.tracker.spawn(probe_task(
+                    Arc::clone(rt),
+                    index,
+                    probe.schedule.schedule.clone(),
+                    delay,
+                    self.runner.clone(),
+                    cancel.clone(),
+                    Arc::clone(&self.in_flight),
+                ));
+            }
+        }
+        Arc::new(Generation { targets, cancel })
+    }
+
+    /// A run still going [`STUCK_AFTER`] past its deadline at `now`, if any ("target/probe").
+    pub fn stuck(&self, now: Instant) -> Option<String> {
+        self.in_flight.oldest_overdue(now)
+    }
+}
+
+async fn probe_task(
+    rt: Arc<TargetRuntime>,
+    index: usize,
+    schedule: schedule::Schedule,
+    first_delay: Duration,
+    runner: Runner,
+    cancel: CancellationToken,
+    stuck: Arc<InFlight>,
+) {
+    let timeout = rt.target.probes[index].timeout;
+    let label = format!("{}/{}", rt.target.name, rt.target.probes[index].name);
+    let clock = Arc::clone(&runner.clock_arc());
+    schedule::run(
+        schedule,
+        clock.as_ref(),
+        first_delay,
+        cancel.clone(),
+        |fire| {
+            let rt = Arc::clone(&rt);
+            let runner = runner.clone();
+            let cancel = cancel.clone();
+            let stuck = Arc::clone(&stuck);
+            let label = label.clone();
+            async move {
+                // A guard, not enter/leave: a reload or shutdown drops this future mid-run
+                // (`schedule::run` selects on the cancel token), and a leaked entry would turn
+                // "stuck" once its deadline passed and withhold the watchdog ping for good.
+                let _ticket = stuck.enter(label, fire.next_due + timeout + STUCK_AFTER);
+                let result = runner
+                    .run(&rt, index, fire.next_due, Mode::Scheduled, &cancel)
+                    .await;
+                if let RunResult::Skipped(reason) = result {
+                    tracing::trace!(reason = reason.as_label(), "skipped");
+                }
+            }
+        },
+        |missed| rt.record_skip(index, SkipReason::Overrun, missed),
+        |due| rt.set_next_run(index, due),
+    )
+    .await;
+}
+
+/// Runs in flight with the instant by which they must have finished (for the watchdog).
+#[derive(Debug, Default)]
+struct InFlight {
+    next: AtomicU64,
+    runs: Mutex<HashMap<u64, (String, Instant)>>,
+}
+
+impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (String, Instant)>> {
+        self.runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers a run until the returned ticket is dropped, however the run ends.
+    fn enter(self: &Arc<Self>, what: String, deadline: Instant) -> InFlightTicket {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(id, (what, deadline));
+        InFlightTicket {
+            runs: Arc::clone(self),
+            id,
+        }
+    }
+
+    fn oldest_overdue(&self, now: Instant) -> Option<String> {
+        self.lock()
+            .values()
+            .filter(|(_, deadline)| *deadline < now)
+            .map(|(what, _)| what.clone())
+            .next()
+    }
+}
+
+/// One run registered in [`InFlight`]; dropping it (the run finished or was cancelled) leaves.
+#[derive(Debug)]
+struct InFlightTicket {
+    runs: Arc<InFlight>,
+    id: u64,
+}
+
+impl Drop for InFlightTicket {
+    fn drop(&mut self) {
+        self.runs.lock().remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_run_leaves_in_flight_so_the_watchdog_keeps_pinging() {
+        let runs = Arc::new(InFlight::default());
+        let deadline = Instant::now();
+        let later = deadline + Duration::from_secs(1);
+
+        let ticket = runs.enter("sim/artist.getInfo".to_owned(), deadline);
+        assert_eq!(
+            runs.oldest_overdue(later).as_deref(),
+            Some("sim/artist.getInfo")
+        );
+        // What a reload does to a run in flight: its future, and the ticket in it, is dropped.
+        drop(ticket);
+        assert_eq!(runs.oldest_overdue(later), None);
+    }
+
+    #[tokio::test]
+    async fn a_run_cancelled_mid_flight_by_a_reload_is_not_left_stuck() {
+        let runs = Arc::new(InFlight::default());
+        let cancel = CancellationToken::new();
+        let run = {
+            let runs = Arc::clone(&runs);
+            async move {
+                let _ticket = runs.enter("sim/stalled".to_owned(), Instant::now());
+                std::future::pending::<()>().await;
+            }
+        };
+        let task = tokio::spawn({
+            let cancel = cancel.clone();
+            async move {
+                // The shape of `schedule::run`: the run loses the race against the cancel token.
+                tokio::select! {
+                    () = cancel.cancelled() => {}
+                    () = run => {}
+                }
+            }
+        });
+        let far = Instant::now() + Duration::from_secs(3600);
+        while runs.oldest_overdue(far).is_none() {
+            tokio::task::yield_now().await;
+        }
+        cancel.cancel();
+        task.await.expect("the task does not panic");
+
+        assert_eq!(runs.oldest_overdue(far), None);
+    }
+}

@@ -1,0 +1,285 @@
+//! What survives a restart: each target's request budget and when each probe last sent.
+//!
+//! Without it every start would get a full token bucket, no backoff and a fresh start-up jitter:
+//! a crash loop or a deploy storm of ten restarts in a minute would send ten bursts, and a key
+//! backing off after error 29 (or slowed after error 26) would be probed again at once (issue 5,
+//! RELIABILITY bar P5). So the gates ([`SavedGate`]) and each probe's last scheduled send are kept
+//! in one small JSON file, `state.json` in the state directory (`--state.directory`, by default
+//! systemd's `$STATE_DIRECTORY`; without either nothing is kept). It is written atomically
+//! (a temporary file, then a rename) at most once a second while requests go out, and at
+//! shutdown, so a crash loses at most the last second. A missing file is a first start; an
+//! unreadable or foreign one is logged and set aside: the daemon starts with fresh budgets rather
+//! than not at all. Times are wall-clock Unix milliseconds, the only clock that outlives the
+//! process.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::politeness::SavedGate;
+
+/// The file's name inside the state directory.
+pub const FILE_NAME: &str = "state.json";
+/// The format written; a file of another version is set aside.
+const VERSION: u32 = 1;
+/// The least time between two writes while requests keep going out.
+const MIN_GAP: Duration = Duration::from_secs(1);
+
+/// Everything kept across a restart.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The format version ([`VERSION`]).
+    pub version: u32,
+    /// Per target name.
+    pub targets: BTreeMap<String, TargetState>,
+}
+
+/// One target's kept state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetState {
+    /// The request budget.
+    pub gate: SavedGate,
+    /// Per probe name, when its last scheduled request went out (Unix milliseconds).
+    pub last_sent_ms: BTreeMap<String, i64>,
+}
+
+impl Snapshot {
+    /// An empty snapshot of the current version.
+    pub fn new() -> Self {
+        Self {
+            version: VERSION,
+            targets: BTreeMap::new(),
+        }
+    }
+}
+
+/// The state file.
+#[derive(Debug, Clone)]
+pub struct StateFile {
+    path: PathBuf,
+}
+
+impl StateFile {
+    /// `state.json` in `directory`.
+    pub fn in_directory(directory: &Path) -> Self {
+        Self {
+            path: directory.join(FILE_NAME),
+        }
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The kept state: `Ok(None)` on a first start (no file), `Err` with a sentence when the
+    /// file cannot be read or is not a state file of this version.
+    pub fn load(&self) -> Result<Option<Snapshot>, String> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(format!("cannot read {}: {err}", self.path.display())),
+        };
+        let snapshot: Snapshot = serde_json::from_str(&text).map_err(|err| {
+            format!(
+                "{}:{}:{}: not a lastfm-monitor state file: {err}",
+                self.path.display(),
+                err.line(),
+                err.column()
+            )
+        })?;
+        if snapshot.version != VERSION {
+            return Err(format!(
+                "{}: state file version {} is not the supported version {VERSION}",
+                self.path.display(),
+                snapshot.version
+            ));
+        }
+        Ok(Some(snapshot))
+    }
+
+    /// Writes `snapshot` atomically: a reader (or the next start after a crash mid-write) sees
+    /// the old file or the new one, never half of one.
+    pub fn save(&self, snapshot: &Snapshot) -> std::io::Result<()> {
+        let text = serde_json::to_vec_pretty(snapshot).map_err(std::io::Error::other)?;
+        let temporary = self
+            .path
+            .with_extension(format!("json.{}.tmp", std::process::id()));
+        std::fs::write(&temporary, text)?;
+        std::fs::rename(&temporary, &self.path).inspect_err(|_| {
+            let _ = std::fs::remove_file(&temporary);
+        })
+    }
+
+    /// Keeps the file up to date until `cancel`, then writes it a last time: after every
+    /// `changed` notification, at most once per second. `capture` takes the snapshot.
+    pub async fn keep_saved(
+        self,
+        changed: Arc<Notify>,
+        capture: impl Fn() -> Snapshot + Send + 'static,
+        cancel: CancellationToken,
+    ) {
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = changed.notified() => {}
+            }
+            failing = self.write(&capture(), failing).await;
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(MIN_GAP) => {}
+            }
+        }
+        self.write(&capture(), failing).await;
+    }
+
+    /// One write off the runtime thread; logs the first failure of a run of failures and the
+    /// recovery, not every attempt. Returns whether it failed.
+    async fn write(&self, snapshot: &Snapshot, was_failing: bool) -> bool {
+        let file = self.clone();
+        let snapshot = snapshot.clone();
+        let result = tokio::task::spawn_blocking(move || file.save(&snapshot))
+            .await
+            .unwrap_or_else(|err| Err(std::io::Error::other(err)));
+        match result {
+            Ok(()) => {
+                if was_failing {
+                    tracing::info!(file = %self.path.display(), "state file written again");
+                }
+                false
+            }
+            Err(err) => {
+                if !was_failing {
+                    tracing::warn!(
+                        file = %self.path.display(),
+                        error = %err,
+                        "cannot write the state file: a restart would start with fresh request budgets; check the directory's permissions and space"
+                    );
+                }
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate() -> SavedGate {
+        SavedGate {
+            tokens: 1.5,
+            at_ms: 1_764_000_000_000,
+            backoff_until_ms: Some(1_764_000_060_000),
+            backoff_attempts: 1,
+            suspended: false,
+            next_suspended_slot_ms: 1_764_000_000_000,
+        }
+    }
+
+    fn snapshot() -> Snapshot {
+        let mut snapshot = Snapshot::new();
+        snapshot.targets.insert(
+            "lastfm".to_owned(),
+            TargetState {
+                gate: gate(),
+                last_sent_ms: BTreeMap::from([("artist.getInfo".to_owned(), 1_763_999_990_000)]),
+            },
+        );
+        snapshot
+    }
+
+    #[test]
+    fn a_saved_snapshot_loads_back_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::in_directory(dir.path());
+        assert_eq!(file.load(), Ok(None), "no file: a first start");
+        file.save(&snapshot()).unwrap();
+        assert_eq!(file.load(), Ok(Some(snapshot())));
+        // Saved again over the old one, and no temporary file left behind.
+        file.save(&Snapshot::new()).unwrap();
+        assert_eq!(file.load(), Ok(Some(Snapshot::new())));
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(FILE_NAME)]);
+    }
+
+    #[test]
+    fn a_broken_or_foreign_file_is_an_error_that_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::in_directory(dir.path());
+        std::fs::write(file.path(), "{\"version\": 1, \"targets\": {\"x\": 3}}").unwrap();
+        let err = file.load().unwrap_err();
+        assert!(err.contains("state.json:1:"), "{err}");
+        assert!(err.contains("not a lastfm-monitor state file"), "{err}");
+
+        std::fs::write(file.path(), "{\"version\": 7, \"targets\": {}}").unwrap();
+        let err = file.load().unwrap_err();
+        assert!(
+            err.ends_with("state file version 7 is not the supported version 1"),
+            "{err}"
+        );
+
+        std::fs::write(file.path(), [0xff, 0xfe, 0x00]).unwrap();
+        assert!(file.load().unwrap_err().contains("cannot read"));
+    }
+
+    #[test]
+    fn an_unwritable_directory_fails_the_save_and_leaves_nothing() {
+        let file = StateFile::in_directory(Path::new("/nonexistent/lastfm-monitor"));
+        assert!(file.save(&snapshot()).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn changes_are_written_at_most_once_a_second_and_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::in_directory(dir.path());
+        let changed = Arc::new(Notify::new());
+        let cancel = CancellationToken::new();
+        let captures = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let task = tokio::spawn(file.clone().keep_saved(
+            Arc::clone(&changed),
+            {
+                let captures = Arc::clone(&captures);
+                move || {
+                    let n = captures.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let mut snapshot = snapshot();
+                    snapshot
+                        .targets
+                        .get_mut("lastfm")
+                        .unwrap()
+                        .gate
+                        .backoff_attempts = n;
+                    snapshot
+                }
+            },
+            cancel.clone(),
+        ));
+        let count = || captures.load(std::sync::atomic::Ordering::SeqCst);
+        // Nothing changed, nothing written.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(count(), 0);
+        // A hundred changes within 100 ms: one write now, one after the gap.
+        for _ in 0..100 {
+            changed.notify_one();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(count(), 1);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(count(), 2);
+        cancel.cancel();
+        task.await.unwrap();
+        assert_eq!(count(), 3, "a last write at shutdown");
+        let last = file.load().unwrap().unwrap();
+        assert_eq!(last.targets["lastfm"].gate.backoff_attempts, 2);
+    }
+}
