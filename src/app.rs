@@ -33,6 +33,7 @@ use crate::runner::{Generation, Mode, RunResult, Runner, TargetRuntime};
 use crate::schedule::{self, SystemClock, WallClock};
 use crate::secret::Environment;
 use crate::server::{self, ReloadReply, Shared};
+use crate::web_config::WebConfig;
 
 /// How long shutdown waits for tasks before giving up (systemd's stop timeout is longer).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
@@ -63,6 +64,9 @@ pub struct Options {
     pub prober: Option<Arc<dyn Prober>>,
     /// The wall clock.
     pub clock: Arc<dyn WallClock>,
+    /// TLS, basic auth and headers for every endpoint (`--web.config.file`); the default is
+    /// plain HTTP without authentication. Read once, at start.
+    pub web: WebConfig,
 }
 
 impl Options {
@@ -75,6 +79,7 @@ impl Options {
             reload_on_sighup: true,
             prober: None,
             clock: Arc::new(SystemClock),
+            web: WebConfig::default(),
         }
     }
 }
@@ -90,17 +95,7 @@ pub async fn run(
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
-    warn_if_exposed(address);
     run_on(config, listener, options, shutdown).await
-}
-
-fn warn_if_exposed(address: SocketAddr) {
-    if !address.ip().is_loopback() {
-        tracing::warn!(
-            %address,
-            "listening beyond loopback: protect the endpoints with --web.config.file or a firewall"
-        );
-    }
 }
 
 /// Runs on an already bound listener until `shutdown` (tests bind port 0 themselves).
@@ -110,6 +105,16 @@ pub async fn run_on(
     options: Options,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // Signal handlers first: SIGHUP's default action and an un-hooked SIGTERM/SIGINT kill the
+    // process, so both must be installed before READY=1 lets systemd send them. Tokio installs the
+    // shutdown future's handlers on its first poll, hence the poll here.
+    let mut hangup = hangup_stream(options.reload_on_sighup);
+    tokio::pin!(shutdown);
+    let mut shutdown_requested = tokio::select! {
+        biased;
+        () = &mut shutdown => true,
+        () = std::future::ready(()) => false,
+    };
     let metrics = Metrics::try_new(env!("CARGO_PKG_VERSION"), revision())?;
     let prober: Arc<dyn Prober> = match &options.prober {
         Some(prober) => Arc::clone(prober),
@@ -126,33 +131,39 @@ pub async fn run_on(
     let generation = start_generation(&config, &metrics, &runner, &root, &tracker, &stuck, None);
     metrics.record_reload(true, unix_now(options.clock.as_ref()));
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadReply>(4);
-    let shared = Arc::new(Shared::new(
-        metrics.clone(),
-        runner.clone(),
-        generation,
-        reload_tx,
-    ));
+    let shared = Arc::new(
+        Shared::new(metrics.clone(), runner.clone(), generation, reload_tx)
+            .with_web_config(&options.web),
+    );
     let address = listener
         .local_addr()
         .context("cannot read the bound address")?;
-    tracker.spawn(server::serve(
+    if let Some(warning) = options.web.exposure_warning(address) {
+        tracing::warn!(%address, "{warning}");
+    }
+    tracker.spawn(server::serve_tls(
         listener,
         server::router(Arc::clone(&shared)),
+        options.web.tls.as_ref().map(|tls| tls.acceptor()),
         root.clone(),
         tracker.clone(),
     ));
     shared.ready.store(true, Ordering::Release);
     options.notifier.ready();
-    tracing::info!(%address, version = env!("CARGO_PKG_VERSION"), "lastfm-monitor is running");
+    tracing::info!(
+        %address,
+        scheme = options.web.scheme(),
+        web = %options.web.describe(),
+        version = env!("CARGO_PKG_VERSION"),
+        "lastfm-monitor is running"
+    );
 
     let mut config = config;
-    let mut hangup = hangup_stream(options.reload_on_sighup);
     let watchdog_period = options.notifier.watchdog_period();
     let mut watchdog = tokio::time::interval(watchdog_period.unwrap_or(Duration::from_secs(3600)));
-    tokio::pin!(shutdown);
-    loop {
+    while !shutdown_requested {
         tokio::select! {
-            () = &mut shutdown => break,
+            () = &mut shutdown => shutdown_requested = true,
             Some(reply) = reload_rx.recv() => {
                 let result = reload(&mut config, &options, &shared, &root, &tracker, &stuck);
                 let _ = reply.send(result);
@@ -291,24 +302,7 @@ fn start_generation(
     previous: Option<&Generation>,
 ) -> Arc<Generation> {
     let cancel = root.child_token();
-    let targets: Vec<Arc<TargetRuntime>> = config
-        .targets
-        .iter()
-        .map(|target| {
-            let carry = previous.and_then(|g| {
-                g.targets
-                    .iter()
-                    .find(|rt| rt.target.name == target.name)
-                    .map(Arc::as_ref)
-            });
-            Arc::new(TargetRuntime::new(
-                Arc::clone(target),
-                metrics,
-                runner.clock(),
-                carry,
-            ))
-        })
-        .collect();
+    let targets = Generation::targets_of(config, metrics, runner.clock(), previous);
     for rt in &targets {
         for (index, probe) in rt.target.probes.iter().enumerate() {
             let jitter = schedule::startup_jitter(
@@ -354,17 +348,20 @@ async fn probe_task(
             let stuck = Arc::clone(&stuck);
             let label = label.clone();
             async move {
-                let ticket = stuck.enter(label, fire.next_due + timeout + STUCK_AFTER);
+                // A guard, not enter/leave: a reload or shutdown drops this future mid-run
+                // (`schedule::run` selects on the cancel token), and a leaked entry would turn
+                // "stuck" once its deadline passed and withhold the watchdog ping for good.
+                let _ticket = stuck.enter(label, fire.next_due + timeout + STUCK_AFTER);
                 let result = runner
                     .run(&rt, index, fire.next_due, Mode::Scheduled, &cancel)
                     .await;
-                stuck.leave(ticket);
                 if let RunResult::Skipped(reason) = result {
                     tracing::trace!(reason = reason.as_label(), "skipped");
                 }
             }
         },
         |missed| rt.record_skip(index, SkipReason::Overrun, missed),
+        |due| rt.set_next_run(index, due),
     )
     .await;
 }
@@ -383,14 +380,14 @@ impl InFlight {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn enter(&self, what: String, deadline: Instant) -> u64 {
+    /// Registers a run until the returned ticket is dropped, however the run ends.
+    fn enter(self: &Arc<Self>, what: String, deadline: Instant) -> InFlightTicket {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.lock().insert(id, (what, deadline));
-        id
-    }
-
-    fn leave(&self, id: u64) {
-        self.lock().remove(&id);
+        InFlightTicket {
+            runs: Arc::clone(self),
+            id,
+        }
     }
 
     fn oldest_overdue(&self, now: Instant) -> Option<String> {
@@ -399,6 +396,19 @@ impl InFlight {
             .filter(|(_, deadline)| *deadline < now)
             .map(|(what, _)| what.clone())
             .next()
+    }
+}
+
+/// One run registered in [`InFlight`]; dropping it (the run finished or was cancelled) leaves.
+#[derive(Debug)]
+struct InFlightTicket {
+    runs: Arc<InFlight>,
+    id: u64,
+}
+
+impl Drop for InFlightTicket {
+    fn drop(&mut self) {
+        self.runs.lock().remove(&self.id);
     }
 }
 
@@ -437,4 +447,56 @@ fn hangup_stream(_enabled: bool) -> Hangup {
 #[cfg(not(unix))]
 async fn next_hangup(_hangup: &mut Hangup) -> Option<()> {
     std::future::pending().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_run_leaves_in_flight_so_the_watchdog_keeps_pinging() {
+        let runs = Arc::new(InFlight::default());
+        let deadline = Instant::now();
+        let later = deadline + Duration::from_secs(1);
+
+        let ticket = runs.enter("sim/artist.getInfo".to_owned(), deadline);
+        assert_eq!(
+            runs.oldest_overdue(later).as_deref(),
+            Some("sim/artist.getInfo")
+        );
+        // What a reload does to a run in flight: its future, and the ticket in it, is dropped.
+        drop(ticket);
+        assert_eq!(runs.oldest_overdue(later), None);
+    }
+
+    #[tokio::test]
+    async fn a_run_cancelled_mid_flight_by_a_reload_is_not_left_stuck() {
+        let runs = Arc::new(InFlight::default());
+        let cancel = CancellationToken::new();
+        let run = {
+            let runs = Arc::clone(&runs);
+            async move {
+                let _ticket = runs.enter("sim/stalled".to_owned(), Instant::now());
+                std::future::pending::<()>().await;
+            }
+        };
+        let task = tokio::spawn({
+            let cancel = cancel.clone();
+            async move {
+                // The shape of `schedule::run`: the run loses the race against the cancel token.
+                tokio::select! {
+                    () = cancel.cancelled() => {}
+                    () = run => {}
+                }
+            }
+        });
+        let far = Instant::now() + Duration::from_secs(3600);
+        while runs.oldest_overdue(far).is_none() {
+            tokio::task::yield_now().await;
+        }
+        cancel.cancel();
+        task.await.expect("the task does not panic");
+
+        assert_eq!(runs.oldest_overdue(far), None);
+    }
 }

@@ -29,11 +29,13 @@ pub struct Cli {
     #[arg(long = "config.check")]
     pub config_check: bool,
 
-    /// Listen address for /metrics and the other endpoints (overrides [web] listen_address).
+    /// Listen address for /metrics and the other endpoints (overrides `[web] listen_address`).
     #[arg(long = "web.listen-address", value_name = "ADDR", global = true)]
     pub listen_address: Option<SocketAddr>,
 
-    /// TLS and basic-auth configuration for every endpoint, exporter-toolkit web-config.yml format.
+    /// TLS (min_version TLS12 by default, client certificates) and bcrypt basic auth for every
+    /// endpoint, in exporter-toolkit's web-config.yml format (see docs/web-config.yml). Checked at
+    /// start (exit 64 when invalid); read once, so changes need a restart.
     #[arg(long = "web.config.file", value_name = "FILE", global = true)]
     pub web_config_file: Option<PathBuf>,
 
@@ -132,6 +134,19 @@ mod tests {
         assert!(cli.config_check);
         assert_eq!(cli.listen_address, Some("127.0.0.1:9999".parse().unwrap()));
         assert_eq!(cli.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn web_config_file_is_accepted_before_or_after_a_subcommand() {
+        for args in [
+            ["lastfm-monitor", "--web.config.file", "web.yml", "demo"],
+            ["lastfm-monitor", "demo", "--web.config.file", "web.yml"],
+        ] {
+            let Parsed::Run(cli) = parse(args) else {
+                panic!("must parse: {args:?}");
+            };
+            assert_eq!(cli.web_config_file, Some(PathBuf::from("web.yml")));
+        }
     }
 
     #[test]

@@ -244,7 +244,12 @@ impl Config {
                     line,
                     column,
                     context: String::new(),
-                    key: String::new(),
+                    // serde's type errors ("invalid type: integer `60`, expected a string") do
+                    // not say which key; the span's line does (issue 5).
+                    key: err
+                        .span()
+                        .and_then(|span| key_at(text, span.start))
+                        .unwrap_or_default(),
                     message: err.message().trim().to_owned(),
                 }],
             }
@@ -335,6 +340,20 @@ impl Config {
         );
         out
     }
+}
+
+/// The key of a `key = value` line whose value holds byte `offset`, for errors serde reports
+/// without the key. `None` when the offset is not in a value (a broken header, a stray word).
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |nl| nl + 1);
+    let (key, _) = text[start..offset].split_once('=')?;
+    let key = key.trim();
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'"'));
+    bare.then(|| key.to_owned())
 }
 
 /// 1-based line and column of a byte offset.
@@ -522,10 +541,12 @@ impl Validator<'_> {
         let mut targets = Vec::new();
         for (index, target) in file.targets.into_iter().enumerate() {
             let span = target.span();
+            // Located at the second `name`, so the operator finds the duplicate (issue 5).
+            let name_span = target.get_ref().name.as_ref().map(Spanned::span);
             if let Some(t) = self.target(index, span, target.into_inner(), &inherited) {
                 if !seen.insert(t.name.clone()) {
                     self.problem(
-                        None,
+                        name_span,
                         &format!("target {:?}", t.name),
                         "name",
                         "the name is used by another target; target names must be unique"
@@ -955,38 +976,49 @@ impl Validator<'_> {
         }
     }
 
-    fn format(&mut self, value: Option<&Spanned<String>>, ctx: &str) -> Option<Format> {
+    /// A string key whose value must be one of `options`; the error lists them.
+    fn choice<T: Copy>(
+        &mut self,
+        value: Option<&Spanned<String>>,
+        ctx: &str,
+        key: &str,
+        options: &[(&str, T)],
+        advice: &str,
+    ) -> Option<T> {
         let value = value?;
-        match value.get_ref().as_str() {
-            "json" => Some(Format::Json),
-            "xml" => Some(Format::Xml),
-            other => {
-                self.problem(
-                    Some(value.span()),
-                    ctx,
-                    "format",
-                    format!("{other:?} is not a format; use \"json\" or \"xml\""),
-                );
-                None
-            }
+        let found = options
+            .iter()
+            .find(|(name, _)| name == value.get_ref())
+            .map(|(_, v)| *v);
+        if found.is_none() {
+            self.problem(
+                Some(value.span()),
+                ctx,
+                key,
+                format!("{:?} is not supported; {advice}", value.get_ref()),
+            );
         }
+        found
+    }
+
+    fn format(&mut self, value: Option<&Spanned<String>>, ctx: &str) -> Option<Format> {
+        self.choice(
+            value,
+            ctx,
+            "format",
+            &[("json", Format::Json), ("xml", Format::Xml)],
+            "use \"json\" or \"xml\"",
+        )
     }
 
     fn http_method(&mut self, value: Option<&Spanned<String>>, ctx: &str) -> Option<HttpMethod> {
-        let value = value?;
-        match value.get_ref().as_str() {
-            "POST" => Some(HttpMethod::Post),
-            "GET" => Some(HttpMethod::Get),
-            other => {
-                self.problem(
-                    Some(value.span()),
-                    ctx,
-                    "http_method",
-                    format!("{other:?} is not supported; use \"POST\" (recommended: keeps the key out of URLs) or \"GET\""),
-                );
-                None
-            }
-        }
+        self.choice(
+            value,
+            ctx,
+            "http_method",
+            &[("POST", HttpMethod::Post), ("GET", HttpMethod::Get)],
+            "use \"POST\" (recommended: keeps the key out of URLs) or \"GET\"",
+        )
     }
 
     fn max_body_bytes(&mut self, value: Option<&Spanned<i64>>, ctx: &str) -> Option<u64> {
@@ -1419,7 +1451,7 @@ format = "yaml"
             "key `base_url`",
             "NOPE is not set",
             "key `expect`",
-            "key `format`: \"yaml\" is not a format",
+            "key `format`: \"yaml\" is not supported",
         ] {
             assert!(
                 message.contains(needle),

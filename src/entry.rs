@@ -1,8 +1,9 @@
 //! The process entry: command line → logging → validated config → run → exit code.
 //!
 //! Kept out of `main.rs` so the binary is one line and this flow is testable. Configuration
-//! problems are printed in full and end with exit 64 before any port is bound; runtime failures
-//! (a port in use) end with exit 1; a clean shutdown is 0.
+//! problems (in `--config.file` or `--web.config.file`) are printed in full and end with exit 64
+//! before any port is bound; runtime failures (a port in use) end with exit 1; a clean shutdown
+//! is 0.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use crate::app::{self, ConfigSource, Options};
 use crate::cli::{self, Cli, Command, Parsed};
 use crate::config::Config;
 use crate::secret::ProcessEnv;
+use crate::web_config::WebConfig;
 
 /// Runs the program with `args` and returns its exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
@@ -39,7 +41,12 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(cli))
+    let code = runtime.block_on(run(cli));
+    // Dropping the runtime would wait for every blocking task, e.g. the getaddrinfo(3) of a probe
+    // that shutdown abandoned, which can take resolv.conf's timeouts × attempts and push a clean
+    // stop past 10 s. The async tasks are done by now; leave stragglers to the process exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 /// The async runtime the daemon runs on (the scheduler bench builds the same one).
@@ -60,21 +67,54 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 async fn run(cli: Cli) -> ExitCode {
-    if cli.web_config_file.is_some() {
-        eprintln!(
-            "lastfm-monitor: --web.config.file is not supported by this build yet; \
-             keep the listener on loopback or put a TLS proxy in front"
-        );
-        return ExitCode::from(crate::EXIT_USAGE);
+    if let Some(Command::Simulate { listen, scenario }) = cli.command {
+        if cli.web_config_file.is_some() {
+            eprintln!(
+                "lastfm-monitor: --web.config.file protects the daemon's endpoints (run and demo), \
+                 not the simulator; drop it"
+            );
+            return ExitCode::from(crate::EXIT_USAGE);
+        }
+        return simulate(listen, scenario).await;
     }
+    let web = match load_web_config(&cli) {
+        Ok(web) => web,
+        Err(code) => {
+            if cli.command.is_none() {
+                // Report the main config's problems too, so one pass fixes both files.
+                if let Err(err) = Config::load(&cli.config_file, &ProcessEnv) {
+                    eprintln!("{err}");
+                    eprintln!(
+                        "lastfm-monitor: configuration refused ({} problem(s)) as well",
+                        err.problems.len()
+                    );
+                }
+            }
+            return code;
+        }
+    };
     match cli.command {
-        Some(Command::Demo) => demo(cli.listen_address).await,
-        Some(Command::Simulate { listen, scenario }) => simulate(listen, scenario).await,
-        None => daemon(cli).await,
+        Some(Command::Demo) => demo(cli.listen_address, web).await,
+        _ => daemon(cli, web).await,
     }
 }
 
-async fn daemon(cli: Cli) -> ExitCode {
+/// Reads `--web.config.file`, or the plain-HTTP default; exit 64 with every problem otherwise.
+fn load_web_config(cli: &Cli) -> Result<WebConfig, ExitCode> {
+    let Some(path) = &cli.web_config_file else {
+        return Ok(WebConfig::default());
+    };
+    WebConfig::load(path).map_err(|err| {
+        eprintln!("{err}");
+        eprintln!(
+            "lastfm-monitor: web configuration refused ({} problem(s)); fix them and start again",
+            err.problems.len()
+        );
+        ExitCode::from(crate::EXIT_USAGE)
+    })
+}
+
+async fn daemon(cli: Cli, web: WebConfig) -> ExitCode {
     let env = Arc::new(ProcessEnv);
     let config = match Config::load(&cli.config_file, env.as_ref()) {
         Ok(config) => config,
@@ -89,9 +129,13 @@ async fn daemon(cli: Cli) -> ExitCode {
     };
     if cli.config_check {
         println!("{}", config.summary(chrono::Utc::now()));
+        if let Some(path) = &cli.web_config_file {
+            println!("web config {}: {}", path.display(), web.describe());
+        }
         return ExitCode::SUCCESS;
     }
-    let options = Options::for_file(cli.config_file.clone(), env);
+    let mut options = Options::for_file(cli.config_file.clone(), env);
+    options.web = web;
     finish(
         app::run(
             config,
@@ -103,7 +147,7 @@ async fn daemon(cli: Cli) -> ExitCode {
     )
 }
 
-async fn demo(listen: Option<SocketAddr>) -> ExitCode {
+async fn demo(listen: Option<SocketAddr>, web: WebConfig) -> ExitCode {
     let (simulator, sim_address) = match crate::sim::spawn_local(crate::sim::Scenario::demo()).await
     {
         Ok(pair) => pair,
@@ -137,10 +181,11 @@ async fn demo(listen: Option<SocketAddr>) -> ExitCode {
     println!(
         "lastfm-monitor demo: the daemon probes a simulated Last.fm at http://{sim_address}/2.0/"
     );
-    println!("  status page:  http://{bound}/");
-    println!("  metrics:      http://{bound}/metrics");
+    let scheme = web.scheme();
+    println!("  status page:  {scheme}://{bound}/");
+    println!("  metrics:      {scheme}://{bound}/metrics");
     println!(
-        "  debug a run:  http://{bound}/probe?target=lastfm-sim&probe=artist.getInfo&debug=true"
+        "  debug a run:  {scheme}://{bound}/probe?target=lastfm-sim&probe=artist.getInfo&debug=true"
     );
     println!(
         "The incident timeline (about 3 minutes, repeating): healthy, error 8 burst, errors with 200 OK,"
@@ -150,6 +195,7 @@ async fn demo(listen: Option<SocketAddr>) -> ExitCode {
     );
     let mut options = Options::for_file(std::path::PathBuf::new(), env);
     options.source = ConfigSource::Fixed(text);
+    options.web = web;
     let result = app::run_on(config, listener, options, crate::shutdown::signal()).await;
     drop(simulator);
     finish(result)

@@ -17,8 +17,9 @@
 //! - [`health`]: availability with hysteresis and the per-target conditions.
 //! - [`metrics`]: the SPEC §7 series in a private registry; [`history`], [`trace`] and
 //!   [`status_page`]: what operators read.
-//! - [`server`]: the HTTP endpoints with timeouts and a concurrency cap; [`app`]: wiring, reload,
-//!   watchdog, shutdown; [`notify`]: systemd readiness and watchdog.
+//! - [`server`]: the HTTP endpoints with timeouts and a concurrency cap; [`web_config`]: the
+//!   `--web.config.file` TLS, client certificates and basic auth in front of them; [`app`]:
+//!   wiring, reload, watchdog, shutdown; [`notify`]: systemd readiness and watchdog.
 //! - [`sim`]: a scenario-driven Last.fm simulator for tests, `demo` and `simulate`.
 //! - [`cli`], [`entry`], [`logging`], [`shutdown`], [`demo`]: the process around it.
 
@@ -43,6 +44,7 @@ pub mod shutdown;
 pub mod sim;
 pub mod status_page;
 pub mod trace;
+pub mod web_config;
 
 /// Exit code for a bad command line or configuration (BSD `EX_USAGE`).
 pub const EXIT_USAGE: u8 = 64;

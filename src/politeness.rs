@@ -79,6 +79,9 @@ struct GateState {
     suspended: bool,
     /// In slow mode, the earliest next request.
     next_suspended_slot: Instant,
+    /// Bumped whenever a backoff or slow mode begins: a token reserved for later under an
+    /// older epoch is void, since the upstream said stop after it was reserved (issue 5).
+    epoch: u64,
 }
 
 impl Gate {
@@ -94,6 +97,7 @@ impl Gate {
                 backoff_attempts: 0,
                 suspended: false,
                 next_suspended_slot: now,
+                epoch: 0,
             }),
         }
     }
@@ -141,6 +145,25 @@ impl Gate {
         Ok(at)
     }
 
+    /// The current epoch: take it before [`Gate::admit`], and send only if it is unchanged
+    /// when the reserved instant comes ([`Gate::still_admitted`]).
+    pub fn epoch(&self) -> u64 {
+        self.lock().epoch
+    }
+
+    /// Whether a request admitted under `epoch` may still go: `Err` with the reason when a
+    /// backoff or slow mode began since, which voids the reservation.
+    pub fn still_admitted(&self, epoch: u64) -> Result<(), SkipReason> {
+        let state = self.lock();
+        if state.epoch == epoch {
+            Ok(())
+        } else if state.suspended {
+            Err(SkipReason::Suspended)
+        } else {
+            Err(SkipReason::RateLimited)
+        }
+    }
+
     /// Updates backoff and slow mode from a run's verdict. `unit` is a uniform random number in
     /// `[0, 1)` for the jitter; `now_unix` resolves `Retry-After` dates.
     pub fn record(
@@ -159,6 +182,7 @@ impl Gate {
                 None => self.exponential(state.backoff_attempts, unit),
             };
             state.backoff_until = Some(now + delay);
+            state.epoch = state.epoch.wrapping_add(1);
             events.push(GateEvent::BackoffStarted(delay));
         }
         let key_problem = verdict
@@ -171,6 +195,7 @@ impl Gate {
             }
             state.suspended = true;
             state.next_suspended_slot = now + self.policy.suspended_interval;
+            state.epoch = state.epoch.wrapping_add(1);
         }
         if verdict.api_healthy {
             if state.backoff_attempts > 0 || state.backoff_until.is_some() {
@@ -359,6 +384,37 @@ mod tests {
             Duration::ZERO,
             "a past date is no wait"
         );
+    }
+
+    #[test]
+    fn a_backoff_or_slow_mode_voids_earlier_reservations() {
+        let now = Instant::now();
+        let gate = Gate::new(policy(1.0, 1), now);
+        let far = now + Duration::from_secs(3600);
+        let epoch = gate.epoch();
+        assert_eq!(gate.admit(now, far), Ok(now));
+        assert_eq!(gate.admit(now, far), Ok(now + Duration::from_secs(1)));
+        gate.record(&verdict(vec![], true, None), now, 0, 0.5);
+        assert_eq!(
+            gate.still_admitted(epoch),
+            Ok(()),
+            "a success changes nothing"
+        );
+        gate.record(
+            &verdict(vec![Condition::RateLimited], false, None),
+            now,
+            0,
+            0.5,
+        );
+        assert_eq!(gate.still_admitted(epoch), Err(SkipReason::RateLimited));
+        let epoch = gate.epoch();
+        gate.record(
+            &verdict(vec![Condition::ApiKeySuspended], false, None),
+            now,
+            0,
+            0.5,
+        );
+        assert_eq!(gate.still_admitted(epoch), Err(SkipReason::Suspended));
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub struct TargetRuntime {
     metrics: TargetMetrics,
     /// Per probe, in the order of `target.probes`.
     probes: Vec<ProbeMetrics>,
+    /// Per probe, when its schedule fires next, published by its task for the status page.
+    next_runs: Vec<Mutex<Option<Instant>>>,
 }
 
 impl TargetRuntime {
@@ -76,6 +78,7 @@ impl TargetRuntime {
         };
         let runtime = Self {
             metrics: metrics.target(&target.name),
+            next_runs: target.probes.iter().map(|_| Mutex::new(None)).collect(),
             target,
             gate,
             health,
@@ -95,6 +98,24 @@ impl TargetRuntime {
     /// A copy of the current health, for the status page.
     pub fn health_snapshot(&self) -> Health {
         self.health().clone()
+    }
+
+    /// Publishes when probe `index` fires next.
+    pub fn set_next_run(&self, index: usize, due: Instant) {
+        if let Some(slot) = self.next_runs.get(index) {
+            *slot
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(due);
+        }
+    }
+
+    /// When probe `index` fires next, once its task has started.
+    pub fn next_run(&self, index: usize) -> Option<Instant> {
+        self.next_runs.get(index).and_then(|slot| {
+            *slot
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        })
     }
 
     /// Counts skipped runs of a probe.
@@ -129,6 +150,36 @@ pub struct Generation {
     pub targets: Vec<Arc<TargetRuntime>>,
     /// Cancels this generation's probe tasks (a child of the app's shutdown token).
     pub cancel: CancellationToken,
+}
+
+impl Generation {
+    /// The runtimes of `config`'s targets, each carrying over the gate and health of the
+    /// same-named target of `previous` (a reload) when their settings did not change.
+    pub fn targets_of(
+        config: &crate::config::Config,
+        metrics: &Metrics,
+        clock: &dyn WallClock,
+        previous: Option<&Self>,
+    ) -> Vec<Arc<TargetRuntime>> {
+        config
+            .targets
+            .iter()
+            .map(|target| {
+                let carry = previous.and_then(|g| {
+                    g.targets
+                        .iter()
+                        .find(|rt| rt.target.name == target.name)
+                        .map(Arc::as_ref)
+                });
+                Arc::new(TargetRuntime::new(
+                    Arc::clone(target),
+                    metrics,
+                    clock,
+                    carry,
+                ))
+            })
+            .collect()
+    }
 }
 
 /// Whether a run is scheduled (moves the series) or asked for through `/probe`.
@@ -196,29 +247,37 @@ impl Runner {
         let Some(probe) = rt.target.probes.get(index) else {
             return RunResult::Cancelled;
         };
+        let skipped = |reason: SkipReason| {
+            if mode == Mode::Scheduled {
+                rt.record_skip(index, reason, 1);
+                rt.publish(Instant::now());
+            }
+            tracing::debug!(
+                target = %rt.target.name,
+                probe = %probe.name,
+                reason = reason.as_label(),
+                "run skipped"
+            );
+            RunResult::Skipped(reason)
+        };
+        let epoch = rt.gate.epoch();
         let at = match rt.gate.admit(Instant::now(), latest) {
             Ok(at) => at,
-            Err(reason) => {
-                if mode == Mode::Scheduled {
-                    rt.record_skip(index, reason, 1);
-                    rt.publish(Instant::now());
-                }
-                tracing::debug!(
-                    target = %rt.target.name,
-                    probe = %probe.name,
-                    reason = reason.as_label(),
-                    "run skipped"
-                );
-                return RunResult::Skipped(reason);
-            }
+            Err(reason) => return skipped(reason),
         };
         let attempt = async {
             tokio::time::sleep_until(at).await;
-            self.prober.probe(&rt.target, probe).await
+            // A 29/429 or 26/10 that another probe received while this one waited for its
+            // token voids the reservation: the upstream said stop after it was made (issue 5).
+            rt.gate.still_admitted(epoch)?;
+            Ok(self.prober.probe(&rt.target, probe).await)
         };
         let recorded = tokio::select! {
             () = cancel.cancelled() => return RunResult::Cancelled,
-            recorded = attempt => recorded,
+            attempted = attempt => match attempted {
+                Ok(recorded) => recorded,
+                Err(reason) => return skipped(reason),
+            },
         };
         let verdict = classify::classify(
             &recorded.outcome,
@@ -260,13 +319,20 @@ impl Runner {
         log_run(&rt.target, probe, verdict, recorded.outcome.elapsed, mode);
         log_events(&rt.target, &gate_events, &health_events);
         let trace = crate::trace::render(&rt.target, probe, recorded, verdict);
+        // `detail` can be upstream text (an error message), which a hostile or buggy upstream
+        // may fill with our key, sk or api_sig; the status page shows it, so it is scrubbed
+        // like the trace before it is kept (issue 5, bar S1).
+        let mut kept = verdict.clone();
+        kept.detail = kept
+            .detail
+            .map(|detail| crate::trace::scrub_run(&rt.target, probe, detail));
         let id = self.history.record(RunRecord {
             id: 0,
             target: rt.target.name.clone(),
             probe: probe.name.clone(),
             at: wall,
             latency: recorded.outcome.elapsed,
-            verdict: verdict.clone(),
+            verdict: kept,
             on_demand: mode == Mode::OnDemand,
             trace,
         });

@@ -39,8 +39,25 @@ impl Schedule {
             .parse::<cron::Schedule>()
             .map(|schedule| Self::Cron(Box::new(schedule)))
             .map_err(|err| {
+                // The parser's message repeats the expression and a caret on lines of their
+                // own; keep its explanation, on one line, so each problem stays one line.
+                let text = err.to_string();
+                let why: Vec<&str> = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|line| {
+                        !line.is_empty()
+                            && *line != normalised.trim()
+                            && !line.chars().all(|c| c == '^' || c.is_whitespace())
+                    })
+                    .collect();
+                let why = if why.is_empty() {
+                    "unreadable".to_owned()
+                } else {
+                    why.join(" ")
+                };
                 format!(
-                    "{expr:?} is not a valid cron expression ({err}); use 6 fields \
+                    "{expr:?} is not a valid cron expression ({why}); use 6 fields \
                      \"sec min hour day month weekday\" or a 5-field crontab line"
                 )
             })
@@ -199,6 +216,7 @@ pub fn first_fire(
 ///
 /// A run never overlaps the next: fires that come while a run is still going are skipped and
 /// reported to `on_overrun` with their count, and the loop waits for the next fire after now.
+/// `on_planned` hears every next fire as soon as it is known (the status page shows it).
 pub async fn run<F, Fut>(
     schedule: Schedule,
     clock: &dyn WallClock,
@@ -206,17 +224,20 @@ pub async fn run<F, Fut>(
     cancel: CancellationToken,
     mut on_fire: F,
     mut on_overrun: impl FnMut(u64),
+    mut on_planned: impl FnMut(Instant),
 ) where
     F: FnMut(Fire) -> Fut,
     Fut: Future<Output = ()>,
 {
     let mut due = first_fire(&schedule, Instant::now(), clock.now(), jitter);
+    on_planned(due);
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
             () = tokio::time::sleep_until(due) => {}
         }
         let (planned_next, _) = next_fire(&schedule, due, due, clock.now());
+        on_planned(planned_next);
         tokio::select! {
             () = cancel.cancelled() => return,
             () = on_fire(Fire { due, next_due: planned_next }) => {}
@@ -224,6 +245,9 @@ pub async fn run<F, Fut>(
         let (next, missed) = next_fire(&schedule, due, Instant::now(), clock.now());
         if missed > 0 {
             on_overrun(missed);
+        }
+        if next != planned_next {
+            on_planned(next);
         }
         due = next;
     }
@@ -332,11 +356,13 @@ mod tests {
     async fn loop_fires_on_schedule_and_counts_overruns() {
         let fires = Arc::new(Mutex::new(Vec::new()));
         let overruns = Arc::new(Mutex::new(0_u64));
+        let planned = Arc::new(Mutex::new(Vec::new()));
         let cancel = CancellationToken::new();
         let start = Instant::now();
         let task = {
             let fires = Arc::clone(&fires);
             let overruns = Arc::clone(&overruns);
+            let planned = Arc::clone(&planned);
             let cancel = cancel.clone();
             tokio::spawn(async move {
                 run(
@@ -359,6 +385,7 @@ mod tests {
                         }
                     },
                     move |missed| *overruns.lock().unwrap() += missed,
+                    move |due: Instant| planned.lock().unwrap().push(due.duration_since(start)),
                 )
                 .await;
             })
@@ -369,5 +396,13 @@ mod tests {
         let secs: Vec<u64> = fires.lock().unwrap().iter().map(|d| d.as_secs()).collect();
         assert_eq!(secs, vec![3, 13, 43, 53]);
         assert_eq!(*overruns.lock().unwrap(), 2);
+        // Each next fire is published as soon as it is known; the overrun moves 23 to 43.
+        let planned: Vec<u64> = planned
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_secs())
+            .collect();
+        assert_eq!(planned, vec![3, 13, 23, 43, 53, 63]);
     }
 }

@@ -11,7 +11,10 @@
 //! Other methods on these paths answer 405, other paths a fixed 404 that does not echo the path.
 //! axum's `serve` installs no header-read timeout (axum#2741), so [`serve`] runs its own hyper
 //! accept loop with one; a middleware caps requests in flight (503 beyond) and bounds each
-//! request's time.
+//! request's time. With a web config ([`crate::web_config`]), [`serve_tls`] does the TLS
+//! handshake inside each connection's task under a deadline, and every route, the 404 included,
+//! answers 401 without valid basic-auth credentials; the configured security headers go on every
+//! response.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,25 +24,30 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
 use crate::runner::{Generation, Mode, RunResult, Runner};
+use crate::web_config::{BasicAuth, WebConfig};
 
 /// Requests handled at once; beyond this, 503 at once (node_exporter's `--web.max-requests`).
 pub const MAX_IN_FLIGHT: usize = 40;
 /// How long a client may take to send its request headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to complete the TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one request may take (an on-demand probe is bounded by its own timeout first).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(70);
 /// How long `/probe` waits for a token of the target's budget before answering 429.
@@ -63,6 +71,10 @@ pub struct Shared {
     pub reload: mpsc::Sender<ReloadReply>,
     /// Caps requests in flight.
     in_flight: Semaphore,
+    /// Basic-auth users from the web config; `None`: no authentication.
+    auth: Option<BasicAuth>,
+    /// Headers from the web config, added to every response.
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Shared {
@@ -80,7 +92,22 @@ impl Shared {
             ready: AtomicBool::new(false),
             reload,
             in_flight: Semaphore::new(MAX_IN_FLIGHT),
+            auth: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// Applies the web config's basic auth and response headers to every route.
+    #[must_use]
+    pub fn with_web_config(mut self, web: &WebConfig) -> Self {
+        self.auth = BasicAuth::from_users(&web.users);
+        self.headers.clone_from(&web.headers);
+        self
+    }
+
+    /// The basic-auth checker, when users are configured.
+    pub fn basic_auth(&self) -> Option<&BasicAuth> {
+        self.auth.as_ref()
     }
 
     /// The current generation.
@@ -113,8 +140,53 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
         .fallback(not_found)
+        // Outermost last: headers on every answer, then the cap, so authentication (bcrypt)
+        // is bounded by it too.
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            authenticate,
+        ))
         .layer(middleware::from_fn_with_state(Arc::clone(&shared), guard))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            security_headers,
+        ))
         .with_state(shared)
+}
+
+/// Answers 401 unless the request carries valid basic-auth credentials (when users are set).
+async fn authenticate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let Some(auth) = &shared.auth else {
+        return next.run(request).await;
+    };
+    if auth
+        .is_authorized(request.headers().get(header::AUTHORIZATION))
+        .await
+    {
+        return next.run(request).await;
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(
+            header::WWW_AUTHENTICATE,
+            crate::web_config::WWW_AUTHENTICATE,
+        )],
+        "unauthorized\n",
+    )
+        .into_response()
+}
+
+/// Adds the web config's headers to every response.
+async fn security_headers(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    for (name, value) in &shared.headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    response
 }
 
 /// Caps concurrency and bounds each request's time.
@@ -134,6 +206,14 @@ async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    // `lastfm_target_backoff_seconds` is a countdown, but runs and skips publish it only at each
+    // fire, so between fires it would stay frozen for up to a whole interval. Republishing the
+    // target gauges here takes two short-lived `std` locks that are never held across an
+    // `.await`: the scrape still never waits on a probe.
+    let now = Instant::now();
+    for rt in &shared.generation().targets {
+        rt.publish(now);
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -188,8 +268,13 @@ async fn status_page(State(shared): State<Arc<Shared>>) -> Html<String> {
     ))
 }
 
-async fn run_trace(State(shared): State<Arc<Shared>>, Path(id): Path<u64>) -> Response {
-    match shared.runner.history().get(id) {
+async fn run_trace(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    // Parsed here, not by `Path<u64>`: axum's rejection would echo the path back (issue 5, E5).
+    let record = id
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| shared.runner.history().get(id));
+    match record {
         Some(record) => (
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             record.trace.clone(),
@@ -354,6 +439,18 @@ pub async fn serve(
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
+    serve_tls(listener, router, None, cancel, tracker).await;
+}
+
+/// [`serve`], with TLS when `tls` is given: each connection's handshake runs in its own task
+/// under [`TLS_HANDSHAKE_TIMEOUT`], so a slow or silent client never stalls the accept loop.
+pub async fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<TlsAcceptor>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
     let service = hyper_util::service::TowerToHyperService::new(router);
     loop {
         let (stream, peer) = tokio::select! {
@@ -370,18 +467,91 @@ pub async fn serve(
         };
         let service = service.clone();
         let cancel = cancel.clone();
+        let tls = tls.clone();
         tracker.spawn(async move {
-            serve_connection(stream, peer, service, cancel).await;
+            match tls {
+                None => serve_connection(stream, peer, service, cancel).await,
+                Some(acceptor) => {
+                    let handshake = tls_handshake(stream, peer, acceptor);
+                    let stream = tokio::select! {
+                        () = cancel.cancelled() => return,
+                        stream = handshake => stream,
+                    };
+                    if let Some(stream) = stream {
+                        serve_connection(stream, peer, service, cancel).await;
+                    }
+                }
+            }
         });
     }
 }
 
-async fn serve_connection<S>(
+/// The answer to plain HTTP on the TLS listener (what Go's servers do too).
+const PLAIN_HTTP_REFUSED: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
+    content-type: text/plain; charset=utf-8\r\n\
+    connection: close\r\n\
+    content-length: 33\r\n\
+    \r\n\
+    this endpoint speaks HTTPS only.\n";
+
+/// The TLS handshake under its deadline; a client speaking plain HTTP gets a short 400 that
+/// says why, instead of a bare reset, and is never served.
+async fn tls_handshake(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    service: S,
-    cancel: CancellationToken,
-) where
+    acceptor: TlsAcceptor,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    /// The first byte of a TLS handshake record.
+    const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+    let deadline = Instant::now() + TLS_HANDSHAKE_TIMEOUT;
+    let mut first = [0_u8; 1];
+    match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => {}
+        Ok(Ok(1)) => {
+            tracing::debug!(%peer, "plain HTTP on the TLS listener: refused");
+            refuse_plain_http(stream, deadline).await;
+            return None;
+        }
+        Ok(_) => return None,
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return None;
+        }
+    }
+    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(err)) => {
+            tracing::debug!(%peer, error = %err, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+async fn refuse_plain_http(mut stream: tokio::net::TcpStream, deadline: Instant) {
+    let _ = tokio::time::timeout_at(deadline, stream.write_all(PLAIN_HTTP_REFUSED)).await;
+    let _ = stream.shutdown().await;
+    // Read what the client sent (a little, briefly) before closing, so the close is not a
+    // reset that could destroy the answer before the client reads it.
+    let mut sink = [0_u8; 4096];
+    let drain = async {
+        let mut left = 64 * 1024_usize;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+}
+
+async fn serve_connection<I, S>(io: I, peer: SocketAddr, service: S, cancel: CancellationToken)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<
             hyper::Request<hyper::body::Incoming>,
             Response = Response,
@@ -396,7 +566,7 @@ async fn serve_connection<S>(
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .keep_alive(true);
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => {

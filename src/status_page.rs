@@ -41,6 +41,19 @@ fn age(now: DateTime<Utc>, then: DateTime<Utc>) -> String {
     }
 }
 
+/// "in 12s", or "due now" for a fire that has come (its run is going or about to start).
+fn until(wait: std::time::Duration, at: DateTime<Utc>) -> String {
+    // Rounded up: "due now" only once the fire has come.
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let rel = match secs {
+        0 => return "due now".to_owned(),
+        1..=119 => format!("in {secs}s"),
+        120..=7199 => format!("in {}m", secs / 60),
+        _ => format!("in {}h", secs / 3600),
+    };
+    format!("{rel} ({} UTC)", at.format("%H:%M:%S"))
+}
+
 /// Renders the page.
 pub fn render(generation: &Generation, history: &History, now: DateTime<Utc>) -> String {
     let mut out = String::with_capacity(32 * 1024);
@@ -92,9 +105,16 @@ pub fn render(generation: &Generation, history: &History, now: DateTime<Utc>) ->
             },
         );
     }
-    out.push_str("</table>\n<h2>Probes</h2>\n<table id=\"probes\"><tr><th>target</th><th>probe</th><th>schedule</th><th>last outcome</th><th>code</th><th>status</th><th>latency</th><th>last run</th><th>last success</th><th>detail</th><th></th></tr>\n");
+    out.push_str("</table>\n<h2>Probes</h2>\n<table id=\"probes\"><tr><th>target</th><th>probe</th><th>schedule</th><th>last outcome</th><th>code</th><th>status</th><th>latency</th><th>last run</th><th>last success</th><th>next run</th><th>message</th><th></th></tr>\n");
     for rt in &generation.targets {
-        for probe in &rt.target.probes {
+        for (index, probe) in rt.target.probes.iter().enumerate() {
+            let next_run = rt
+                .next_run(index)
+                .map_or("not scheduled yet".to_owned(), |due| {
+                    let wait = due.saturating_duration_since(instant);
+                    let at = chrono::Duration::from_std(wait).map_or(now, |d| now + d);
+                    until(wait, at)
+                });
             let latest = history.latest(&rt.target.name, &probe.name);
             let last_success = history
                 .last_success(&rt.target.name, &probe.name)
@@ -108,17 +128,18 @@ pub fn render(generation: &Generation, history: &History, now: DateTime<Utc>) ->
                 None => {
                     let _ = writeln!(
                         out,
-                        "<tr><td>{}</td><td>{}</td><td>{}</td><td colspan=\"7\">not run yet</td><td>{debug_link}</td></tr>",
+                        "<tr><td>{}</td><td>{}</td><td>{}</td><td colspan=\"6\">not run yet</td><td>{}</td><td></td><td>{debug_link}</td></tr>",
                         escape(&rt.target.name),
                         escape(&probe.name),
                         escape(&probe.schedule.schedule.describe()),
+                        next_run,
                     );
                 }
                 Some(run) => {
                     let v = &run.verdict;
                     let _ = writeln!(
                         out,
-                        "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\"><a href=\"/runs/{}\">{}</a></td><td>{}</td><td>{}</td><td>{:.0} ms</td><td>{}</td><td>{}</td><td>{}</td><td>{debug_link}</td></tr>",
+                        "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\"><a href=\"/runs/{}\">{}</a></td><td>{}</td><td>{}</td><td>{:.0} ms</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{debug_link}</td></tr>",
                         escape(&rt.target.name),
                         escape(&probe.name),
                         escape(&probe.schedule.schedule.describe()),
@@ -130,6 +151,7 @@ pub fn render(generation: &Generation, history: &History, now: DateTime<Utc>) ->
                         run.latency.as_secs_f64() * 1000.0,
                         age(now, run.at),
                         last_success,
+                        next_run,
                         escape(v.detail.as_deref().unwrap_or("")),
                     );
                 }
@@ -161,6 +183,16 @@ pub fn render(generation: &Generation, history: &History, now: DateTime<Utc>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_run_rounds_up_and_says_due_only_when_due() {
+        let at = Utc::now();
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(until(ms(0), at), "due now");
+        assert!(until(ms(300), at).starts_with("in 1s ("));
+        assert!(until(ms(42_000), at).starts_with("in 42s ("));
+        assert!(until(ms(600_000), at).starts_with("in 10m ("));
+    }
 
     #[test]
     fn escape_neutralises_markup() {

@@ -102,10 +102,23 @@ pub fn render(
         "latency: {:.3}s",
         recorded.outcome.elapsed.as_secs_f64()
     );
-    let mut out = scrub(target, out);
+    let mut out = scrub_run(target, probe, out);
     // Kept in the history for a while: give back the growth slack.
     out.shrink_to_fit();
     out
+}
+
+/// [`scrub`], plus the probe's `api_sig`: it can be replayed like `sk`, and an upstream that
+/// echoes its request sends it back too (issue 5, bar S1).
+pub fn scrub_run(target: &Target, probe: &Probe, text: String) -> String {
+    let mut text = scrub(target, text);
+    if probe.signed {
+        let params = crate::probe::http::request_params(target, probe);
+        if let Some((_, sig)) = params.iter().find(|(name, _)| name == "api_sig") {
+            text = text.replace(sig.as_str(), REDACTED);
+        }
+    }
+    text
 }
 
 /// Replaces every occurrence of the target's secrets (raw and URL-encoded) in `text`.

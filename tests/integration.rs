@@ -5,4 +5,16 @@
 
 mod support;
 
+mod browser;
+mod canary;
+mod cardinality;
+mod config_table;
 mod daemon;
+mod exposition;
+mod faults;
+mod logs;
+mod politeness;
+mod router;
+mod service;
+mod soak;
+mod web;

@@ -5,7 +5,7 @@
 //! timeouts), redirects are not followed (a `Location` could carry the key elsewhere), no
 //! `Accept-Encoding` is sent (no decompression bombs), and the body is read chunk by chunk up to
 //! `max_body_bytes`. reqwest errors print their URL, which holds the key for GET probes, so this
-//! module is the single place they are converted ([`failure_of`]), and only after `without_url`.
+//! module is the single place they are converted (`failure_of`), and only after `without_url`.
 
 use std::time::Duration;
 
@@ -194,6 +194,16 @@ async fn exchange(
         })
         .collect();
     let status = response.status().as_u16();
+    // A body declared longer than the cap is refused before a byte of it is buffered: reading
+    // `max_body_bytes` of it first only costs memory and time (issue 5: the fault matrix's RSS
+    // bar). A declared length is never trusted the other way: the loop below counts the bytes
+    // that actually arrive, so `Content-Length: 10` in front of 1 GiB changes nothing.
+    if response
+        .content_length()
+        .is_some_and(|declared| declared > max_body_bytes)
+    {
+        return Err(TransportFailure::BodyTooLarge);
+    }
     let cap = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
     // Sized from Content-Length when it is sent (a hint only: the cap below is what holds), so a
     // typical 2 KB answer does not take a 64 KiB block from the heap on every run (issue 6).

@@ -17,7 +17,7 @@ use super::responses::{
     html_page, success_body,
 };
 use super::scenario::{Phase, Respond, Rule, Scenario};
-use super::signing::api_sig;
+use crate::probe::sign::api_sig;
 
 /// How an answer's bytes leave the socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +42,8 @@ pub(crate) struct Reply {
     pub(crate) body: Vec<u8>,
     pub(crate) delivery: Delivery,
     pub(crate) delay: Duration,
+    /// Seconds for a `Retry-After` header, from the matched rule.
+    pub(crate) retry_after: Option<u64>,
     /// What was chosen, for the debug log: a rule's `respond` kind, `api_error` or `api_success`.
     pub(crate) kind: &'static str,
 }
@@ -67,6 +69,7 @@ pub(crate) fn decide(
                 body: success_body(Some(method), params, format).into_bytes(),
                 delivery: Delivery::Whole,
                 delay: Duration::ZERO,
+                retry_after: None,
                 kind: "api_success",
             },
         },
@@ -124,6 +127,7 @@ fn from_rule(
         body,
         delivery,
         delay: rule.delay,
+        retry_after: rule.retry_after,
         kind: rule.respond.as_label(),
     }
 }
@@ -170,7 +174,7 @@ fn check_request(
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            if !api_sig(&pairs, &key.secret).eq_ignore_ascii_case(sig) {
+            if !api_sig(pairs.iter().copied(), &key.secret).eq_ignore_ascii_case(sig) {
                 return refuse(13, 400);
             }
         }
@@ -207,6 +211,7 @@ fn api_error(code: u32, message: &str, status: u16, format: Format) -> Reply {
         body: error_body(code, message, format).into_bytes(),
         delivery: Delivery::Whole,
         delay: Duration::ZERO,
+        retry_after: None,
         kind: "api_error",
     }
 }
@@ -291,7 +296,7 @@ mod tests {
         let mut all: Vec<_> = pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
         let mut to_sign = pairs.to_vec();
         to_sign.push(("api_key", KEY));
-        all.push(("api_sig", api_sig(&to_sign, secret)));
+        all.push(("api_sig", api_sig(to_sign.iter().copied(), secret)));
         all
     }
 

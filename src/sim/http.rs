@@ -125,10 +125,18 @@ pub(crate) async fn read_request<R: AsyncRead + Unpin>(
 }
 
 /// The status line and headers of every answer; the body follows.
-pub(crate) fn response_head(status: u16, content_type: &str, content_length: u64) -> String {
+pub(crate) fn response_head(
+    status: u16,
+    content_type: &str,
+    content_length: u64,
+    retry_after: Option<u64>,
+) -> String {
+    let retry_after = retry_after
+        .map(|seconds| format!("Retry-After: {seconds}\r\n"))
+        .unwrap_or_default();
     format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {content_length}\r\n\
-         Server: openresty\r\nVia: 1.1 google\r\nAccess-Control-Allow-Origin: *\r\n\
+         {retry_after}Server: openresty\r\nVia: 1.1 google\r\nAccess-Control-Allow-Origin: *\r\n\
          Connection: close\r\n\r\n",
         reason_phrase(status)
     )

@@ -12,7 +12,6 @@
 //! | `scenario.rs` | the scenario format (documented there), validation, the timeline, `demo()` |
 //! | `answer.rs` | the decision for one request: phase rules first, then the API's own checks |
 //! | `responses.rs` | the method table, success and error bodies, default messages and statuses |
-//! | `signing.rs` | `api_sig` |
 //! | `http.rs` | reading one HTTP/1.1 request, writing a response head |
 //! | `server.rs` | the TCP server, delivery of (broken) answers, the [`Simulator`] handle |
 //!
@@ -24,8 +23,6 @@ mod http;
 mod responses;
 mod scenario;
 mod server;
-mod signing;
 
 pub use scenario::{Phase, Scenario, ScenarioError};
 pub use server::{SeenRequest, Simulator, spawn_local};
-pub use signing::api_sig;

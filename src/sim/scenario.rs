@@ -37,9 +37,10 @@
 //! status = 503                       # optional: default = the documented status for code and method
 //! message = "Operation failed"       # optional: default = the real API's wording for the code
 //! delay = "2s"                       # optional, every kind: wait before answering
+//! retry_after = 30                   # optional, every kind: also send `Retry-After: 30`
 //! ```
 //!
-//! `respond` is one of (all accept `status` and `delay`):
+//! `respond` is one of (all accept `status`, `delay` and `retry_after`):
 //!
 //! | respond | sends |
 //! |---|---|
@@ -125,6 +126,9 @@ pub(crate) struct Rule {
     pub(crate) respond: Respond,
     pub(crate) status: Option<u16>,
     pub(crate) delay: Duration,
+    /// Seconds for a `Retry-After` header; the real API never sends one (LASTFM-API.md §3), but
+    /// the monitor must honour it when it does, so tests need a way to send it.
+    pub(crate) retry_after: Option<u64>,
 }
 
 /// What a matched rule sends; the kind-specific fields live in their variant.
@@ -178,6 +182,7 @@ struct RuleFile {
     status: Option<u16>,
     #[serde(default, deserialize_with = "duration_opt")]
     delay: Option<Duration>,
+    retry_after: Option<u64>,
     code: Option<u32>,
     message: Option<String>,
     body: Option<String>,
@@ -243,6 +248,7 @@ impl TryFrom<RuleFile> for Rule {
             respond,
             status: raw.status,
             delay: raw.delay.unwrap_or_default(),
+            retry_after: raw.retry_after,
         })
     }
 }
@@ -595,6 +601,7 @@ mod tests {
             code = 8
             status = 503
             delay = "2s"
+            retry_after = 30
             [[phases.rules]]
             respond = "raw"
             body = "{}"
@@ -607,6 +614,8 @@ mod tests {
         assert_eq!(s.keys()[0].rate_limit_per_second, Some(5.0));
         let outage = s.phase_at(secs(25)).unwrap();
         assert_eq!(outage.rules[0].delay, secs(2));
+        assert_eq!(outage.rules[0].retry_after, Some(30));
+        assert_eq!(outage.rules[1].retry_after, None);
         assert!(!format!("{s:?}").contains("fedcba"), "secrets are redacted");
     }
 

@@ -199,7 +199,12 @@ async fn deliver(stream: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
         Delivery::Filler { bytes } => bytes,
         _ => reply.body.len() as u64,
     };
-    let head = http::response_head(reply.status, &reply.content_type, body_len);
+    let head = http::response_head(
+        reply.status,
+        &reply.content_type,
+        body_len,
+        reply.retry_after,
+    );
     stream.write_all(head.as_bytes()).await?;
     match reply.delivery {
         Delivery::Whole => stream.write_all(&reply.body).await?,
@@ -253,7 +258,7 @@ async fn send_filler(stream: &mut TcpStream, bytes: u64) -> std::io::Result<()> 
 }
 
 async fn send_plain(stream: &mut TcpStream, status: u16, text: &str) {
-    let head = http::response_head(status, "text/plain; charset=utf-8", text.len() as u64);
+    let head = http::response_head(status, "text/plain; charset=utf-8", text.len() as u64, None);
     let sent = async {
         stream.write_all(head.as_bytes()).await?;
         stream.write_all(text.as_bytes()).await?;
@@ -284,8 +289,8 @@ mod tests {
 
     use serde_json::Value;
 
-    use super::super::signing::api_sig;
     use super::*;
+    use crate::probe::sign::api_sig;
 
     const KEY: &str = "0123456789abcdef0123456789abcdef";
 
@@ -550,6 +555,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn retry_after_is_sent_only_when_a_rule_asks_for_it() {
+        let (_, addr) = start_with("respond = \"error\", code = 29, retry_after = 7").await;
+        let limited = post(addr, "method=user.getInfo&user=canary&format=json").await;
+        assert_eq!(limited.outcome(), (429, Some(29)));
+        assert_eq!(limited.header("retry-after"), Some("7"));
+        let (_, addr) = spawn_local(Scenario::healthy()).await.unwrap();
+        let plain = post(addr, "method=user.getInfo&user=canary&format=json").await;
+        assert_eq!(
+            plain.header("retry-after"),
+            None,
+            "the real API never sends it"
+        );
+    }
+
+    #[tokio::test]
     async fn delay_holds_the_answer_back() {
         let (_, addr) = start_with("respond = \"success\", delay = \"300ms\"").await;
         let started = Instant::now();
@@ -573,7 +593,7 @@ mod tests {
 
         let sign = |sk: &str, secret: &str| {
             let params = [("api_key", KEY), ("method", "user.getInfo"), ("sk", sk)];
-            let sig = api_sig(&params, secret);
+            let sig = api_sig(params.iter().copied(), secret);
             format!("method=user.getInfo&sk={sk}&api_sig={sig}&format=json")
         };
         let good = post(addr, &sign("sk-canary", secret)).await;

@@ -1,0 +1,203 @@
+//! Bad configurations, one file per broken rule (STYLE §5.5, SPEC §3): the real binary, run as
+//! `lastfm-monitor --config.file F --config.check`, exits 64, names the line and the key, prints
+//! exactly the message in the sibling `.expected` file, and never panics.
+//!
+//! The files are `tests/testdata/invalid-*.toml`; the table below says, for each, which line and
+//! key the message must name (so a wording change is one `.expected` edit, while a lost line
+//! number fails loudly). `LASTFM_MONITOR_BLESS=1` rewrites the `.expected` files from the
+//! binary's output, for review in the diff.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::{Finished, run_with_limit};
+
+/// A run of `--config.check` takes milliseconds; this only bounds a hang.
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// Stem after `invalid-`, the line the message must name (`None`: the problem has no line, e.g.
+/// an unreadable file), and the key it must name (`None`: not TOML, nothing to name).
+const TABLE: &[(&str, Option<usize>, Option<&str>)] = &[
+    ("backoff", Some(7), Some("backoff_max")),
+    ("bad-cron", Some(10), Some("cron")),
+    ("bad-duration", Some(10), Some("interval")),
+    ("bad-secret-source", Some(5), Some("api_key")),
+    ("bad-url", Some(4), Some("base_url")),
+    ("burst", Some(6), Some("burst")),
+    ("check-pointer", Some(10), Some("checks.pointer")),
+    ("check-xml", Some(11), Some("checks")),
+    ("cron-never", Some(10), Some("cron")),
+    (
+        "documented-statuses",
+        Some(6),
+        Some("documented_statuses.29"),
+    ),
+    ("duplicate-probe", Some(11), Some("name")),
+    ("duplicate-target", Some(12), Some("name")),
+    ("expect-code", Some(10), Some("expect")),
+    ("expect-type", Some(10), Some("expect")),
+    ("format", Some(10), Some("format")),
+    ("http-method", Some(10), Some("http_method")),
+    ("interval-and-cron", Some(10), Some("interval")),
+    ("interval-too-short", Some(10), Some("interval")),
+    ("listen-address", Some(3), Some("listen_address")),
+    ("max-body-bytes", Some(10), Some("max_body_bytes")),
+    ("method-name", Some(8), Some("method")),
+    ("missing-credential", Some(5), Some("api_key")),
+    ("missing-env", Some(5), Some("api_key")),
+    ("missing-file", Some(5), Some("api_key")),
+    ("no-probes", Some(2), Some("probes")),
+    ("no-targets", None, Some("targets")),
+    ("not-toml", Some(1), None),
+    ("not-utf8", None, None),
+    ("plain-http", Some(4), Some("base_url")),
+    ("probe-name", Some(8), Some("name")),
+    ("rate", Some(6), Some("max_requests_per_second")),
+    ("reserved-param", Some(9), Some("params.api_key")),
+    ("signed-without-secret", Some(7), Some("signed")),
+    ("target-name", Some(3), Some("name")),
+    ("timeout-not-shorter", Some(11), Some("timeout")),
+    ("timeout-vs-cron", Some(11), Some("timeout")),
+    ("unknown-key", Some(10), Some("intervall")),
+    ("url-with-query", Some(4), Some("base_url")),
+    ("wrong-type", Some(10), Some("interval")),
+];
+
+fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `--config.check` on `file` (relative to the crate root, so messages name a stable path), in an
+/// environment without the variables the table relies on being unset.
+fn check(file: &str, extra_env: &[(&str, &str)]) -> Finished {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lastfm-monitor"));
+    command
+        .current_dir(manifest_dir())
+        .args(["--config.file", file, "--config.check"])
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env_remove("LASTFM_MONITOR_TEST_UNSET_VARIABLE")
+        .env_remove("LASTFM_API_KEY")
+        .env_remove("RUST_LOG")
+        .env("RUST_BACKTRACE", "1");
+    for (name, value) in extra_env {
+        command.env(name, value);
+    }
+    run_with_limit(&mut command, LIMIT)
+}
+
+fn testdata() -> PathBuf {
+    manifest_dir().join("tests/testdata")
+}
+
+#[test]
+fn every_invalid_file_is_in_the_table_and_back() {
+    let mut on_disk: Vec<String> = std::fs::read_dir(testdata())
+        .expect("tests/testdata exists")
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let stem = name.strip_prefix("invalid-")?.strip_suffix(".toml")?;
+            Some(stem.to_owned())
+        })
+        .collect();
+    on_disk.sort();
+    let mut listed: Vec<String> = TABLE.iter().map(|(stem, ..)| (*stem).to_owned()).collect();
+    listed.sort();
+    assert_eq!(
+        on_disk, listed,
+        "tests/testdata/invalid-*.toml and TABLE differ"
+    );
+}
+
+#[test]
+fn each_broken_rule_exits_64_with_its_exact_message() {
+    let bless = std::env::var("LASTFM_MONITOR_BLESS").is_ok_and(|v| v == "1");
+    let mut failures = Vec::new();
+    for (stem, line, key) in TABLE {
+        let file = format!("tests/testdata/invalid-{stem}.toml");
+        let run = check(&file, &[]);
+        let expected_path = testdata().join(format!("invalid-{stem}.expected"));
+        if bless {
+            std::fs::write(&expected_path, &run.stderr).expect("write the .expected file");
+        }
+        let expected = std::fs::read_to_string(&expected_path)
+            .unwrap_or_else(|err| panic!("{}: {err}", expected_path.display()));
+        let mut problems = Vec::new();
+        if run.status.and_then(|s| s.code()) != Some(64) {
+            problems.push(format!("exit status {:?}, expected 64", run.status));
+        }
+        if run.stderr.contains("panicked") || run.stdout.contains("panicked") {
+            problems.push("it panicked".to_owned());
+        }
+        if !run.stdout.is_empty() {
+            problems.push(format!("stdout is not empty: {:?}", run.stdout));
+        }
+        if run.stderr != expected {
+            problems.push(format!(
+                "stderr differs from {}:\n--- expected\n{expected}--- got\n{}",
+                expected_path.display(),
+                run.stderr
+            ));
+        }
+        let first = run.stderr.lines().next().unwrap_or_default();
+        match line {
+            Some(line) => {
+                let located = format!("{file}:{line}:");
+                if !first.starts_with(&located) {
+                    problems.push(format!("does not start with {located:?}: {first}"));
+                }
+            }
+            None => {
+                if !first.starts_with(&format!("{file}: ")) {
+                    problems.push(format!("does not name the file: {first}"));
+                }
+            }
+        }
+        if let Some(key) = key {
+            if !first.contains(&format!("`{key}`")) {
+                problems.push(format!("does not name the key `{key}`: {first}"));
+            }
+        }
+        if !run.stderr.ends_with(
+            "lastfm-monitor: configuration refused (1 problem(s)); fix them and start again\n",
+        ) {
+            problems.push("does not end with the one-problem summary".to_owned());
+        }
+        if run.stderr.lines().count() != 2 {
+            problems.push(format!(
+                "one problem takes {} lines, expected 1 plus the summary",
+                run.stderr.lines().count()
+            ));
+        }
+        if !problems.is_empty() {
+            failures.push(format!("invalid-{stem}.toml:\n  {}", problems.join("\n  ")));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_missing_config_file_exits_64() {
+    let run = check("tests/testdata/no-such-config.toml", &[]);
+    assert_eq!(run.status.and_then(|s| s.code()), Some(64), "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "tests/testdata/no-such-config.toml: cannot read the configuration file: No such file or directory (os error 2)\n\
+         lastfm-monitor: configuration refused (1 problem(s)); fix them and start again\n"
+    );
+}
+
+/// The control: the harness itself accepts a good file (the shipped one, with its key set).
+#[test]
+fn the_shipped_config_passes_the_same_check() {
+    let run = check(
+        "config.toml",
+        &[("LASTFM_API_KEY", "0123456789abcdef0123456789abcdef")],
+    );
+    assert_eq!(run.status.and_then(|s| s.code()), Some(0), "{run:?}");
+    assert!(run.stdout.starts_with("configuration OK"), "{}", run.stdout);
+    assert!(
+        !run.stdout.contains("0123456789abcdef"),
+        "the key is printed"
+    );
+}

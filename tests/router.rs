@@ -1,0 +1,475 @@
+//! Every endpoint and error path through `server::router`, without sockets (tower `oneshot`),
+//! with a fake prober behind `/probe`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use base64::Engine as _;
+use lastfm_monitor::runner::{Mode, RunResult};
+use lastfm_monitor::web_config::{PasswordHash, WebConfig};
+use tokio::time::Instant;
+
+use crate::support::{CANARY_KEY, CANARY_SECRET, CANARY_SK, FakeProber, RouterFixture};
+
+const PROBES: &str = r#"
+[[targets.probes]]
+method = "artist.getInfo"
+params = { artist = "Cher" }
+
+[[targets.probes]]
+name = "user.getInfo-signed"
+method = "user.getInfo"
+signed = true
+"#;
+
+const SUCCESS: &str = r#"{"artist":{"name":"Cher"}}"#;
+
+fn fixture() -> RouterFixture {
+    RouterFixture::new(
+        "",
+        PROBES,
+        FakeProber::json(200, SUCCESS),
+        &WebConfig::default(),
+    )
+}
+
+/// Every form in which a canary could leak.
+fn assert_no_canary(text: &str, what: &str) {
+    for canary in [CANARY_KEY, CANARY_SECRET, CANARY_SK] {
+        let encoded: String = url::form_urlencoded::byte_serialize(canary.as_bytes()).collect();
+        assert!(
+            !text.contains(canary) && !text.contains(&encoded),
+            "{what} leaks a canary:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn metrics_is_the_text_exposition() {
+    let f = fixture();
+    let answer = f.get("/metrics").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.headers[header::CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert!(answer.body.contains("lastfm_monitor_build_info"));
+    assert!(answer.body.contains("probe=\"user.getInfo-signed\""));
+    assert_eq!(f.prober.calls(), 0, "/metrics never runs a probe");
+}
+
+#[tokio::test]
+async fn healthy_and_ready() {
+    let f = fixture();
+    assert_eq!(f.get("/-/healthy").await.status, StatusCode::OK);
+    let not_ready = f.get("/-/ready").await;
+    assert_eq!(not_ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    f.shared.ready.store(true, Ordering::Release);
+    assert_eq!(f.get("/-/ready").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_without_echo_and_wrong_methods_405() {
+    let f = fixture();
+    let answer = f.get("/secret-admin-%3Cscript%3E").await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert!(!answer.body.contains("secret-admin"), "{}", answer.body);
+    for (method, uri) in [
+        ("POST", "/metrics"),
+        ("GET", "/-/reload"),
+        ("DELETE", "/"),
+        ("PUT", "/probe"),
+    ] {
+        let answer = f
+            .send(
+                Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {uri}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn reload_answers_with_the_app_s_verdict() {
+    let f = fixture();
+    let mut rx = f.reloads.lock().unwrap().take().unwrap();
+    let app = tokio::spawn(async move {
+        let first = rx.recv().await.unwrap();
+        let _ = first.send(Ok(
+            "configuration reloaded: 1 target(s), 2 probe(s)".to_owned()
+        ));
+        let second = rx.recv().await.unwrap();
+        let _ = second.send(Err("config.toml:3:1: key `interval`: bad".to_owned()));
+        drop(rx);
+    });
+    let post = || Request::post("/-/reload").body(Body::empty()).unwrap();
+    let ok = f.send(post()).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert!(ok.body.contains("reloaded"));
+    let refused = f.send(post()).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.body.contains("previous one keeps running"));
+    assert!(refused.body.contains("key `interval`"));
+    app.await.unwrap();
+    let gone = f.send(post()).await;
+    assert_eq!(
+        gone.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        gone.body
+    );
+}
+
+#[tokio::test]
+async fn probe_needs_a_target_and_a_probe_it_knows() {
+    let f = fixture();
+    let usage = f.get("/probe?target=sim").await;
+    assert_eq!(usage.status, StatusCode::BAD_REQUEST);
+    assert!(usage.body.contains("usage: /probe?target=T&probe=P"));
+    let target = f.get("/probe?target=nope&probe=artist.getInfo").await;
+    assert_eq!(target.status, StatusCode::NOT_FOUND);
+    assert!(target.body.contains("unknown target"), "{}", target.body);
+    assert!(!target.body.contains("nope"), "the 404 does not echo input");
+    let probe = f.get("/probe?target=sim&probe=artist.getinfo").await;
+    assert_eq!(probe.status, StatusCode::NOT_FOUND);
+    assert!(probe.body.contains("unknown probe"), "{}", probe.body);
+    assert_eq!(f.prober.calls(), 0);
+}
+
+#[tokio::test]
+async fn probe_returns_that_run_s_metrics() {
+    let f = fixture();
+    let answer = f.get("/probe?target=sim&probe=artist.getInfo").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(
+        answer.headers[header::CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let labels = r#"target="sim",probe="artist.getInfo""#;
+    for line in [
+        format!("lastfm_probe_success{{{labels}}} 1"),
+        format!("lastfm_probe_http_status_code{{{labels}}} 200"),
+        format!("lastfm_probe_last_error_code{{{labels}}} 0"),
+        format!("lastfm_probe_outcome{{{labels},outcome=\"success\"}} 1"),
+        format!("lastfm_probe_outcome{{{labels},outcome=\"timeout\"}} 0"),
+    ] {
+        assert!(
+            answer.body.lines().any(|l| l == line),
+            "{line} in\n{}",
+            answer.body
+        );
+    }
+    assert_eq!(f.prober.calls(), 1);
+    // An on-demand run leaves the scheduled series alone, as their HELP texts promise.
+    let metrics = f.get("/metrics").await.body;
+    crate::support::assert_metric(
+        &metrics,
+        "lastfm_probe_runs_total",
+        &[("probe", "artist.getInfo"), ("outcome", "success")],
+        0.0,
+    );
+}
+
+#[tokio::test]
+async fn probe_debug_is_a_redacted_plain_text_trace() {
+    // A hostile upstream echoes every secret back, raw and URL-encoded, in body and headers.
+    let body = format!(
+        r#"{{"error":10,"message":"Invalid API key {CANARY_KEY} (sig for {CANARY_SECRET}, sk {CANARY_SK}, {})"}}"#,
+        url::form_urlencoded::byte_serialize(CANARY_SK.as_bytes()).collect::<String>()
+    );
+    let f = RouterFixture::new(
+        "",
+        PROBES,
+        FakeProber::json(403, &body),
+        &WebConfig::default(),
+    );
+    let answer = f
+        .get("/probe?target=sim&probe=user.getInfo-signed&debug=true")
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(
+        answer.headers[header::CONTENT_TYPE],
+        "text/plain; charset=utf-8"
+    );
+    for part in [
+        "== request",
+        "POST http://127.0.0.1:9/2.0/",
+        "api_key = <secret>",
+        "== response",
+        "status 403",
+        "content-type: application/json",
+        "-- body",
+        "== classification",
+        "outcome: api_error",
+        "error code: 10",
+        "raises condition: api_key_invalid",
+    ] {
+        assert!(answer.body.contains(part), "{part:?} in\n{}", answer.body);
+    }
+    assert_no_canary(&answer.body, "the debug trace");
+}
+
+#[tokio::test]
+async fn probe_debug_shows_only_the_first_4_kib_of_the_body() {
+    let body = format!(
+        r#"{{"artist":{{"name":"Cher","bio":"{}"}}}}"#,
+        "x".repeat(10_000)
+    );
+    let f = RouterFixture::new(
+        "",
+        PROBES,
+        FakeProber::json(200, &body),
+        &WebConfig::default(),
+    );
+    let answer = f
+        .get("/probe?target=sim&probe=artist.getInfo&debug=1")
+        .await;
+    assert!(answer.body.contains("first 4 KiB shown"), "{}", answer.body);
+    assert!(answer.body.len() < 6 * 1024, "{} bytes", answer.body.len());
+}
+
+#[tokio::test]
+async fn probe_beyond_the_budget_is_429_with_the_reason() {
+    let text = format!(
+        r#"
+[[targets]]
+name = "sim"
+base_url = "http://127.0.0.1:9/2.0/"
+api_key = "{CANARY_KEY}"
+api_secret = "{CANARY_SECRET}"
+max_requests_per_second = 0.1
+burst = 1
+{PROBES}"#
+    );
+    let f =
+        RouterFixture::with_config(&text, FakeProber::json(200, SUCCESS), &WebConfig::default());
+    let first = f.get("/probe?target=sim&probe=artist.getInfo").await;
+    assert_eq!(first.status, StatusCode::OK);
+    let refused = f.get("/probe?target=sim&probe=artist.getInfo").await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers.contains_key(header::RETRY_AFTER));
+    assert!(
+        refused.body.contains("politeness budget"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("(rate_limited)"), "{}", refused.body);
+    assert_eq!(f.prober.calls(), 1, "a refused run is never sent");
+}
+
+#[tokio::test]
+async fn probe_during_backoff_is_429() {
+    let f = RouterFixture::new(
+        "",
+        PROBES,
+        FakeProber::json(429, r#"{"error":29,"message":"Rate Limit Exceeded"}"#),
+        &WebConfig::default(),
+    );
+    let limited = f.get("/probe?target=sim&probe=artist.getInfo").await;
+    assert!(limited.body.contains("lastfm_probe_last_error_code"));
+    f.prober.set_json(200, SUCCESS);
+    let refused = f.get("/probe?target=sim&probe=artist.getInfo").await;
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("rate_limited"));
+}
+
+#[tokio::test]
+async fn runs_are_kept_with_their_trace() {
+    let f = fixture();
+    f.get("/probe?target=sim&probe=artist.getInfo").await;
+    let page = f.get("/").await.body;
+    let id = page
+        .split("href=\"/runs/")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the recent runs link their trace");
+    let trace = f.get(&format!("/runs/{id}")).await;
+    assert_eq!(trace.status, StatusCode::OK);
+    assert!(
+        trace.body.starts_with("probe artist.getInfo of target sim"),
+        "{}",
+        trace.body
+    );
+    let gone = f.get("/runs/999999").await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert!(gone.body.contains("only recent runs are kept"));
+    // Not a number: the fixed 404, never a parser error that repeats the path.
+    let bad = f.get("/runs/not-a-number").await;
+    assert_eq!(bad.status, StatusCode::NOT_FOUND);
+    assert!(!bad.body.contains("not-a-number"), "{}", bad.body);
+}
+
+#[tokio::test]
+async fn status_page_lists_targets_probes_and_runs_without_scripts_or_secrets() {
+    let hostile =
+        format!(r#"{{"error":6,"message":"<script>alert(1)</script> & key {CANARY_KEY}"}}"#);
+    let f = RouterFixture::new(
+        "",
+        PROBES,
+        FakeProber::json(200, &hostile),
+        &WebConfig::default(),
+    );
+    let generation = f.shared.generation();
+    let rt = &generation.targets[0];
+    rt.set_next_run(0, Instant::now() + Duration::from_secs(42));
+    // One scheduled run (the probes table shows those) and one on demand.
+    let scheduled = f
+        .shared
+        .runner
+        .run(
+            rt,
+            0,
+            Instant::now() + Duration::from_secs(1),
+            Mode::Scheduled,
+            &generation.cancel,
+        )
+        .await;
+    assert!(matches!(scheduled, RunResult::Done(_)), "{scheduled:?}");
+    f.get("/probe?target=sim&probe=artist.getInfo").await;
+    let answer = f.get("/").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(
+        answer.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let page = answer.body;
+    for part in [
+        "id=\"targets\"",
+        "id=\"probes\"",
+        "id=\"recent\"",
+        "<td>artist.getInfo</td>",
+        "<td>user.getInfo-signed</td>",
+        "href=\"/metrics\"",
+        "documentation</a>",
+        "<th>next run</th>",
+        "not scheduled yet",
+        "(on demand)",
+        "&lt;script&gt;alert(1)&lt;/script&gt; &amp; key",
+    ] {
+        assert!(page.contains(part), "{part:?} in\n{page}");
+    }
+    assert!(page.contains("in 42s ("), "next run shown: {page}");
+    assert!(!page.contains("<script"), "no script, hostile text escaped");
+    assert!(
+        !page.contains("<link") && !page.contains(" src="),
+        "no external assets"
+    );
+    assert_no_canary(&page, "the status page");
+}
+
+fn users() -> WebConfig {
+    let hash = bcrypt::hash("s3cret", 4).expect("cost 4 is valid");
+    WebConfig {
+        users: BTreeMap::from([(
+            "prometheus".to_owned(),
+            PasswordHash::parse(&hash).expect("bcrypt made it"),
+        )]),
+        ..WebConfig::default()
+    }
+}
+
+fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+#[tokio::test]
+async fn basic_auth_guards_every_route_including_unknown_ones() {
+    let f = RouterFixture::new("", PROBES, FakeProber::json(200, SUCCESS), &users());
+    for (method, uri) in [
+        ("GET", "/"),
+        ("GET", "/metrics"),
+        ("GET", "/probe?target=sim&probe=artist.getInfo"),
+        ("GET", "/runs/1"),
+        ("GET", "/-/healthy"),
+        ("GET", "/-/ready"),
+        ("POST", "/-/reload"),
+        ("GET", "/no-such-page"),
+    ] {
+        for authorization in [
+            None,
+            Some(basic("prometheus", "wrong")),
+            Some(basic("root", "s3cret")),
+        ] {
+            let mut request = Request::builder().method(method).uri(uri);
+            if let Some(value) = &authorization {
+                request = request.header(header::AUTHORIZATION, value);
+            }
+            let answer = f.send(request.body(Body::empty()).unwrap()).await;
+            assert_eq!(
+                answer.status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {uri} {authorization:?}"
+            );
+            assert_eq!(
+                answer.headers[header::WWW_AUTHENTICATE],
+                "Basic realm=\"lastfm-monitor\", charset=\"UTF-8\""
+            );
+        }
+    }
+    assert_eq!(f.prober.calls(), 0, "an unauthenticated /probe never runs");
+    let ok = f
+        .send(
+            Request::get("/metrics")
+                .header(header::AUTHORIZATION, basic("prometheus", "s3cret"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let auth = f.shared.basic_auth().unwrap();
+    let before = auth.slow_checks();
+    for _ in 0..3 {
+        let again = f
+            .send(
+                Request::get("/metrics")
+                    .header(header::AUTHORIZATION, basic("prometheus", "s3cret"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(again.status, StatusCode::OK);
+    }
+    assert_eq!(auth.slow_checks(), before, "repeated scrapes hit the cache");
+}
+
+#[tokio::test]
+async fn configured_security_headers_are_on_every_answer() {
+    let pem_free = "http_server_config:\n  headers:\n    X-Frame-Options: deny\n    X-Content-Type-Options: nosniff\n";
+    let mut web = WebConfig::parse(pem_free, "web.yml", std::path::Path::new(".")).unwrap();
+    web.users = users().users;
+    let f = RouterFixture::new("", PROBES, FakeProber::json(200, SUCCESS), &web);
+    let denied = f.get("/").await;
+    assert_eq!(denied.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(denied.headers["x-frame-options"], "deny");
+    let ok = f
+        .send(
+            Request::get("/")
+                .header(header::AUTHORIZATION, basic("prometheus", "s3cret"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(ok.headers["x-content-type-options"], "nosniff");
+}

@@ -1,0 +1,235 @@
+//! The soak (bar K1, shortened for CI): the in-process daemon probes the simulator every second
+//! while a seeded random timeline of faults cycles (errors with every status, HTML, empty,
+//! truncated, cut-short, stalled, trickled and oversized bodies, 29, 26, 11), and after a
+//! warm-up of two cycles the process's RSS, open fds and the series set stay flat, every probe
+//! keeps running, nothing panics and no secret shows.
+//!
+//! Ignored by default; CI runs `SOAK_SECONDS=120 cargo test --test integration soak -- --ignored`
+//! (`SOAK_SEED` replays a timeline). RSS and fds are this test process's own (`/proc/self`), the
+//! daemon and the simulator running in it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use lastfm_monitor::sim::Scenario;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::time::Instant;
+
+use crate::support::{
+    CANARY_KEY, CANARY_SECRET, CANARY_SK, Daemon, metric_sum, mib, open_fds, proc_status_bytes,
+    series_count,
+};
+
+/// One phase's length: with 1 s intervals and 1 s backoffs every probe sees every phase.
+const PHASE: Duration = Duration::from_secs(3);
+const PHASES: usize = 8;
+/// RSS may grow this much over the measured stretch (K1: < 10 %).
+const MAX_RSS_GROWTH: f64 = 0.10;
+/// Open descriptors may drift this much (K1: ±5).
+const MAX_FD_DRIFT: usize = 5;
+
+const METHODS: [(&str, &str); 8] = [
+    ("artist.getInfo", "params = { artist = \"Cher\" }"),
+    (
+        "album.getInfo",
+        "params = { artist = \"Cher\", album = \"Believe\" }",
+    ),
+    ("user.getInfo", "params = { user = \"RJ\" }\nsigned = true"),
+    ("track.search", "params = { track = \"Believe\" }"),
+    ("chart.getTopArtists", "format = \"xml\""),
+    (
+        "tag.getInfo",
+        "params = { tag = \"rock\" }\nhttp_method = \"GET\"",
+    ),
+    ("geo.getTopArtists", "params = { country = \"Germany\" }"),
+    (
+        "user.getRecentTracks",
+        "params = { user = \"RJ\" }\nchecks = [{ pointer = \"/recenttracks/@attr/user\", equals = \"RJ\" }]",
+    ),
+];
+
+/// A random rule for `method`, as scenario TOML.
+fn random_rule(rng: &mut StdRng, method: &str) -> String {
+    let statuses = [200, 400, 403, 404, 429, 500, 502, 503, 599];
+    let status = statuses[rng.random_range(0..statuses.len())];
+    let codes = [2, 6, 8, 9, 11, 16, 26, 29, 99];
+    let code = codes[rng.random_range(0..codes.len())];
+    let respond = match rng.random_range(0..12) {
+        0 => format!("respond = \"error\", code = {code}, status = {status}"),
+        1 => format!("respond = \"error\", code = {code}"),
+        2 => "respond = \"html\"".to_owned(),
+        3 => "respond = \"empty\"".to_owned(),
+        4 => "respond = \"truncated\"".to_owned(),
+        5 => "respond = \"reset\"".to_owned(),
+        6 => "respond = \"stall\"".to_owned(),
+        7 => "respond = \"trickle\"".to_owned(),
+        8 => "respond = \"oversized\", bytes = 3000000".to_owned(),
+        9 => {
+            format!("respond = \"raw\", body = \"{{\\\"error\\\": \\\"x\\\"}}\", status = {status}")
+        }
+        10 => "respond = \"success\", delay = \"300ms\"".to_owned(),
+        _ => "respond = \"success\"".to_owned(),
+    };
+    format!("{{ method = \"{method}\", {respond} }}")
+}
+
+fn random_scenario(seed: u64) -> String {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut text = String::from("name = \"soak\"\nrepeat = true\n");
+    for phase in 0..PHASES {
+        let rules: Vec<String> = METHODS
+            .iter()
+            .map(|(method, _)| random_rule(&mut rng, method))
+            .collect();
+        text.push_str(&format!(
+            "\n[[phases]]\nname = \"p{phase}\"\nduration = \"{}s\"\nrules = [\n  {},\n]\n",
+            PHASE.as_secs(),
+            rules.join(",\n  ")
+        ));
+    }
+    text
+}
+
+/// One observation of the process and the daemon.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    rss: u64,
+    fds: usize,
+    series: usize,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "soak: SOAK_SECONDS=120 cargo test --test integration soak -- --ignored"]
+async fn soak() {
+    let seconds: u64 = std::env::var("SOAK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let seed: u64 = std::env::var("SOAK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    let cycle = PHASE * u32::try_from(PHASES).expect("few phases");
+    let warm_up = cycle * 2;
+    let total = Duration::from_secs(seconds).max(warm_up + Duration::from_secs(30));
+    println!(
+        "soak: {:?} with seed {seed}, cycle {cycle:?}, warm-up {warm_up:?}",
+        total
+    );
+
+    // Panics anywhere (a probe task, the server) are counted, then reported as usual.
+    let panics = Arc::new(AtomicUsize::new(0));
+    {
+        let panics = Arc::clone(&panics);
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            panics.fetch_add(1, Ordering::Relaxed);
+            previous(info);
+        }));
+    }
+
+    let scenario = Scenario::from_toml_str(&random_scenario(seed)).expect("a valid scenario");
+    let mut probes = String::new();
+    for (method, extra) in METHODS {
+        probes.push_str(&format!(
+            "\n[[targets.probes]]\nmethod = \"{method}\"\ninterval = \"1s\"\ntimeout = \"800ms\"\n{extra}\n"
+        ));
+    }
+    let daemon = Daemon::start(
+        scenario,
+        "",
+        "suspended_interval = \"1s\"\nbackoff_initial = \"1s\"\nbackoff_max = \"1s\"",
+        &probes,
+    )
+    .await;
+    let started = Instant::now();
+    let sample = |text: &str| Sample {
+        rss: proc_status_bytes("VmRSS"),
+        fds: open_fds(),
+        series: series_count(text),
+    };
+    let mut after_warm_up: Vec<Sample> = Vec::new();
+    let mut last: Vec<Sample> = Vec::new();
+    let mut runs_seen = Vec::new();
+    while started.elapsed() < total {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let text = daemon.metrics().await;
+        let now = sample(&text);
+        let elapsed = started.elapsed();
+        if elapsed >= warm_up && after_warm_up.len() < 5 {
+            after_warm_up.push(now);
+        }
+        if total.saturating_sub(elapsed) <= Duration::from_secs(5) {
+            last.push(now);
+        }
+        runs_seen.push((elapsed, metric_sum(&text, "lastfm_probe_runs_total", &[])));
+    }
+    let text = daemon.metrics().await;
+    let (_, page) = daemon.get("/").await;
+    let hwm = proc_status_bytes("VmHWM");
+    daemon.stop().await;
+
+    assert!(
+        !after_warm_up.is_empty() && !last.is_empty(),
+        "the soak was too short"
+    );
+    let base = after_warm_up[0];
+    let end = *last.last().expect("samples");
+    let min_fds = |s: &[Sample]| s.iter().map(|x| x.fds).min().unwrap_or(0);
+    let (fds_base, fds_end) = (min_fds(&after_warm_up), min_fds(&last));
+    let growth = end.rss as f64 / base.rss as f64 - 1.0;
+    let runs = metric_sum(&text, "lastfm_probe_runs_total", &[]);
+    println!(
+        "soak: {runs} runs; RSS {:.1} MiB after warm-up, {:.1} MiB at the end ({:+.1} %), VmHWM {:.1} MiB; fds {fds_base} -> {fds_end}; series {} -> {}; panics {}",
+        mib(base.rss),
+        mib(end.rss),
+        growth * 100.0,
+        mib(hwm),
+        base.series,
+        end.series,
+        panics.load(Ordering::Relaxed)
+    );
+    assert_eq!(panics.load(Ordering::Relaxed), 0, "something panicked");
+    assert!(
+        growth < MAX_RSS_GROWTH,
+        "RSS grew {:.1} % after warm-up (seed {seed})",
+        growth * 100.0
+    );
+    assert!(
+        fds_end.abs_diff(fds_base) <= MAX_FD_DRIFT,
+        "open fds {fds_base} -> {fds_end} (seed {seed})"
+    );
+    assert!(
+        after_warm_up
+            .iter()
+            .chain(&last)
+            .all(|s| s.series == base.series),
+        "the series count moved after warm-up (seed {seed}): {:?}",
+        after_warm_up
+            .iter()
+            .chain(&last)
+            .map(|s| s.series)
+            .collect::<Vec<_>>()
+    );
+    // Every probe kept running to the end.
+    for (method, _) in METHODS {
+        let n = metric_sum(&text, "lastfm_probe_runs_total", &[("probe", method)])
+            + metric_sum(&text, "lastfm_probe_skipped_total", &[("probe", method)]);
+        assert!(
+            n >= total.as_secs_f64() * 0.5,
+            "{method}: only {n} runs and skips in {total:?}"
+        );
+    }
+    let recent = runs_seen
+        .iter()
+        .rev()
+        .find(|(at, _)| total.saturating_sub(*at) >= Duration::from_secs(10))
+        .map_or(0.0, |(_, n)| *n);
+    assert!(runs > recent, "no run in the last 10 s");
+    for secret in [CANARY_KEY, CANARY_SECRET, CANARY_SK] {
+        assert!(!text.contains(secret), "/metrics shows a secret");
+        assert!(!page.contains(secret), "the status page shows a secret");
+    }
+}
