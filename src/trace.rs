@@ -22,20 +22,29 @@ pub fn render(
     recorded: &Recorded,
     verdict: &Classification,
 ) -> String {
-    let mut out = String::new();
+    let excerpt_len = match &recorded.outcome.result {
+        Ok(response) => response.body.len().min(BODY_EXCERPT_BYTES),
+        Err(_) => 0,
+    };
+    // One allocation for the usual trace; lines are pushed piecewise (this runs on every run).
+    let mut out = String::with_capacity(excerpt_len + 2048);
     let request = &recorded.request;
     let _ = writeln!(out, "probe {} of target {}", probe.name, target.name);
     let _ = writeln!(out, "\n== request");
     let _ = writeln!(out, "{} {}", request.http_method, request.url);
     for (name, value) in &request.params {
-        let _ = writeln!(out, "  {name} = {value}");
+        for part in ["  ", name, " = ", value, "\n"] {
+            out.push_str(part);
+        }
     }
     let _ = writeln!(out, "\n== response");
     match &recorded.outcome.result {
         Ok(response) => {
             let _ = writeln!(out, "status {}", response.status);
             for (name, value) in &response.headers {
-                let _ = writeln!(out, "{name}: {value}");
+                for part in [name.as_str(), ": ", value, "\n"] {
+                    out.push_str(part);
+                }
             }
             let excerpt = &response.body[..response.body.len().min(BODY_EXCERPT_BYTES)];
             let _ = writeln!(
