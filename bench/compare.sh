@@ -4,6 +4,8 @@
 # load (issue 6). Prints, per exporter: start-up to ready, idle RSS, CPU time per completed probe
 # under `wrk -c8` on /probe, RSS at the end of that load and its peak; the ratios; and, for
 # lastfm-monitor alone, CPU per scheduled probe (100 probes every second) and /metrics throughput.
+# The /probe load runs twice: as fast as each exporter answers (blackbox is not rate-limited; ours
+# holds to its politeness budget of 1000/s), and paced by a wrk script at the same rate for both.
 #
 # Installs nothing. Needs nginx, prometheus-blackbox-exporter, wrk and curl (on Debian:
 # `apt-get install nginx prometheus-blackbox-exporter wrk curl`; openssl, when present, makes a
@@ -18,8 +20,9 @@
 # which is printed.
 #
 # Usage: bench/compare.sh   (tunable: DURATION=10 CONNECTIONS=8 WRK_THREADS=2 IDLE_WAIT=2
-#                            SETTLE=35 SCHED_PROBES=100 SCHED_DURATION=20 SCRAPE_CONNECTIONS=64)
-# Takes about two and a half minutes.
+#                            SETTLE=35 SCHED_PROBES=100 SCHED_DURATION=20 SCRAPE_CONNECTIONS=64
+#                            PACE_MS=9)
+# Takes about three minutes.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -178,10 +181,16 @@ http {
     $tls_server
 }
 EOF
-"$nginx_bin" -p "$tmp/nginx" -c "$tmp/nginx.conf" &
-pids+=("$!")
+"$nginx_bin" -p "$tmp/nginx" -c "$tmp/nginx.conf" 2>"$tmp/nginx.err" &
+nginx_pid="$!"
+pids+=("$nginx_pid")
 for _ in $(seq 1 500); do
     ss -Hltn "sport = :$nginx_port" | grep -q . && break
+    if ! kill -0 "$nginx_pid" 2>/dev/null; then
+        # Another process took the port between the check and the bind: run again.
+        echo "compare.sh: nginx did not start: $(tail -n 1 "$tmp/nginx.err")" >&2
+        exit 1
+    fi
     sleep 0.01
 done
 body_bytes="$(curl -s -X POST -d 'method=artist.getInfo' "$upstream_url" | wc -c)"
@@ -241,15 +250,22 @@ sed "s#^base_url = \"https://ws.audioscrobbler.com/2.0/\"#base_url = \"$shipped_
     "$repo/config.toml" >"$tmp/shipped.toml"
 grep -q "base_url = \"$shipped_url\"" "$tmp/shipped.toml"
 
-# ---- One exporter under /probe load. Sets: cpu_us user_us sys_us probes rps rss_kib hwm_kib
-#      answers (HTTP answers wrk counted) non200 (those that were not 2xx: 429, 503…).
+# The same load at the same rate for both: each connection waits PACE_MS between requests, so
+# 8 connections ask for about 1000 × 8 / PACE_MS probes a second, below our 1000/s budget.
+PACE_MS="${PACE_MS:-9}"
+printf 'function delay() return %s end\n' "$PACE_MS" >"$tmp/pace.lua"
+
+# ---- One exporter under /probe load; a 4th argument paces it (a wrk script). Sets: cpu_us
+#      user_us sys_us probes rps rss_kib hwm_kib answers (HTTP answers wrk counted) non200
+#      (those that were not 2xx: 429, 503…).
 probe_load() {
-    local pid="$1" probe_url="$2" agent="$3"
+    local pid="$1" probe_url="$2" agent="$3" script=()
+    [ -n "${4:-}" ] && script=(-s "$4")
     for _ in 1 2 3 4 5; do curl -s -o /dev/null "$probe_url"; done # warm-up, not counted
-    local lines0 cpu0 cpu1 out
+    local lines0 out
     lines0="$(log_lines)"
     read -r u0 s0 <<<"$(cpu_ticks "$pid")"
-    out="$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s "$probe_url")"
+    out="$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s "${script[@]}" "$probe_url")"
     read -r u1 s1 <<<"$(cpu_ticks "$pid")"
     rss_kib="$(status_kib "$pid" VmRSS)"
     hwm_kib="$(status_kib "$pid" VmHWM)"
@@ -272,12 +288,15 @@ since="$(now_ms)"
 bbe_pid="$!"
 pids+=("$bbe_pid")
 b_ready="$(wait_ready "http://127.0.0.1:$bbe_port/-/ready" "$since")"
+curl -s -o /dev/null "http://127.0.0.1:$bbe_port/metrics" # idle includes being scraped
 sleep "$IDLE_WAIT"
 b_idle="$(status_kib "$bbe_pid" VmRSS)"
-probe_load "$bbe_pid" "http://127.0.0.1:$bbe_port/probe?target=$upstream_url&module=lastfm_post" \
-    "Blackbox"
+bbe_probe="http://127.0.0.1:$bbe_port/probe?target=$upstream_url&module=lastfm_post"
+probe_load "$bbe_pid" "$bbe_probe" "Blackbox"
 b_cpu="$cpu_us" b_user="$user_us" b_sys="$sys_us" b_probes="$probes" b_rps="$rps"
 b_rss="$rss_kib" b_hwm="$hwm_kib" b_answers="$answers" b_non200="$non200"
+probe_load "$bbe_pid" "$bbe_probe" "Blackbox" "$tmp/pace.lua"
+bp_cpu="$cpu_us" bp_rps="$rps" bp_non200="$non200"
 stop "$bbe_pid"
 
 # ---- lastfm-monitor with the shipped config: ready, idle, settled, /metrics throughput.
@@ -288,6 +307,7 @@ SSL_CERT_FILE="$tmp/bundle.pem" LASTFM_API_KEY="$api_key" "$ours_bin" \
 shipped_pid="$!"
 pids+=("$shipped_pid")
 o_ready="$(wait_ready "http://127.0.0.1:$ours_port/-/ready" "$since")"
+curl -s -o /dev/null "http://127.0.0.1:$ours_port/metrics" # idle includes being scraped
 sleep "$IDLE_WAIT"
 o_idle="$(status_kib "$shipped_pid" VmRSS)"
 o_idle_anon="$(status_kib "$shipped_pid" RssAnon)"
@@ -321,10 +341,12 @@ LASTFM_API_KEY="$api_key" "$ours_bin" --config.file "$tmp/load.toml" --log.level
 ours_pid="$!"
 pids+=("$ours_pid")
 wait_ready "http://127.0.0.1:$ours_port/-/ready" "$(now_ms)" >/dev/null
-probe_load "$ours_pid" "http://127.0.0.1:$ours_port/probe?target=nginx&probe=artist.getInfo" \
-    "lastfm-monitor"
+ours_probe="http://127.0.0.1:$ours_port/probe?target=nginx&probe=artist.getInfo"
+probe_load "$ours_pid" "$ours_probe" "lastfm-monitor"
 o_cpu="$cpu_us" o_user="$user_us" o_sys="$sys_us" o_probes="$probes" o_rps="$rps"
 o_rss="$rss_kib" o_hwm="$hwm_kib" o_answers="$answers" o_non200="$non200"
+probe_load "$ours_pid" "$ours_probe" "lastfm-monitor" "$tmp/pace.lua"
+op_cpu="$cpu_us" op_rps="$rps" op_non200="$non200"
 o_verdict="$(curl -s "http://127.0.0.1:$ours_port/probe?target=nginx&probe=artist.getInfo" |
     awk '/^lastfm_probe_outcome.* 1$/ { sub(/.*outcome="/, ""); sub(/".*/, ""); print }')"
 stop "$ours_pid"
@@ -362,14 +384,17 @@ echo "machine: $(nproc) CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /pr
 echo "upstream: nginx $("$nginx_bin" -v 2>&1 | sed 's#.*/##'), ${body_bytes}-byte JSON at $upstream_url"
 echo "load average before: $load_before; after: $load_after"
 echo
-row "/probe under wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s" "blackbox" "lastfm-monitor" "ratio"
+row "/probe, wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s" "blackbox" "lastfm-monitor" "ratio"
 row "CPU per probe (us)" "$b_cpu" "$o_cpu" "$(ratio "$o_cpu" "$b_cpu")"
 row "  user / system (us)" "$b_user / $b_sys" "$o_user / $o_sys" ""
 row "probes (nginx 200s), per second" "$b_probes, $b_rps" "$o_probes, $o_rps" ""
 row "answers (wrk), of which not 2xx" "$b_answers, $b_non200" "$o_answers, $o_non200" ""
 row "RSS at the end of the load (MiB)" "$(mib "$b_rss")" "$(mib "$o_rss")" "$(ratio "$o_rss" "$b_rss")"
 row "peak RSS, VmHWM (MiB)" "$(mib "$b_hwm")" "$(mib "$o_hwm")" "$(ratio "$o_hwm" "$b_hwm")"
-row "idle RSS, ${IDLE_WAIT} s after ready (MiB)" "$(mib "$b_idle")" "$(mib "$o_idle")" "$(ratio "$o_idle" "$b_idle")"
+row "same rate: wrk script, ${PACE_MS} ms apart" "" "" ""
+row "  CPU per probe (us)" "$bp_cpu" "$op_cpu" "$(ratio "$op_cpu" "$bp_cpu")"
+row "  probes per second; not 2xx" "$bp_rps; $bp_non200" "$op_rps; $op_non200" ""
+row "idle RSS: ready, 1 scrape, ${IDLE_WAIT} s (MiB)" "$(mib "$b_idle")" "$(mib "$o_idle")" "$(ratio "$o_idle" "$b_idle")"
 row "start-up to ready (ms)" "$b_ready" "$o_ready" ""
 echo
 echo "lastfm-monitor alone"
