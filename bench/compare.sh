@@ -4,8 +4,9 @@
 # load (issue 6). Prints, per exporter: start-up to ready, idle RSS, CPU time per completed probe
 # under `wrk -c8` on /probe, RSS at the end of that load and its peak; the ratios; and, for
 # lastfm-monitor alone, CPU per scheduled probe (100 probes every second) and /metrics throughput.
-# The /probe load runs twice: as fast as each exporter answers (blackbox is not rate-limited; ours
-# holds to its politeness budget of 1000/s), and paced by a wrk script at the same rate for both.
+# The /probe load runs ROUNDS times per exporter, alternating between them so both see the same
+# machine: as fast as each answers (blackbox is not rate-limited; ours holds to its politeness
+# budget of 1000/s), then paced by a wrk script at the same rate for both.
 #
 # Installs nothing. Needs nginx, prometheus-blackbox-exporter, wrk and curl (on Debian:
 # `apt-get install nginx prometheus-blackbox-exporter wrk curl`; openssl, when present, makes a
@@ -19,10 +20,10 @@
 # every load is bounded by its duration. Run it twice: the numbers move with the machine's load,
 # which is printed.
 #
-# Usage: bench/compare.sh   (tunable: DURATION=10 CONNECTIONS=8 WRK_THREADS=2 IDLE_WAIT=2
+# Usage: bench/compare.sh   (tunable: DURATION=10 ROUNDS=2 CONNECTIONS=8 WRK_THREADS=2 IDLE_WAIT=2
 #                            SETTLE=35 SCHED_PROBES=100 SCHED_DURATION=20 SCRAPE_CONNECTIONS=64
 #                            PACE_MS=9)
-# Takes about three minutes.
+# Takes about four minutes.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -31,6 +32,7 @@ DURATION="${DURATION:-10}"
 CONNECTIONS="${CONNECTIONS:-8}"
 WRK_THREADS="${WRK_THREADS:-2}"
 IDLE_WAIT="${IDLE_WAIT:-2}"
+ROUNDS="${ROUNDS:-2}"
 SCHED_PROBES="${SCHED_PROBES:-100}"
 SCHED_DURATION="${SCHED_DURATION:-20}"
 SCRAPE_CONNECTIONS="${SCRAPE_CONNECTIONS:-64}"
@@ -120,6 +122,7 @@ nginx_port="$(free_port)"
 tls_port="$(free_port)"
 bbe_port="$(free_port)"
 ours_port="$(free_port)"
+shipped_port="$(free_port)"
 upstream_url="http://127.0.0.1:$nginx_port/2.0/"
 api_key="0123456789abcdef0123456789abcdef"
 
@@ -255,72 +258,66 @@ grep -q "base_url = \"$shipped_url\"" "$tmp/shipped.toml"
 PACE_MS="${PACE_MS:-9}"
 printf 'function delay() return %s end\n' "$PACE_MS" >"$tmp/pace.lua"
 
-# ---- One exporter under /probe load; a 4th argument paces it (a wrk script). Sets: cpu_us
-#      user_us sys_us probes rps rss_kib hwm_kib answers (HTTP answers wrk counted) non200
-#      (those that were not 2xx: 429, 503…).
+# ---- One /probe load on one exporter; KEY names the tally it adds to; a 5th argument paces it
+#      (a wrk script). Tallies, per KEY: user and system CPU ticks, probes (nginx 200s), answers
+#      (what wrk counted), not2xx (429, 503… among them), seconds.
+declare -A user sys probes answers not2xx seconds
 probe_load() {
-    local pid="$1" probe_url="$2" agent="$3" script=()
-    [ -n "${4:-}" ] && script=(-s "$4")
+    local key="$1" pid="$2" probe_url="$3" agent="$4" script=()
+    [ -n "${5:-}" ] && script=(-s "$5")
     for _ in 1 2 3 4 5; do curl -s -o /dev/null "$probe_url"; done # warm-up, not counted
-    local lines0 out
+    local lines0 out u0 s0 u1 s1 bad
     lines0="$(log_lines)"
     read -r u0 s0 <<<"$(cpu_ticks "$pid")"
     out="$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s "${script[@]}" "$probe_url")"
     read -r u1 s1 <<<"$(cpu_ticks "$pid")"
-    rss_kib="$(status_kib "$pid" VmRSS)"
-    hwm_kib="$(status_kib "$pid" VmHWM)"
-    answers="$(awk '/requests in/ { print $1 }' <<<"$out")"
-    non200="$(awk '/Non-2xx or 3xx responses:/ { print $NF }' <<<"$out")"
-    non200="${non200:-0}"
-    probes="$(upstream_200s "$lines0" "$agent")"
-    rps=$((probes / DURATION))
-    cpu_us="$(us_per $((u1 - u0 + s1 - s0)) "$probes")"
-    user_us="$(us_per $((u1 - u0)) "$probes")"
-    sys_us="$(us_per $((s1 - s0)) "$probes")"
+    bad="$(awk '/Non-2xx or 3xx responses:/ { print $NF }' <<<"$out")"
+    user[$key]=$((${user[$key]:-0} + u1 - u0))
+    sys[$key]=$((${sys[$key]:-0} + s1 - s0))
+    probes[$key]=$((${probes[$key]:-0} + $(upstream_200s "$lines0" "$agent")))
+    answers[$key]=$((${answers[$key]:-0} + $(awk '/requests in/ { print $1 }' <<<"$out")))
+    not2xx[$key]=$((${not2xx[$key]:-0} + ${bad:-0}))
+    seconds[$key]=$((${seconds[$key]:-0} + DURATION))
 }
+cpu_of() { us_per $((user[$1] + sys[$1])) "${probes[$1]}"; }
+split_of() { echo "$(us_per "${user[$1]}" "${probes[$1]}") / $(us_per "${sys[$1]}" "${probes[$1]}")"; }
+rate_of() { echo $((probes[$1] / seconds[$1])); }
 
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 
-# ---- blackbox_exporter: ready, idle, /probe load.
+# ---- Idle: blackbox_exporter, and lastfm-monitor with the shipped config, side by side. Each is
+#      scraped once (as Prometheus would), then RSS is read IDLE_WAIT later and again SETTLE
+#      after ready, when every shipped probe has run once (their start-up jitter is 30 s).
 since="$(now_ms)"
 "$bbe_bin" --config.file="$tmp/blackbox.yml" --web.listen-address="127.0.0.1:$bbe_port" \
     --log.level=warn 2>"$tmp/blackbox.log" &
 bbe_pid="$!"
 pids+=("$bbe_pid")
 b_ready="$(wait_ready "http://127.0.0.1:$bbe_port/-/ready" "$since")"
-curl -s -o /dev/null "http://127.0.0.1:$bbe_port/metrics" # idle includes being scraped
-sleep "$IDLE_WAIT"
-b_idle="$(status_kib "$bbe_pid" VmRSS)"
-bbe_probe="http://127.0.0.1:$bbe_port/probe?target=$upstream_url&module=lastfm_post"
-probe_load "$bbe_pid" "$bbe_probe" "Blackbox"
-b_cpu="$cpu_us" b_user="$user_us" b_sys="$sys_us" b_probes="$probes" b_rps="$rps"
-b_rss="$rss_kib" b_hwm="$hwm_kib" b_answers="$answers" b_non200="$non200"
-probe_load "$bbe_pid" "$bbe_probe" "Blackbox" "$tmp/pace.lua"
-bp_cpu="$cpu_us" bp_rps="$rps" bp_non200="$non200"
-stop "$bbe_pid"
-
-# ---- lastfm-monitor with the shipped config: ready, idle, settled, /metrics throughput.
+curl -s -o /dev/null "http://127.0.0.1:$bbe_port/metrics"
 since="$(now_ms)"
 SSL_CERT_FILE="$tmp/bundle.pem" LASTFM_API_KEY="$api_key" "$ours_bin" \
-    --config.file "$tmp/shipped.toml" --web.listen-address "127.0.0.1:$ours_port" \
+    --config.file "$tmp/shipped.toml" --web.listen-address "127.0.0.1:$shipped_port" \
     --log.level warn 2>"$tmp/ours-shipped.log" &
 shipped_pid="$!"
 pids+=("$shipped_pid")
-o_ready="$(wait_ready "http://127.0.0.1:$ours_port/-/ready" "$since")"
-curl -s -o /dev/null "http://127.0.0.1:$ours_port/metrics" # idle includes being scraped
+o_ready="$(wait_ready "http://127.0.0.1:$shipped_port/-/ready" "$since")"
+curl -s -o /dev/null "http://127.0.0.1:$shipped_port/metrics"
 sleep "$IDLE_WAIT"
+b_idle="$(status_kib "$bbe_pid" VmRSS)"
 o_idle="$(status_kib "$shipped_pid" VmRSS)"
-o_idle_anon="$(status_kib "$shipped_pid" RssAnon)"
-o_idle_file="$(status_kib "$shipped_pid" RssFile)"
-# Settled: every shipped probe has run once (start-up jitter is 30 s).
 sleep "$((SETTLE - IDLE_WAIT))"
+b_settled="$(status_kib "$bbe_pid" VmRSS)"
 o_settled="$(status_kib "$shipped_pid" VmRSS)"
-shipped_runs="$(curl -s "http://127.0.0.1:$ours_port/metrics" |
-    awk '/^lastfm_probe_runs_total\{/ { s += $2 } END { print s + 0 }')"
-shipped_outcomes="$(curl -s "http://127.0.0.1:$ours_port/metrics" |
+o_settled_anon="$(status_kib "$shipped_pid" RssAnon)"
+o_settled_file="$(status_kib "$shipped_pid" RssFile)"
+metrics_url="http://127.0.0.1:$shipped_port/metrics"
+shipped_runs="$(curl -s "$metrics_url" | awk '/^lastfm_probe_runs_total\{/ { s += $2 } END { print s + 0 }')"
+shipped_outcomes="$(curl -s "$metrics_url" |
     awk '/^lastfm_probe_runs_total\{/ && $2 > 0 { sub(/.*outcome="/, ""); sub(/".*/, ""); n[$0]++ }
          END { for (o in n) { printf "%s%s %d", sep, o, n[o]; sep = ", " } }')"
-metrics_url="http://127.0.0.1:$ours_port/metrics"
+
+# ---- /metrics throughput of the shipped config's daemon.
 series="$(curl -s "$metrics_url" | grep -vc '^#')"
 metrics_bytes="$(curl -s "$metrics_url" | wc -c)"
 read -r u0 s0 <<<"$(cpu_ticks "$shipped_pid")"
@@ -335,20 +332,30 @@ scrape_cpu="$(us_per $((u1 - u0 + s1 - s0)) $((scrapes - scrape_non200)))"
 scrape_rss="$(status_kib "$shipped_pid" VmRSS)"
 stop "$shipped_pid"
 
-# ---- lastfm-monitor under /probe load (budget raised to 1000/s, burst 100).
+# ---- lastfm-monitor for the /probe load (budget raised to 1000/s, burst 100).
 LASTFM_API_KEY="$api_key" "$ours_bin" --config.file "$tmp/load.toml" --log.level warn \
     2>"$tmp/ours-load.log" &
 ours_pid="$!"
 pids+=("$ours_pid")
 wait_ready "http://127.0.0.1:$ours_port/-/ready" "$(now_ms)" >/dev/null
+
+# ---- The /probe loads, alternating between the two exporters so that both see the same
+#      machine: ROUNDS × (blackbox, ours) unpaced, then paced.
+bbe_probe="http://127.0.0.1:$bbe_port/probe?target=$upstream_url&module=lastfm_post"
 ours_probe="http://127.0.0.1:$ours_port/probe?target=nginx&probe=artist.getInfo"
-probe_load "$ours_pid" "$ours_probe" "lastfm-monitor"
-o_cpu="$cpu_us" o_user="$user_us" o_sys="$sys_us" o_probes="$probes" o_rps="$rps"
-o_rss="$rss_kib" o_hwm="$hwm_kib" o_answers="$answers" o_non200="$non200"
-probe_load "$ours_pid" "$ours_probe" "lastfm-monitor" "$tmp/pace.lua"
-op_cpu="$cpu_us" op_rps="$rps" op_non200="$non200"
-o_verdict="$(curl -s "http://127.0.0.1:$ours_port/probe?target=nginx&probe=artist.getInfo" |
+for _ in $(seq 1 "$ROUNDS"); do
+    probe_load b "$bbe_pid" "$bbe_probe" "Blackbox"
+    probe_load o "$ours_pid" "$ours_probe" "lastfm-monitor"
+done
+for _ in $(seq 1 "$ROUNDS"); do
+    probe_load bp "$bbe_pid" "$bbe_probe" "Blackbox" "$tmp/pace.lua"
+    probe_load op "$ours_pid" "$ours_probe" "lastfm-monitor" "$tmp/pace.lua"
+done
+b_rss="$(status_kib "$bbe_pid" VmRSS)" b_hwm="$(status_kib "$bbe_pid" VmHWM)"
+o_rss="$(status_kib "$ours_pid" VmRSS)" o_hwm="$(status_kib "$ours_pid" VmHWM)"
+o_verdict="$(curl -s "$ours_probe" |
     awk '/^lastfm_probe_outcome.* 1$/ { sub(/.*outcome="/, ""); sub(/".*/, ""); print }')"
+stop "$bbe_pid"
 stop "$ours_pid"
 
 # ---- lastfm-monitor, scheduled: SCHED_PROBES probes every second.
@@ -384,23 +391,24 @@ echo "machine: $(nproc) CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /pr
 echo "upstream: nginx $("$nginx_bin" -v 2>&1 | sed 's#.*/##'), ${body_bytes}-byte JSON at $upstream_url"
 echo "load average before: $load_before; after: $load_after"
 echo
-row "/probe, wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s" "blackbox" "lastfm-monitor" "ratio"
-row "CPU per probe (us)" "$b_cpu" "$o_cpu" "$(ratio "$o_cpu" "$b_cpu")"
-row "  user / system (us)" "$b_user / $b_sys" "$o_user / $o_sys" ""
-row "probes (nginx 200s), per second" "$b_probes, $b_rps" "$o_probes, $o_rps" ""
-row "answers (wrk), of which not 2xx" "$b_answers, $b_non200" "$o_answers, $o_non200" ""
-row "RSS at the end of the load (MiB)" "$(mib "$b_rss")" "$(mib "$o_rss")" "$(ratio "$o_rss" "$b_rss")"
-row "peak RSS, VmHWM (MiB)" "$(mib "$b_hwm")" "$(mib "$o_hwm")" "$(ratio "$o_hwm" "$b_hwm")"
+row "/probe, wrk -t$WRK_THREADS -c$CONNECTIONS, ${ROUNDS}x${DURATION}s" "blackbox" "lastfm-monitor" "ratio"
+row "CPU per probe (us)" "$(cpu_of b)" "$(cpu_of o)" "$(ratio "$(cpu_of o)" "$(cpu_of b)")"
+row "  user / system (us)" "$(split_of b)" "$(split_of o)" ""
+row "probes (nginx 200s), per second" "${probes[b]}, $(rate_of b)" "${probes[o]}, $(rate_of o)" ""
+row "answers (wrk), of which not 2xx" "${answers[b]}, ${not2xx[b]}" "${answers[o]}, ${not2xx[o]}" ""
 row "same rate: wrk script, ${PACE_MS} ms apart" "" "" ""
-row "  CPU per probe (us)" "$bp_cpu" "$op_cpu" "$(ratio "$op_cpu" "$bp_cpu")"
-row "  probes per second; not 2xx" "$bp_rps; $bp_non200" "$op_rps; $op_non200" ""
-row "idle RSS: ready, 1 scrape, ${IDLE_WAIT} s (MiB)" "$(mib "$b_idle")" "$(mib "$o_idle")" "$(ratio "$o_idle" "$b_idle")"
+row "  CPU per probe (us)" "$(cpu_of bp)" "$(cpu_of op)" "$(ratio "$(cpu_of op)" "$(cpu_of bp)")"
+row "  user / system (us)" "$(split_of bp)" "$(split_of op)" ""
+row "  probes per second; not 2xx" "$(rate_of bp); ${not2xx[bp]}" "$(rate_of op); ${not2xx[op]}" ""
+row "RSS after the loads (MiB)" "$(mib "$b_rss")" "$(mib "$o_rss")" "$(ratio "$o_rss" "$b_rss")"
+row "peak RSS, VmHWM (MiB)" "$(mib "$b_hwm")" "$(mib "$o_hwm")" "$(ratio "$o_hwm" "$b_hwm")"
+row "idle RSS, ${SETTLE} s after ready (MiB)" "$(mib "$b_settled")" "$(mib "$o_settled")" "$(ratio "$o_settled" "$b_settled")"
+row "  ${IDLE_WAIT} s after ready (MiB)" "$(mib "$b_idle")" "$(mib "$o_idle")" "$(ratio "$o_idle" "$b_idle")"
 row "start-up to ready (ms)" "$b_ready" "$o_ready" ""
 echo
 echo "lastfm-monitor alone"
-row "  idle RSS, anon + file (MiB)" "" "$(mib "$o_idle_anon") + $(mib "$o_idle_file")" ""
-row "  RSS ${SETTLE} s after ready (MiB)" "" "$(mib "$o_settled")" "$(ratio "$o_settled" "$b_idle")"
-row "    shipped runs by then" "" "$shipped_runs" ""
+row "  idle RSS, anon + file (MiB)" "" "$(mib "$o_settled_anon") + $(mib "$o_settled_file")" ""
+row "  shipped runs by then" "" "$shipped_runs" ""
 row "    their outcomes (probes)" "" "$shipped_outcomes" ""
 row "  /probe verdict during the load" "" "$o_verdict" ""
 row "  scheduled: CPU per run (us)" "" "$s_cpu" ""
@@ -415,10 +423,11 @@ row "    p99 latency of lone scrapes" "" "$scrape_p99" ""
 row "    RSS after (MiB)" "" "$(mib "$scrape_rss")" ""
 row "  binary size, stripped (bytes)" "" "$(stat -c %s "$ours_bin"), $stripped" ""
 echo
+echo "idle: both scraped once after ready; ours runs the shipped config.toml with base_url"
 if [ "$tls" = yes ]; then
-    echo "idle RSS of ours: the shipped config.toml, base_url https://127.0.0.1:$tls_port/2.0/ (this nginx, TLS)"
+    echo "  https://127.0.0.1:$tls_port/2.0/ (this nginx, over TLS)"
 else
-    echo "idle RSS of ours: the shipped config.toml, base_url $upstream_url (no openssl: plain HTTP)"
+    echo "  $upstream_url (no openssl: plain HTTP)"
 fi
 echo "targets (issue 6): CPU/probe <= 0.25x blackbox; idle RSS <= 0.5x; RSS under load <= 16 MiB;"
 echo "scheduled <= 50 us/run; >= 10,000 scrapes/s; start-up <= 100 ms"
