@@ -10,7 +10,7 @@
 //! Rendering does not go through `Registry::gather`, which rebuilds every series as a protobuf
 //! message on each scrape (label strings cloned, families merged and sorted) and cost about
 //! 0.5 µs per series (issue 6). Instead each series, when it is created, is also entered in an
-//! [`Exposition`] index that keeps its label block escaped and sorted, beside the handle whose
+//! `Exposition` index that keeps its label block escaped and sorted, beside the handle whose
 //! atomics hold its value; a scrape copies those prefixes and formats the numbers. The index is
 //! copy-on-write behind an `Arc`: a scrape takes a snapshot under a lock held only to clone a
 //! pointer, so encoding never blocks a probe and a probe never blocks a scrape. The text is byte

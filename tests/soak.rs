@@ -197,9 +197,12 @@ async fn soak() {
         "RSS grew {:.1} % after warm-up (seed {seed})",
         growth * 100.0
     );
+    // A leak is growth. The count at a sampling instant also holds whatever connections are in
+    // flight, so fewer fds at the end than after warm-up is noise, not a finding (a CI run saw
+    // 22 -> 16 with seed 2217438700507333315).
     assert!(
-        fds_end.abs_diff(fds_base) <= MAX_FD_DRIFT,
-        "open fds {fds_base} -> {fds_end} (seed {seed})"
+        fds_end <= fds_base + MAX_FD_DRIFT,
+        "open fds grew {fds_base} -> {fds_end} (seed {seed})"
     );
     assert!(
         after_warm_up
