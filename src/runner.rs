@@ -20,6 +20,7 @@ use crate::metrics::{Metrics, ProbeMetrics, TargetMetrics};
 use crate::politeness::{Gate, GateEvent, SkipReason};
 use crate::probe::{Prober, Recorded};
 use crate::schedule::WallClock;
+use crate::trace::Trace;
 
 /// A target with its live state.
 #[derive(Debug)]
@@ -289,7 +290,7 @@ impl Runner {
                 statuses: &rt.target.statuses,
             },
         );
-        RunResult::Done(self.record(rt, index, probe, &recorded, &verdict, mode))
+        RunResult::Done(self.record(rt, index, probe, recorded, &verdict, mode))
     }
 
     fn record(
@@ -297,7 +298,7 @@ impl Runner {
         rt: &TargetRuntime,
         index: usize,
         probe: &Probe,
-        recorded: &Recorded,
+        recorded: Recorded,
         verdict: &Classification,
         mode: Mode,
     ) -> Arc<RunRecord> {
@@ -318,7 +319,6 @@ impl Runner {
         rt.publish(now);
         log_run(&rt.target, probe, verdict, recorded.outcome.elapsed, mode);
         log_events(&rt.target, &gate_events, &health_events);
-        let trace = crate::trace::render(&rt.target, probe, recorded, verdict);
         // `detail` can be upstream text (an error message), which a hostile or buggy upstream
         // may fill with our key, sk or api_sig; the status page shows it, so it is scrubbed
         // like the trace before it is kept (issue 5, bar S1).
@@ -334,7 +334,8 @@ impl Runner {
             latency: recorded.outcome.elapsed,
             verdict: kept,
             on_demand: mode == Mode::OnDemand,
-            trace,
+            // Rendered when read (the status page's links, `/probe?debug=true`), not on every run.
+            trace: Trace::new(Arc::clone(&rt.target), index, recorded, verdict.clone()),
         });
         self.history
             .get(id)
@@ -358,7 +359,7 @@ fn placeholder(
         latency: Duration::ZERO,
         verdict: verdict.clone(),
         on_demand: true,
-        trace: String::new(),
+        trace: Trace::default(),
     }
 }
 

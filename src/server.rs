@@ -277,7 +277,7 @@ async fn run_trace(State(shared): State<Arc<Shared>>, Path(id): Path<String>) ->
     match record {
         Some(record) => (
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            record.trace.clone(),
+            record.trace.text().to_owned(),
         )
             .into_response(),
         None => (
@@ -346,7 +346,7 @@ async fn probe(State(shared): State<Arc<Shared>>, Query(query): Query<ProbeQuery
             .into_response(),
         RunResult::Done(record) if debug => (
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            record.trace.clone(),
+            record.trace.text().to_owned(),
         )
             .into_response(),
         RunResult::Done(record) => (
@@ -608,7 +608,7 @@ mod tests {
                 retry_after: None,
             },
             on_demand: true,
-            trace: String::new(),
+            trace: crate::trace::Trace::default(),
         };
         let l = "target=\"lastfm\",probe=\"artist.getInfo\"";
         let mut want = String::new();
