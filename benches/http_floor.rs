@@ -19,8 +19,8 @@ const BODY: &str = include_str!("../bench/artist.getInfo.json");
 const FORM: &str =
     "artist=Cher&method=artist.getInfo&api_key=0123456789abcdef0123456789abcdef&format=json";
 
-/// CPU time of the calling thread, in clock ticks (100 per second on Linux).
-fn thread_ticks() -> u64 {
+/// CPU time of the calling thread, user and system, in clock ticks (100 per second on Linux).
+fn thread_ticks() -> (u64, u64) {
     let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("Linux /proc is mounted");
     let fields: Vec<&str> = stat
         .rsplit_once(") ")
@@ -33,7 +33,7 @@ fn thread_ticks() -> u64 {
             .and_then(|f| f.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    field(11) + field(12)
+    (field(11), field(12))
 }
 
 /// A blocking upstream on its own thread: every connection gets the JSON, then close.
@@ -64,7 +64,8 @@ fn spawn_upstream() -> String {
     address.to_string()
 }
 
-fn run(address: &str, requests: u32, gap: Duration) -> f64 {
+/// Microseconds of CPU per request: (user, system).
+fn run(address: &str, requests: u32, gap: Duration) -> (f64, f64) {
     let request = format!(
         "POST /2.0/ HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{FORM}",
         FORM.len()
@@ -89,8 +90,12 @@ fn run(address: &str, requests: u32, gap: Duration) -> f64 {
         }
         assert!(total > BODY.len(), "the whole response arrived");
     }
-    let ticks = thread_ticks() - before;
-    ticks as f64 * 10_000.0 / f64::from(requests)
+    let after = thread_ticks();
+    let per_request = |ticks: u64| ticks as f64 * 10_000.0 / f64::from(requests);
+    (
+        per_request(after.0 - before.0),
+        per_request(after.1 - before.1),
+    )
 }
 
 fn main() {
@@ -101,10 +106,15 @@ fn main() {
     let address = std::env::var("FLOOR_UPSTREAM").unwrap_or_else(|_| spawn_upstream());
     println!("http floor: {requests} cold POSTs per pace to {address}, client thread CPU");
     for round in 1..=2 {
-        let back_to_back = run(&address, requests, Duration::ZERO);
-        let alone = run(&address, requests, Duration::from_millis(10));
+        let (user, system) = run(&address, requests, Duration::ZERO);
         println!(
-            "round {round}: back to back {back_to_back:.0} us per request; one every 10 ms {alone:.0} us per request"
+            "round {round}: back to back {:.0} us per request ({user:.0} user, {system:.0} system)",
+            user + system
+        );
+        let (user, system) = run(&address, requests, Duration::from_millis(10));
+        println!(
+            "round {round}: one every 10 ms {:.0} us per request ({user:.0} user, {system:.0} system)",
+            user + system
         );
     }
 }
