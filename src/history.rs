@@ -12,6 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::classify::{Classification, Outcome};
+use crate::trace::Trace;
 
 /// How many successful runs are kept.
 const KEEP_SUCCESSES: usize = 50;
@@ -35,8 +36,8 @@ pub struct RunRecord {
     pub verdict: Classification,
     /// Whether this was an on-demand `/probe` run.
     pub on_demand: bool,
-    /// The rendered, redacted debug trace.
-    pub trace: String,
+    /// The redacted debug trace, rendered when first read.
+    pub trace: Trace,
 }
 
 impl RunRecord {
@@ -187,7 +188,7 @@ mod tests {
                 retry_after: None,
             },
             on_demand: false,
-            trace: String::new(),
+            trace: Trace::default(),
         }
     }
 

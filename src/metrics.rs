@@ -1033,7 +1033,7 @@ fn push_i64(out: &mut String, value: i64) {
 }
 
 /// A float as `f64::to_string` writes it (what the text encoder used), whole numbers fast.
-fn push_f64(out: &mut String, value: f64) {
+pub(crate) fn push_f64(out: &mut String, value: f64) {
     let whole = value.fract() == 0.0 && value.abs() <= EXACT_IN_F64 as f64;
     if whole && !(value == 0.0 && value.is_sign_negative()) {
         out.push_str(itoa::Buffer::new().format(value as i64));

@@ -23,6 +23,7 @@ use crate::politeness::{Gate, GateEvent, SkipReason};
 use crate::probe::{Prober, Recorded};
 use crate::schedule::WallClock;
 use crate::state::{Snapshot, TargetState};
+use crate::trace::Trace;
 
 /// `last_sent` of a probe that has not sent yet.
 const NEVER: i64 = i64::MIN;
@@ -408,7 +409,7 @@ impl Runner {
                 statuses: &rt.target.statuses,
             },
         );
-        RunResult::Done(self.record(rt, index, probe, &recorded, &verdict, mode))
+        RunResult::Done(self.record(rt, index, probe, recorded, &verdict, mode))
     }
 
     fn record(
@@ -416,7 +417,7 @@ impl Runner {
         rt: &TargetRuntime,
         index: usize,
         probe: &Probe,
-        recorded: &Recorded,
+        recorded: Recorded,
         verdict: &Classification,
         mode: Mode,
     ) -> Arc<RunRecord> {
@@ -440,7 +441,6 @@ impl Runner {
         }
         log_run(&rt.target, probe, verdict, recorded.outcome.elapsed, mode);
         log_events(&rt.target, &gate_events, &health_events);
-        let trace = crate::trace::render(&rt.target, probe, recorded, verdict);
         // `detail` can be upstream text (an error message), which a hostile or buggy upstream
         // may fill with our key, sk or api_sig; the status page shows it, so it is scrubbed
         // like the trace before it is kept (issue 5, bar S1).
@@ -456,7 +456,8 @@ impl Runner {
             latency: recorded.outcome.elapsed,
             verdict: kept,
             on_demand: mode == Mode::OnDemand,
-            trace,
+            // Rendered when read (the status page's links, `/probe?debug=true`), not on every run.
+            trace: Trace::new(Arc::clone(&rt.target), index, recorded, verdict.clone()),
         });
         self.history
             .get(id)
@@ -480,7 +481,7 @@ fn placeholder(
         latency: Duration::ZERO,
         verdict: verdict.clone(),
         on_demand: true,
-        trace: String::new(),
+        trace: Trace::default(),
     }
 }
 

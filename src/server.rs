@@ -277,7 +277,7 @@ async fn run_trace(State(shared): State<Arc<Shared>>, Path(id): Path<String>) ->
     match record {
         Some(record) => (
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            record.trace.clone(),
+            record.trace.text().to_owned(),
         )
             .into_response(),
         None => (
@@ -346,7 +346,7 @@ async fn probe(State(shared): State<Arc<Shared>>, Query(query): Query<ProbeQuery
             .into_response(),
         RunResult::Done(record) if debug => (
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            record.trace.clone(),
+            record.trace.text().to_owned(),
         )
             .into_response(),
         RunResult::Done(record) => (
@@ -362,7 +362,6 @@ async fn probe(State(shared): State<Arc<Shared>>, Query(query): Query<ProbeQuery
 
 /// The metrics of one on-demand run, blackbox-style gauges.
 fn single_run_exposition(record: &crate::history::RunRecord) -> String {
-    use std::fmt::Write as _;
     let labels = format!("target=\"{}\",probe=\"{}\"", record.target, record.probe);
     let v = &record.verdict;
     // Written piecewise into one buffer: this answer is made for every `/probe` (issue 6).
@@ -407,7 +406,9 @@ fn single_run_exposition(record: &crate::history::RunRecord) -> String {
             out.push_str(part);
         }
         out.push_str(&labels);
-        let _ = writeln!(out, "}} {value}");
+        out.push_str("} ");
+        crate::metrics::push_f64(&mut out, value);
+        out.push('\n');
     }
     out.push_str(
         "# HELP lastfm_probe_outcome The outcome of this on-demand run (1 for the outcome that occurred).\n# TYPE lastfm_probe_outcome gauge\n",
@@ -577,5 +578,74 @@ where
             connection.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(Duration::from_secs(5), connection).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::{Classification, Outcome};
+    use crate::history::RunRecord;
+
+    #[test]
+    fn an_on_demand_run_is_exposed_as_gauges_of_that_run() {
+        let record = RunRecord {
+            id: 1,
+            target: "lastfm".into(),
+            probe: "artist.getInfo".into(),
+            at: chrono::Utc::now(),
+            latency: Duration::from_micros(123_456),
+            verdict: Classification {
+                outcome: Outcome::ApiError,
+                http_status: Some(200),
+                error_code: Some(8),
+                detail: None,
+                mismatch: None,
+                blame: None,
+                met_expectation: false,
+                api_healthy: false,
+                raises: Vec::new(),
+                retry_after: None,
+            },
+            on_demand: true,
+            trace: crate::trace::Trace::default(),
+        };
+        let l = "target=\"lastfm\",probe=\"artist.getInfo\"";
+        let mut want = String::new();
+        for (name, help, value) in [
+            (
+                "lastfm_probe_success",
+                "1 if this on-demand run met the probe's expectation.",
+                "0",
+            ),
+            (
+                "lastfm_probe_duration_seconds",
+                "Duration of this on-demand run.",
+                "0.123456",
+            ),
+            (
+                "lastfm_probe_http_status_code",
+                "HTTP status of this run, 0 when there was no response.",
+                "200",
+            ),
+            (
+                "lastfm_probe_last_error_code",
+                "Last.fm error code of this run, 0 when none.",
+                "8",
+            ),
+        ] {
+            want.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{{l}}} {value}\n"
+            ));
+        }
+        want.push_str("# HELP lastfm_probe_outcome The outcome of this on-demand run (1 for the outcome that occurred).\n# TYPE lastfm_probe_outcome gauge\n");
+        for outcome in Outcome::ALL {
+            let value = u8::from(outcome == Outcome::ApiError);
+            want.push_str(&format!(
+                "lastfm_probe_outcome{{{l},outcome=\"{}\"}} {value}\n",
+                outcome.as_label()
+            ));
+        }
+        assert_eq!(single_run_exposition(&record), want);
     }
 }

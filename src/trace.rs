@@ -4,8 +4,13 @@
 //! (secrets already replaced by the prober), the status line, the headers, the start of the body
 //! and the verdict with its reasons. Upstream text can be hostile: anything in it that equals one
 //! of the target's secrets (raw or URL-encoded, e.g. echoed back in a redirect) is scrubbed here.
+//!
+//! Every run keeps a [`Trace`] (the status page links the recent ones), but few are ever read:
+//! rendering and scrubbing some 4 KB of text on every run was a measurable part of a scheduled
+//! run's CPU (issue 6), so a run keeps what its text is made from and renders it on first read.
 
 use std::fmt::Write as _;
+use std::sync::{Arc, OnceLock};
 
 use crate::classify::Classification;
 use crate::config::{Probe, Target};
@@ -15,34 +20,127 @@ use crate::secret::REDACTED;
 /// How much of the body a trace shows.
 pub const BODY_EXCERPT_BYTES: usize = 4096;
 
-/// Renders a run's trace.
-pub fn render(
+/// A run's trace: rendered on first read, then kept.
+#[derive(Clone, Default)]
+pub struct Trace {
+    /// What the text is rendered from; `None` for a run without a trace.
+    source: Option<Arc<Source>>,
+    /// The text, once read.
+    text: OnceLock<String>,
+}
+
+/// The facts a trace shows, as the run left them.
+struct Source {
+    /// Holds the secrets to scrub and the probe, as configured when the run was made (a reload
+    /// does not change an old run's trace).
+    target: Arc<Target>,
+    /// The probe's index in `target.probes`.
+    probe: usize,
+    /// The request and response; the body cut to the excerpt the trace shows.
+    recorded: Recorded,
+    /// The body's length as received.
+    body_len: usize,
+    /// The verdict before its `detail` was scrubbed: the whole text is scrubbed on rendering.
+    verdict: Classification,
+}
+
+impl Trace {
+    /// Keeps a run's facts for its trace; of the body, only the excerpt shown is kept.
+    pub fn new(
+        target: Arc<Target>,
+        probe: usize,
+        mut recorded: Recorded,
+        verdict: Classification,
+    ) -> Self {
+        let mut body_len = 0;
+        if let Ok(response) = &mut recorded.outcome.result {
+            body_len = response.body.len();
+            if body_len > BODY_EXCERPT_BYTES {
+                response.body.truncate(BODY_EXCERPT_BYTES);
+                response.body.shrink_to_fit();
+            }
+        }
+        Self {
+            source: Some(Arc::new(Source {
+                target,
+                probe,
+                recorded,
+                body_len,
+                verdict,
+            })),
+            text: OnceLock::new(),
+        }
+    }
+
+    /// The trace's text, rendered on the first call.
+    pub fn text(&self) -> &str {
+        self.text.get_or_init(|| {
+            let Some(source) = &self.source else {
+                return String::new();
+            };
+            // `probe` was an index into this very target when the run was made.
+            let Some(probe) = source.target.probes.get(source.probe) else {
+                return String::new();
+            };
+            render(
+                &source.target,
+                probe,
+                &source.recorded,
+                source.body_len,
+                &source.verdict,
+            )
+        })
+    }
+}
+
+impl std::fmt::Debug for Trace {
+    // The source holds upstream text that is only shown scrubbed: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trace")
+            .field("rendered", &self.text.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Renders a run's trace; `body_len` is the length of the body as received, of which
+/// `recorded` may hold only the excerpt.
+fn render(
     target: &Target,
     probe: &Probe,
     recorded: &Recorded,
+    body_len: usize,
     verdict: &Classification,
 ) -> String {
-    let mut out = String::new();
+    let excerpt_len = match &recorded.outcome.result {
+        Ok(response) => response.body.len().min(BODY_EXCERPT_BYTES),
+        Err(_) => 0,
+    };
+    // One allocation for the usual trace; lines are pushed piecewise (this runs on every run).
+    let mut out = String::with_capacity(excerpt_len + 2048);
     let request = &recorded.request;
     let _ = writeln!(out, "probe {} of target {}", probe.name, target.name);
     let _ = writeln!(out, "\n== request");
     let _ = writeln!(out, "{} {}", request.http_method, request.url);
     for (name, value) in &request.params {
-        let _ = writeln!(out, "  {name} = {value}");
+        for part in ["  ", name, " = ", value, "\n"] {
+            out.push_str(part);
+        }
     }
     let _ = writeln!(out, "\n== response");
     match &recorded.outcome.result {
         Ok(response) => {
             let _ = writeln!(out, "status {}", response.status);
             for (name, value) in &response.headers {
-                let _ = writeln!(out, "{name}: {value}");
+                for part in [name.as_str(), ": ", value, "\n"] {
+                    out.push_str(part);
+                }
             }
-            let excerpt = &response.body[..response.body.len().min(BODY_EXCERPT_BYTES)];
+            let excerpt = &response.body[..excerpt_len];
             let _ = writeln!(
                 out,
                 "\n-- body ({} bytes{})",
-                response.body.len(),
-                if response.body.len() > BODY_EXCERPT_BYTES {
+                body_len,
+                if body_len > BODY_EXCERPT_BYTES {
                     ", first 4 KiB shown"
                 } else {
                     ""

@@ -20,7 +20,7 @@
 //!   libyaml-derived parser, MIT OR Apache-2.0 like this crate). `serde_yaml_ng` is MIT-only and
 //!   less active, `serde_yml` carries a RustSec advisory, and `serde-saphyr` needs Rust 1.89,
 //!   above this crate's MSRV.
-//! - TLS: rustls through `tokio-rustls`, on the aws-lc-rs provider that reqwest already links, so
+//! - TLS: rustls through `tokio-rustls`, on the ring provider that reqwest also uses, so
 //!   there is one crypto backend. rustls has no TLS 1.0/1.1, so `min_version` is 1.2 or 1.3
 //!   (default 1.2, as in exporter-toolkit); ALPN offers `http/1.1`.
 //! - Basic auth: bcrypt is slow on purpose (about 70 ms at cost 10), so it runs on the blocking
@@ -44,7 +44,7 @@ use serde::de::{IgnoredAny, MapAccess, Visitor};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::crypto::{CryptoProvider, aws_lc_rs};
+use tokio_rustls::rustls::crypto::{CryptoProvider, ring};
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
@@ -716,7 +716,7 @@ fn validate_tls(
     else {
         return None;
     };
-    let provider = Arc::new(aws_lc_rs::default_provider());
+    let provider = Arc::new(ring::default_provider());
     let built = client_verifier(&provider, client_auth, roots).and_then(|verifier| {
         server_config(
             &provider,

@@ -51,6 +51,10 @@ pub struct HttpProber {
 impl HttpProber {
     /// Builds the clients; fails only if the TLS backend cannot initialise.
     pub fn try_new() -> Result<Self, reqwest::Error> {
+        // reqwest is built without a crypto provider of its own and takes the process default:
+        // ring, the one the endpoints' TLS uses (Cargo.toml says why). A second call finds it
+        // installed and changes nothing.
+        let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
         Ok(Self {
             https: client(true)?,
             loopback: client(false)?,
