@@ -4,7 +4,7 @@
 //! a reload stops exactly one generation. Each task's first fire comes from
 //! [`schedule::first_delay`]: a probe that sent recently (before a reload, or before a restart,
 //! from the state file) keeps its cadence, the others spread over the start-up jitter, so neither
-//! a reload nor a restart becomes a burst. Every run registers in [`InFlight`] until it ends,
+//! a reload nor a restart becomes a burst. Every run registers in `InFlight` until it ends,
 //! however it ends, which is what the watchdog reads: a run past its deadline by
 //! [`STUCK_AFTER`] means the scheduler is wedged.
 

@@ -33,7 +33,7 @@ const MIN_GAP: Duration = Duration::from_secs(1);
 /// Everything kept across a restart.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
-    /// The format version ([`VERSION`]).
+    /// The format version (1 for now).
     pub version: u32,
     /// Per target name.
     pub targets: BTreeMap<String, TargetState>,
