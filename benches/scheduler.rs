@@ -176,6 +176,48 @@ fn millis(d: chrono::Duration) -> f64 {
     d.num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0
 }
 
+/// Minor page faults of this process (the daemon and the upstream run in it), sampled every
+/// 10 ms by a thread, to tell a round's one-off costs (first-touch memory) from its steady work.
+static FAULTS: Mutex<Vec<(DateTime<Utc>, u64)>> = Mutex::new(Vec::new());
+
+fn minor_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces); minflt is the 10th field overall.
+    let rest = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+    rest.split_whitespace()
+        .nth(7)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn sample_faults() {
+    std::thread::spawn(|| {
+        loop {
+            let sample = (Utc::now(), minor_faults());
+            FAULTS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(sample);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+}
+
+/// Minor faults from just before `from` to `to`.
+fn faults_between(from: DateTime<Utc>, to: DateTime<Utc>) -> u64 {
+    let samples = FAULTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let at = |t: DateTime<Utc>| {
+        samples
+            .iter()
+            .take_while(|(when, _)| *when <= t)
+            .last()
+            .map_or(0, |(_, n)| *n)
+    };
+    at(to).saturating_sub(at(from))
+}
+
 fn report(shape: &Shape, fires: &[FireRecord], rounds: usize) -> bool {
     let mut by_slot: BTreeMap<DateTime<Utc>, Vec<&FireRecord>> = BTreeMap::new();
     for fire in fires {
@@ -220,8 +262,9 @@ fn report(shape: &Shape, fires: &[FireRecord], rounds: usize) -> bool {
         let tolerance = 1.0 + shape.rate / 1000.0;
         let budget_ok = worst_excess <= tolerance;
         let within_50 = late_budget.iter().filter(|ms| **ms <= 50.0).count();
+        let faults = faults_between(*slot, *slot + chrono::Duration::seconds(1));
         println!(
-            "{} round {}: {} of {} fired; late after slot p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; after the budget's earliest p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} within 50 ms; budget {} (worst window excess {:+.0})",
+            "{} round {}: {} of {} fired; late after slot p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; after the budget's earliest p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} within 50 ms; budget {} (worst window excess {:+.0}); {faults} minor page faults in the slot's second",
             shape.name,
             round + 1,
             fires.len(),
@@ -284,6 +327,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
+    sample_faults();
     let upstream = std::env::var("SCHED_UPSTREAM").unwrap_or_else(|_| spawn_upstream());
     println!(
         "scheduler bench: the daemon's runtime (entry::runtime), upstream {upstream}, cron {CRON}, {rounds} round(s)"
