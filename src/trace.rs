@@ -55,10 +55,13 @@ impl Trace {
         let mut body_len = 0;
         if let Ok(response) = &mut recorded.outcome.result {
             body_len = response.body.len();
-            if body_len > BODY_EXCERPT_BYTES {
-                response.body.truncate(BODY_EXCERPT_BYTES);
-                response.body.shrink_to_fit();
-            }
+            // A fresh allocation for the excerpt, not the body's buffer shrunk in place: a buffer
+            // shrunk in place keeps the head of a block of up to `max_body_bytes` for as long as
+            // the history keeps the run, so the next large body cannot reuse the block and the
+            // heap grows (the fault matrix saw its peak RSS rise by 2 to 5 MiB). The copy also
+            // drops the spare capacity a lying Content-Length reserved.
+            let excerpt = response.body[..body_len.min(BODY_EXCERPT_BYTES)].to_vec();
+            response.body = excerpt;
         }
         Self {
             source: Some(Arc::new(Source {
