@@ -105,13 +105,21 @@ impl TargetRuntime {
             Carry::Running(old) if old.target.politeness == target.politeness => {
                 Arc::clone(&old.gate)
             }
+            // A changed budget takes over the old gate's state (bounded by the new policy), so a
+            // reload is no more a burst than a restart is, and keeps a backoff in force.
+            Carry::Running(old) => Arc::new(Gate::restored(
+                target.politeness.clone(),
+                &old.gate.save(Instant::now(), now.timestamp_millis()),
+                Instant::now(),
+                now.timestamp_millis(),
+            )),
             Carry::Saved(saved) => Arc::new(Gate::restored(
                 target.politeness.clone(),
                 &saved.gate,
                 Instant::now(),
                 now.timestamp_millis(),
             )),
-            _ => Arc::new(Gate::new(target.politeness.clone(), Instant::now())),
+            Carry::Nothing => Arc::new(Gate::new(target.politeness.clone(), Instant::now())),
         };
         let health = match carry_running {
             Some(old)

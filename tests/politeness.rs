@@ -807,3 +807,68 @@ async fn a_token_reserved_before_a_29_or_26_is_void() {
         assert!(metric_sum(&text, "lastfm_probe_skipped_total", &[]) >= 1.0);
     }
 }
+
+/// A reload that changes a target's budget keeps the old gate's state under the new policy: a
+/// backoff stays in force and the bucket is not refilled (a reload is not a burst either).
+#[tokio::test(start_paused = true)]
+async fn a_reload_with_a_new_budget_keeps_the_backoff_and_the_empty_bucket() {
+    use lastfm_monitor::runner::Generation;
+    let wall = Arc::new(PausedWall::new());
+    let metrics = Metrics::try_new("test", "test").expect("the metrics register");
+    let old_config = parse(
+        &shipped_like("max_requests_per_second = 1.0\nburst = 3"),
+        &wall,
+    );
+    let old = Generation {
+        targets: Generation::targets_of(&old_config, &metrics, wall.as_ref(), Origin::Fresh),
+        cancel: CancellationToken::new(),
+    };
+    let now = Instant::now();
+    let far = now + HOUR;
+    let gate = &old.targets[0].gate;
+    for _ in 0..3 {
+        gate.admit(now, far).expect("the burst");
+    }
+    let new_config = parse(
+        &shipped_like("max_requests_per_second = 2.0\nburst = 5"),
+        &wall,
+    );
+    let reloaded =
+        Generation::targets_of(&new_config, &metrics, wall.as_ref(), Origin::Reload(&old));
+    let gate = &reloaded[0].gate;
+    assert_eq!(gate.policy().burst, 5);
+    assert_eq!(
+        gate.admit(now, far),
+        Ok(now + Duration::from_millis(500)),
+        "the bucket the old budget emptied is not refilled by the reload"
+    );
+
+    // And a backoff in force survives a budget change.
+    let limited = lastfm_monitor::classify::Classification {
+        outcome: lastfm_monitor::classify::Outcome::ApiError,
+        http_status: Some(200),
+        error_code: Some(29),
+        detail: None,
+        mismatch: None,
+        blame: None,
+        met_expectation: false,
+        api_healthy: false,
+        raises: vec![lastfm_monitor::classify::Condition::RateLimited],
+        retry_after: None,
+    };
+    gate.record(&limited, now, 0, 1.0);
+    let current = Generation {
+        targets: reloaded,
+        cancel: CancellationToken::new(),
+    };
+    let again = parse(
+        &shipped_like("max_requests_per_second = 1.5\nburst = 5"),
+        &wall,
+    );
+    let reloaded =
+        Generation::targets_of(&again, &metrics, wall.as_ref(), Origin::Reload(&current));
+    assert_eq!(
+        reloaded[0].gate.backoff_remaining(now),
+        Duration::from_secs(60)
+    );
+}
