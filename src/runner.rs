@@ -69,21 +69,22 @@ impl TargetRuntime {
         carry: Carry<'_>,
     ) -> Self {
         let now = clock.now();
+        let (at, wall_ms) = (Instant::now(), now.timestamp_millis());
+        // A reload and a restart inherit the same facts: the running target's, as the state file
+        // would keep them, or the state file's own.
+        let kept = match carry {
+            Carry::Nothing => None,
+            Carry::Running(old) => Some(old.save(at, wall_ms)),
+            Carry::Saved(saved) => Some(saved.clone()),
+        };
         let last_sent_ms = target
             .probes
             .iter()
             .map(|p| {
-                let kept = match carry {
-                    Carry::Nothing => None,
-                    Carry::Running(old) => old
-                        .target
-                        .probes
-                        .iter()
-                        .position(|q| q.name == p.name)
-                        .and_then(|i| old.last_sent_ms(i)),
-                    Carry::Saved(saved) => saved.last_sent_ms.get(&p.name).copied(),
-                };
-                AtomicI64::new(kept.unwrap_or(NEVER))
+                let sent = kept
+                    .as_ref()
+                    .and_then(|k| k.last_sent_ms.get(&p.name).copied());
+                AtomicI64::new(sent.unwrap_or(NEVER))
             })
             .collect();
         let carry_running = match carry {
@@ -101,25 +102,18 @@ impl TargetRuntime {
                 )
             })
             .collect();
-        let gate = match carry {
-            Carry::Running(old) if old.target.politeness == target.politeness => {
-                Arc::clone(&old.gate)
-            }
-            // A changed budget takes over the old gate's state (bounded by the new policy), so a
-            // reload is no more a burst than a restart is, and keeps a backoff in force.
-            Carry::Running(old) => Arc::new(Gate::restored(
+        // The running gate itself while its budget is unchanged; otherwise its state (or the
+        // file's) under the new policy, so neither a reload nor a restart is a burst or ends a
+        // backoff.
+        let gate = match (carry_running, &kept) {
+            (Some(old), _) if old.target.politeness == target.politeness => Arc::clone(&old.gate),
+            (_, Some(kept)) => Arc::new(Gate::restored(
                 target.politeness.clone(),
-                &old.gate.save(Instant::now(), now.timestamp_millis()),
-                Instant::now(),
-                now.timestamp_millis(),
+                &kept.gate,
+                at,
+                wall_ms,
             )),
-            Carry::Saved(saved) => Arc::new(Gate::restored(
-                target.politeness.clone(),
-                &saved.gate,
-                Instant::now(),
-                now.timestamp_millis(),
-            )),
-            Carry::Nothing => Arc::new(Gate::new(target.politeness.clone(), Instant::now())),
+            (_, None) => Arc::new(Gate::new(target.politeness.clone(), at)),
         };
         let health = match carry_running {
             Some(old)
