@@ -703,14 +703,31 @@ async fn a_broken_config_is_refused_on_sighup_and_post_and_the_old_one_keeps_run
         !has_probe_series(&refused, "tag.getInfo"),
         "nothing of the refused config is applied"
     );
-    let stderr = service.stderr();
-    for needle in ["timeout = \"2s\"", "timeout = \"3s\""] {
-        let line = line_of(&two_problems, needle);
-        let located = format!("{path}:{line}:");
-        assert!(
-            stderr.lines().any(|l| l.contains(&located)
+    // READY=1 comes over the notify socket, the log lines through a pipe the test drains on
+    // another thread: give those a moment to arrive.
+    let located: Vec<(usize, String)> = ["timeout = \"2s\"", "timeout = \"3s\""]
+        .iter()
+        .map(|needle| {
+            let line = line_of(&two_problems, needle);
+            (line, format!("{path}:{line}:"))
+        })
+        .collect();
+    let logged = |stderr: &str, located: &str| {
+        stderr.lines().any(|l| {
+            l.contains(located)
                 && l.contains("not shorter than the shortest gap")
-                && l.contains("configuration reload refused")),
+                && l.contains("configuration reload refused")
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut stderr = service.stderr();
+    while Instant::now() < deadline && !located.iter().all(|(_, l)| logged(&stderr, l)) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stderr = service.stderr();
+    }
+    for (line, located) in &located {
+        assert!(
+            logged(&stderr, located),
             "the problem at line {line} is logged with its line:\n{stderr}"
         );
     }
