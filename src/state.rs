@@ -130,20 +130,19 @@ impl StateFile {
                 () = cancel.cancelled() => break,
                 () = changed.notified() => {}
             }
-            failing = self.write(&capture(), failing).await;
+            failing = self.write(capture(), failing).await;
             tokio::select! {
                 () = cancel.cancelled() => break,
                 () = tokio::time::sleep(MIN_GAP) => {}
             }
         }
-        self.write(&capture(), failing).await;
+        self.write(capture(), failing).await;
     }
 
     /// One write off the runtime thread; logs the first failure of a run of failures and the
     /// recovery, not every attempt. Returns whether it failed.
-    async fn write(&self, snapshot: &Snapshot, was_failing: bool) -> bool {
+    async fn write(&self, snapshot: Snapshot, was_failing: bool) -> bool {
         let file = self.clone();
-        let snapshot = snapshot.clone();
         let result = tokio::task::spawn_blocking(move || file.save(&snapshot))
             .await
             .unwrap_or_else(|err| Err(std::io::Error::other(err)));
