@@ -3,7 +3,8 @@
 # local nginx, which serves a 1.7 KB artist.getInfo JSON at /2.0/ (POST and GET), under the same
 # load (issue 6). Prints, per exporter: start-up to ready, idle RSS, CPU time per completed probe
 # under `wrk -c8` on /probe, RSS at the end of that load and its peak; the ratios; and, for
-# lastfm-monitor alone, CPU per scheduled probe (100 probes every second) and /metrics throughput.
+# lastfm-monitor alone, CPU per scheduled probe (100 probes every second; first runs spread over
+# the second or all at once, with fresh or reused connections) and /metrics throughput.
 # The /probe load runs ROUNDS times per exporter, alternating between them so both see the same
 # machine: as fast as each answers, then paced by a wrk script at the same rate for both.
 # Blackbox has no rate limit; ours holds every target to its politeness budget, which the config
@@ -28,7 +29,7 @@
 # Usage: bench/compare.sh   (tunable: DURATION=10 ROUNDS=2 CONNECTIONS=8 WRK_THREADS=2 IDLE_WAIT=2
 #                            SETTLE=35 SCHED_PROBES=100 SCHED_DURATION=20 SCRAPE_CONNECTIONS=64
 #                            PACE_MS=9 LOAD_TARGETS=8)
-# Takes about four minutes.
+# Takes about five minutes.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -104,6 +105,7 @@ cpu_ticks() {
     set -- $stat
     echo "${12} ${13}"
 }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 status_kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
 ticks_per_second="$(getconf CLK_TCK)"
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
@@ -245,15 +247,20 @@ EOF
         printf '\n[[targets.probes]]\nmethod = "artist.getInfo"\nparams = { artist = "Cher" }\nchecks = [{ pointer = "/artist/name", non_empty = true }]\n'
     done
 } >"$tmp/load.toml"
-# Scheduled: SCHED_PROBES probes every second, first runs spread over a second (the default
-# start-up jitter, capped at the interval), budget raised.
-{
-    printf '[web]\nlisten_address = "127.0.0.1:%s"\n\n[defaults]\ninterval = "1s"\ntimeout = "900ms"\n\n' "$ours_port"
+# Scheduled: SCHED_PROBES probes every second, budget raised, in four shapes: first runs spread
+# over the second (the default start-up jitter, capped at the interval) or all at the same moment
+# (no jitter), each with a fresh connection per run (the default) or reusing them
+# (`reuse_connections = true`). $1 is the jitter, $2 true or false.
+scheduled_config() {
+    printf '[web]\nlisten_address = "127.0.0.1:%s"\n\n[defaults]\ninterval = "1s"\ntimeout = "900ms"\n' "$ours_port"
+    if [ "$1" = none ]; then printf 'startup_jitter = "0s"\n'; fi
+    printf '\n'
     target_block nginx
+    printf 'reuse_connections = %s\n' "$2"
     for i in $(seq 1 "$SCHED_PROBES"); do
         printf '\n[[targets.probes]]\nname = "artist.getInfo.%s"\nmethod = "artist.getInfo"\nparams = { artist = "Cher" }\nchecks = [{ pointer = "/artist/name", non_empty = true }]\n' "$i"
     done
-} >"$tmp/scheduled.toml"
+}
 # The shipped config, unchanged but for the upstream (this nginx, over TLS when openssl made a
 # certificate, instead of Last.fm), so the idle measurement runs the shipped probe set, TLS
 # included, without leaving this machine.
@@ -376,30 +383,39 @@ o_verdict="$(curl -s "$ours_probe" |
 stop "$bbe_pid"
 stop "$ours_pid"
 
-# ---- lastfm-monitor, scheduled: SCHED_PROBES probes every second.
-LASTFM_API_KEY="$api_key" "$ours_bin" --config.file "$tmp/scheduled.toml" --log.level warn \
-    2>"$tmp/ours-scheduled.log" &
-sched_pid="$!"
-pids+=("$sched_pid")
-wait_ready "http://127.0.0.1:$ours_port/-/ready" "$(now_ms)" >/dev/null
-sleep 3 # every probe has run at least once
-lines0="$(log_lines)"
-read -r u0 s0 <<<"$(cpu_ticks "$sched_pid")"
-sleep "$SCHED_DURATION"
-read -r u1 s1 <<<"$(cpu_ticks "$sched_pid")"
-runs="$(upstream_200s "$lines0" "lastfm-monitor")"
-s_cpu="$(us_per $((u1 - u0 + s1 - s0)) "$runs")"
-s_user="$(us_per $((u1 - u0)) "$runs")"
-s_sys="$(us_per $((s1 - s0)) "$runs")"
-s_rss="$(status_kib "$sched_pid" VmRSS)"
-s_hwm="$(status_kib "$sched_pid" VmHWM)"
-s_success="$(curl -s "http://127.0.0.1:$ours_port/metrics" |
-    awk '/^lastfm_probe_success\{/ { n++; s += $2 } END { printf "%d of %d", s, n }')"
-stop "$sched_pid"
+# ---- lastfm-monitor, scheduled: SCHED_PROBES probes every second, in each shape.
+# Sets, per shape: sched_cpu, sched_split, sched_runs, sched_success, sched_mem.
+declare -A sched_cpu sched_split sched_runs sched_success sched_mem
+shapes=("spread fresh" "spread reused" "aligned fresh" "aligned reused")
+for shape in "${shapes[@]}"; do
+    read -r spread connections <<<"$shape"
+    jitter=default
+    [ "$spread" = aligned ] && jitter=none
+    reuse=false
+    [ "$connections" = reused ] && reuse=true
+    scheduled_config "$jitter" "$reuse" >"$tmp/scheduled.toml"
+    LASTFM_API_KEY="$api_key" "$ours_bin" --config.file "$tmp/scheduled.toml" --log.level warn \
+        2>"$tmp/ours-scheduled.log" &
+    sched_pid="$!"
+    pids+=("$sched_pid")
+    wait_ready "http://127.0.0.1:$ours_port/-/ready" "$(now_ms)" >/dev/null
+    sleep 3 # every probe has run at least once
+    lines0="$(log_lines)"
+    read -r u0 s0 <<<"$(cpu_ticks "$sched_pid")"
+    sleep "$SCHED_DURATION"
+    read -r u1 s1 <<<"$(cpu_ticks "$sched_pid")"
+    runs="$(upstream_200s "$lines0" "lastfm-monitor")"
+    sched_runs[$shape]="$runs"
+    sched_cpu[$shape]="$(us_per $((u1 - u0 + s1 - s0)) "$runs")"
+    sched_split[$shape]="$(us_per $((u1 - u0)) "$runs") / $(us_per $((s1 - s0)) "$runs")"
+    sched_mem[$shape]="$(mib "$(status_kib "$sched_pid" VmRSS)"), $(mib "$(status_kib "$sched_pid" VmHWM)")"
+    sched_success[$shape]="$(curl -s "http://127.0.0.1:$ours_port/metrics" |
+        awk '/^lastfm_probe_success\{/ { n++; s += $2 } END { printf "%d of %d", s, n }')"
+    stop "$sched_pid"
+done
 
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 
-mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 row() { printf '%-40s %16s %16s %7s\n' "$@"; }
 stripped="$(strip -o "$tmp/stripped" "$ours_bin" 2>/dev/null && stat -c %s "$tmp/stripped" || echo n/a)"
@@ -429,11 +445,13 @@ row "  idle RSS, anon + file (MiB)" "" "$(mib "$o_settled_anon") + $(mib "$o_set
 row "  shipped runs by then" "" "$shipped_runs" ""
 row "    their outcomes (probes)" "" "$shipped_outcomes" ""
 row "  /probe verdict during the load" "" "$o_verdict" ""
-row "  scheduled: CPU per run (us)" "" "$s_cpu" ""
-row "    user / system (us)" "" "$s_user / $s_sys" ""
-row "    runs in ${SCHED_DURATION} s ($SCHED_PROBES probes, 1 s)" "" "$runs" ""
-row "    probes succeeding" "" "$s_success" ""
-row "    RSS at the end, peak (MiB)" "" "$(mib "$s_rss"), $(mib "$s_hwm")" ""
+row "  scheduled, $SCHED_PROBES probes every 1 s, ${SCHED_DURATION} s:" "" "" ""
+for shape in "${shapes[@]}"; do
+    row "    $shape: CPU per run (us)" "" "${sched_cpu[$shape]}" ""
+    row "      user / system (us)" "" "${sched_split[$shape]}" ""
+    row "      runs; probes succeeding" "" "${sched_runs[$shape]}; ${sched_success[$shape]}" ""
+    row "      RSS at the end, peak (MiB)" "" "${sched_mem[$shape]}" ""
+done
 row "  /metrics, wrk -c$SCRAPE_CONNECTIONS: scrapes/s" "" "$scrape_rate" ""
 row "    CPU per scrape (us)" "" "$scrape_cpu" ""
 row "    series, bytes; not 2xx" "" "$series, $metrics_bytes; $scrape_non200" ""

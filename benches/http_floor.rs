@@ -1,11 +1,13 @@
-//! The CPU floor of one cold HTTP/1.1 exchange on this machine (issue 6).
+//! The CPU floor of one HTTP/1.1 exchange on this machine (issue 6), cold and on a kept connection.
 //!
-//! A minimal blocking client (std only: connect, write one POST, read to the end, close; no
-//! runtime, no parsing, no allocation per request) against an upstream on 127.0.0.1, measured in
-//! CPU time of the client thread (utime + stime of /proc/thread-self/stat). Two paces:
-//! back to back, and one request every 10 ms, like scheduled probes that run alone and find the
-//! CPU idle. Whatever a prober does, a run costs at least this; docs/PERFORMANCE.md compares the
-//! daemon's scheduled runs with it.
+//! A minimal blocking client (std only: connect, write one POST, read the response, close; no
+//! runtime, no parsing beyond finding the end of the response, no allocation per request) against
+//! an upstream on 127.0.0.1, measured in CPU time of the client thread (utime + stime of
+//! /proc/thread-self/stat). Two connection modes: cold (a new connection per request, what the
+//! monitor does by default) and kept (one connection for every request, what
+//! `reuse_connections = true` does). Two paces: back to back, and one request every 10 ms, like
+//! scheduled probes that run alone and find the CPU idle. Whatever a prober does, a run costs at
+//! least this; docs/PERFORMANCE.md compares the daemon's scheduled runs with it.
 //!
 //! Run: `cargo bench --bench http_floor`; `FLOOR_UPSTREAM=127.0.0.1:PORT` uses an external
 //! upstream (e.g. the nginx of bench/compare.sh, which serves POST /2.0/) instead of the built-in
@@ -36,57 +38,85 @@ fn thread_ticks() -> (u64, u64) {
     (field(11), field(12))
 }
 
-/// A blocking upstream on its own thread: every connection gets the JSON, then close.
+/// A blocking upstream on its own thread: each connection is answered one request after another
+/// until the client closes it (one request for a cold client, all of them for a kept one).
 fn spawn_upstream() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("the upstream binds a port");
     let address = listener
         .local_addr()
         .expect("a bound listener has an address");
     let response = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{BODY}",
         BODY.len()
     );
     std::thread::spawn(move || {
         let mut buffer = [0_u8; 4096];
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let mut seen = 0;
-            // Headers and the small form body arrive together; read until the body is in.
-            while let Ok(n) = stream.read(&mut buffer[seen..]) {
-                seen += n;
-                if n == 0 || buffer[..seen].ends_with(FORM.as_bytes()) {
+            'requests: loop {
+                let mut seen = 0;
+                // Headers and the small form body arrive together; read until the body is in.
+                while !buffer[..seen].ends_with(FORM.as_bytes()) {
+                    match stream.read(&mut buffer[seen..]) {
+                        Ok(0) | Err(_) => break 'requests,
+                        Ok(n) => seen += n,
+                    }
+                }
+                if stream.write_all(response.as_bytes()).is_err() {
                     break;
                 }
             }
-            let _ = stream.write_all(response.as_bytes());
         }
     });
     address.to_string()
 }
 
+/// How the client treats its connection.
+#[derive(Clone, Copy)]
+enum Connection {
+    /// A new connection for every request, closed after it.
+    Cold,
+    /// One connection for all requests.
+    Kept,
+}
+
 /// Microseconds of CPU per request: (user, system).
-fn run(address: &str, requests: u32, gap: Duration) -> (f64, f64) {
+fn run(address: &str, connection: Connection, requests: u32, gap: Duration) -> (f64, f64) {
     let request = format!(
-        "POST /2.0/ HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{FORM}",
+        "POST /2.0/ HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{FORM}",
         FORM.len()
     );
+    let connect = || {
+        let stream = TcpStream::connect(address).expect("the upstream accepts");
+        stream.set_nodelay(true).expect("TCP_NODELAY can be set");
+        stream
+    };
+    let mut kept = match connection {
+        Connection::Kept => Some(connect()),
+        Connection::Cold => None,
+    };
     let mut buffer = vec![0_u8; 16 * 1024];
     let before = thread_ticks();
     for _ in 0..requests {
         if !gap.is_zero() {
             std::thread::sleep(gap);
         }
-        let mut stream = TcpStream::connect(address).expect("the upstream accepts");
-        stream.set_nodelay(true).expect("TCP_NODELAY can be set");
+        let mut cold = None;
+        let stream = match kept.as_mut() {
+            Some(stream) => stream,
+            None => cold.insert(connect()),
+        };
         stream
             .write_all(request.as_bytes())
             .expect("the request is sent");
+        // Both upstreams send Content-Length and nothing after the body: the response is whole
+        // once the body's last byte is in.
         let mut total = 0;
-        while let Ok(n) = stream.read(&mut buffer) {
-            if n == 0 {
-                break;
+        while !buffer[..total].ends_with(BODY.trim_end().as_bytes()) {
+            match stream.read(&mut buffer[total..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
             }
-            total += n;
         }
         assert!(total > BODY.len(), "the whole response arrived");
     }
@@ -104,17 +134,19 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
     let address = std::env::var("FLOOR_UPSTREAM").unwrap_or_else(|_| spawn_upstream());
-    println!("http floor: {requests} cold POSTs per pace to {address}, client thread CPU");
+    println!("http floor: {requests} POSTs per pace and mode to {address}, client thread CPU");
     for round in 1..=2 {
-        let (user, system) = run(&address, requests, Duration::ZERO);
-        println!(
-            "round {round}: back to back {:.0} us per request ({user:.0} user, {system:.0} system)",
-            user + system
-        );
-        let (user, system) = run(&address, requests, Duration::from_millis(10));
-        println!(
-            "round {round}: one every 10 ms {:.0} us per request ({user:.0} user, {system:.0} system)",
-            user + system
-        );
+        for (mode, connection) in [("cold", Connection::Cold), ("kept", Connection::Kept)] {
+            for (pace, gap) in [
+                ("back to back", Duration::ZERO),
+                ("one every 10 ms", Duration::from_millis(10)),
+            ] {
+                let (user, system) = run(&address, connection, requests, gap);
+                println!(
+                    "round {round}: {mode}, {pace}: {:.0} us per request ({user:.0} user, {system:.0} system)",
+                    user + system
+                );
+            }
+        }
     }
 }

@@ -96,6 +96,8 @@ pub struct Target {
     pub up_after: u32,
     /// The documented status per error code, with this target's overrides.
     pub statuses: StatusTable,
+    /// Keep connections open between runs instead of a fresh one per run (`reuse_connections`).
+    pub reuse_connections: bool,
     /// The probes of this target.
     pub probes: Vec<Probe>,
 }
@@ -290,7 +292,7 @@ impl Config {
         for target in &self.targets {
             let _ = writeln!(
                 out,
-                "target {} {} (budget {}/s, burst {}, api_key {}, api_secret {}, session_key {})",
+                "target {} {} (budget {}/s, burst {}, api_key {}, api_secret {}, session_key {}{})",
                 target.name,
                 target.base_url,
                 target.politeness.max_requests_per_second,
@@ -305,6 +307,11 @@ impl Config {
                     "set"
                 } else {
                     "unset"
+                },
+                if target.reuse_connections {
+                    ", connections reused"
+                } else {
+                    ""
                 },
             );
             for probe in &target.probes {
@@ -414,6 +421,7 @@ struct TargetFile {
     backoff_initial: Option<Spanned<String>>,
     backoff_max: Option<Spanned<String>>,
     documented_statuses: Option<Spanned<BTreeMap<String, Vec<i64>>>>,
+    reuse_connections: Option<bool>,
     #[serde(default)]
     probes: Vec<Spanned<ProbeFile>>,
 }
@@ -721,6 +729,7 @@ impl Validator<'_> {
             down_after,
             up_after,
             statuses,
+            reuse_connections: file.reuse_connections.unwrap_or(false),
             probes,
         })
     }
@@ -1356,6 +1365,10 @@ params = { artist = "Cher", limit = 1 }
             Duration::from_secs(900)
         );
         assert_eq!(target.down_after, 3);
+        assert!(
+            !target.reuse_connections,
+            "a fresh connection per run by default"
+        );
         let probe = &target.probes[0];
         assert_eq!(probe.name, "artist.getInfo");
         assert_eq!(
@@ -1480,6 +1493,28 @@ format = "yaml"
     fn signed_probe_needs_a_secret() {
         let text = MINIMAL.replace("params =", "signed = true\nparams =");
         assert!(err(&text).contains("needs the target's api_secret"));
+    }
+
+    #[test]
+    fn reuse_connections_is_a_target_boolean_shown_by_the_check() {
+        let text = MINIMAL.replace(
+            "api_key = { env",
+            "reuse_connections = true\napi_key = { env",
+        );
+        let config = parse(&text).unwrap();
+        assert!(config.targets[0].reuse_connections);
+        assert!(
+            config
+                .summary(Utc::now())
+                .contains("session_key unset, connections reused)")
+        );
+        let wrong = MINIMAL.replace(
+            "api_key = { env",
+            "reuse_connections = \"yes\"\napi_key = { env",
+        );
+        let message = err(&wrong);
+        assert!(message.contains("reuse_connections"), "{message}");
+        assert!(message.contains(":5:"), "{message}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod browser;
 mod canary;
 mod cardinality;
 mod config_table;
+mod connections;
 mod daemon;
 mod exposition;
 mod faults;

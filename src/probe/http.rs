@@ -7,6 +7,7 @@
 //! `max_body_bytes`. reqwest errors print their URL, which holds the key for GET probes, so this
 //! module is the single place they are converted (`failure_of`), and only after `without_url`.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use reqwest::redirect::Policy;
@@ -28,6 +29,11 @@ pub const USER_AGENT: &str = concat!(
 
 /// Connect timeout cap; the probe's own deadline is shorter when it is.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a target with `reuse_connections` keeps an idle connection. Shorter than the common
+/// server keep-alive timeouts (nginx 75 s, most CDNs 60 s or more), so a connection is dropped by
+/// us before the server closes it under a request; probes further apart get a fresh connection
+/// every run anyway.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many response headers a debug trace keeps.
 const MAX_TRACE_HEADERS: usize = 32;
 /// How long a header value a debug trace keeps.
@@ -39,25 +45,68 @@ const MAX_INITIAL_BODY_CAPACITY: usize = 256 * 1024;
 /// Parameters whose values never appear in a trace.
 const SECRET_PARAMS: [&str; 3] = ["api_key", "sk", "api_sig"];
 
-/// Probes over real HTTP with cold connections, so connect and TLS failures show on every run.
+/// Probes over real HTTP. By default every run opens a fresh connection, so connect and TLS
+/// failures show on every run; a target with `reuse_connections` keeps them open between runs,
+/// which costs less CPU per run and sees what a keep-alive client sees.
 #[derive(Debug, Clone)]
 pub struct HttpProber {
     /// For `https` targets: refuses any plain-http hop.
     https: reqwest::Client,
     /// For loopback `http` targets (the simulator, tests); config refuses other plain-http hosts.
-    loopback: reqwest::Client,
+    loopback: OnceLock<reqwest::Client>,
+    /// The same two with a connection pool, for targets with `reuse_connections`.
+    reused_https: OnceLock<reqwest::Client>,
+    reused_loopback: OnceLock<reqwest::Client>,
+}
+
+/// Whether a client keeps its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Connections {
+    Fresh,
+    Reused,
 }
 
 impl HttpProber {
-    /// Builds the clients; fails only if the TLS backend cannot initialise.
+    /// Builds the client of `https` targets; fails only if the TLS backend cannot initialise.
+    /// The others are built on first use: each holds its own TLS configuration (about 100 KiB
+    /// of the idle RSS that issue 6 bounds), and most configurations need none of them.
     pub fn try_new() -> Result<Self, reqwest::Error> {
         // reqwest is built without a crypto provider of its own and takes the process default:
         // ring, the one the endpoints' TLS uses (Cargo.toml says why). A second call finds it
         // installed and changes nothing.
         let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
         Ok(Self {
-            https: client(true)?,
-            loopback: client(false)?,
+            https: client(true, Connections::Fresh)?,
+            loopback: OnceLock::new(),
+            reused_https: OnceLock::new(),
+            reused_loopback: OnceLock::new(),
+        })
+    }
+
+    fn client_for(&self, target: &Target) -> &reqwest::Client {
+        let https = target.base_url.scheme() == "https";
+        let connections = if target.reuse_connections {
+            Connections::Reused
+        } else {
+            Connections::Fresh
+        };
+        let lazy = match (https, connections) {
+            (true, Connections::Fresh) => return &self.https,
+            (false, Connections::Fresh) => &self.loopback,
+            (true, Connections::Reused) => &self.reused_https,
+            (false, Connections::Reused) => &self.reused_loopback,
+        };
+        lazy.get_or_init(|| {
+            client(https, connections).unwrap_or_else(|err| {
+                // The same backend built the first client, so this is not expected. The
+                // fallback probes https targets with a fresh connection per run and fails
+                // loopback ones as connection errors: the runs stay data, and this says why.
+                tracing::warn!(
+                    error = %err,
+                    "cannot build an HTTP client; falling back to the one of https targets"
+                );
+                self.https.clone()
+            })
         })
     }
 
@@ -78,11 +127,7 @@ impl HttpProber {
                 })
                 .collect(),
         };
-        let client = if target.base_url.scheme() == "https" {
-            &self.https
-        } else {
-            &self.loopback
-        };
+        let client = self.client_for(target);
         let request = match probe.http_method {
             HttpMethod::Post => client.post(target.base_url.clone()).form(&params),
             HttpMethod::Get => client.get(target.base_url.clone()).query(&params),
@@ -114,19 +159,23 @@ impl Prober for HttpProber {
     }
 }
 
-fn client(https_only: bool) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
+fn client(https_only: bool, connections: Connections) -> Result<reqwest::Client, reqwest::Error> {
+    let builder = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .redirect(Policy::none())
         .https_only(https_only)
         .connect_timeout(CONNECT_TIMEOUT)
-        .pool_max_idle_per_host(0)
-        // One request per connection, shorter than any keepalive probe: setting TCP keepalive
-        // would only cost four `setsockopt` calls per run (issue 6).
+        // A connection lives for one request or at most POOL_IDLE_TIMEOUT idle, shorter than any
+        // keepalive probe: setting TCP keepalive would only cost four `setsockopt` calls per new
+        // connection (issue 6).
         .tcp_keepalive(None)
         .tcp_keepalive_interval(None)
-        .tcp_keepalive_retries(None)
-        .build()
+        .tcp_keepalive_retries(None);
+    match connections {
+        Connections::Fresh => builder.pool_max_idle_per_host(0),
+        Connections::Reused => builder.pool_idle_timeout(POOL_IDLE_TIMEOUT),
+    }
+    .build()
 }
 
 /// Every parameter sent, in order: the probe's own, then `method`, `api_key`, `format`, `sk`,

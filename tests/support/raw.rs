@@ -79,6 +79,15 @@ pub enum Reply {
     Stall,
     /// Closes without a byte.
     Close,
+    /// Writes these bytes (a response without `Connection: close`, see [`kept_json`]) and keeps
+    /// the connection for the next request, closing it (FIN) after `idle` without one, as a
+    /// server's keep-alive timeout does.
+    KeepAlive {
+        /// The whole response.
+        bytes: Arc<[u8]>,
+        /// How long the connection may idle.
+        idle: Duration,
+    },
 }
 
 /// A response head: status line (`status` and `reason` verbatim, so `000` is possible) and
@@ -109,6 +118,17 @@ pub fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
         ],
     );
     out.extend_from_slice(body);
+    out
+}
+
+/// A JSON response that leaves the connection open, for [`Reply::KeepAlive`].
+pub fn kept_json(status: u16, body: &str) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status} Whatever\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body.as_bytes());
     out
 }
 
@@ -213,14 +233,28 @@ pub async fn refused_addr() -> SocketAddr {
 }
 
 async fn serve(mut stream: TcpStream, route: &Route, seen: &Mutex<Vec<RawRequest>>) {
-    let Ok(Some(request)) = tokio::time::timeout(READ_LIMIT, read_request(&mut stream)).await
-    else {
+    loop {
+        let Ok(Some(request)) = tokio::time::timeout(READ_LIMIT, read_request(&mut stream)).await
+        else {
+            return;
+        };
+        let reply = route(&request);
+        seen.lock().expect("not poisoned").push(request);
+        if let Reply::KeepAlive { bytes, idle } = reply {
+            if stream.write_all(&bytes).await.is_err() {
+                return;
+            }
+            // The next request, or the end of the client, within `idle`; else close.
+            if let Ok(Ok(())) = tokio::time::timeout(idle, stream.readable()).await {
+                continue;
+            }
+            let _ = stream.shutdown().await;
+            return;
+        }
+        // Write errors mean the client left, which is what most faults provoke.
+        let _ = deliver(&mut stream, reply).await;
         return;
-    };
-    let reply = route(&request);
-    seen.lock().expect("not poisoned").push(request);
-    // Write errors mean the client left, which is what most faults provoke.
-    let _ = deliver(&mut stream, reply).await;
+    }
 }
 
 async fn deliver(stream: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
@@ -263,6 +297,7 @@ async fn deliver(stream: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
             Ok(())
         }
         Reply::Close => Ok(()),
+        Reply::KeepAlive { bytes, .. } => stream.write_all(&bytes).await,
     }
 }
 

@@ -1,32 +1,29 @@
-//! The Prometheus metrics of SPEC §7: one registry, registered once, rendered on demand.
+//! The Prometheus metrics of SPEC §7: declared once, rendered on demand.
 //!
-//! [`Metrics`] owns a private registry (never the global one, so each test builds its own) and
-//! hands out per-probe and per-target handles whose series are resolved once, at registration:
-//! recording a run touches atomics only, and `/metrics` never waits on a probe. Every series of a
-//! known label value is created at zero when a probe is registered, so `increase()` and alerts see
-//! the first event. Label values come from config (`target`, `probe`) or from `as_label()` of a
-//! closed enum, never from upstream text.
+//! [`Metrics`] hands out per-probe and per-target handles whose series are resolved once, at
+//! registration: recording a run touches atomics only, and `/metrics` never waits on a probe.
+//! Every series of a known label value is created at zero when a probe is registered, so
+//! `increase()` and alerts see the first event. Label values come from config (`target`, `probe`)
+//! or from `as_label()` of a closed enum, never from upstream text.
 //!
-//! Rendering does not go through `Registry::gather`, which rebuilds every series as a protobuf
-//! message on each scrape (label strings cloned, families merged and sorted) and cost about
-//! 0.5 µs per series (issue 6). Instead each series, when it is created, is also entered in an
-//! `Exposition` index that keeps its label block escaped and sorted, beside the handle whose
-//! atomics hold its value; a scrape copies those prefixes and formats the numbers. The index is
-//! copy-on-write behind an `Arc`: a scrape takes a snapshot under a lock held only to clone a
-//! pointer, so encoding never blocks a probe and a probe never blocks a scrape. The text is byte
-//! for byte what `TextEncoder` wrote (families by name, series by label values; a test checks).
+//! Each series is an entry in an `Exposition` index that keeps its label block escaped and
+//! sorted, beside the [`cell`] whose atomics hold its value; a scrape copies those prefixes and
+//! formats the numbers. Neither `Registry::gather` (which rebuilt every series as a protobuf
+//! message on each scrape, about 0.5 µs a series) nor the prometheus crate's series (about
+//! 0.6 KiB each, 65 KiB a probe) are used (issue 6); the crate still reads and encodes the
+//! `process_*` families. The index is copy-on-write behind an `Arc`: a scrape takes a snapshot
+//! under a lock held only to clone a pointer, so encoding never blocks a probe and a probe never
+//! blocks a scrape. The text is byte for byte what the crate's `TextEncoder` writes for the same
+//! values (families by name, series by label values; a test checks).
+
+mod cell;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prometheus::core::{Collector, Metric as _};
-use prometheus::{
-    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
-};
-
+use self::cell::{Counter, Gauge, Histogram, IntGauge};
 use crate::classify::{
     CODE_LABELS, Classification, Condition, MismatchKind, Outcome, code_index, code_label,
     status_label,
@@ -45,205 +42,138 @@ const TARGET_FAMILIES: [&str; 3] = [
     "lastfm_target_backoff_seconds",
 ];
 
-/// Registration failed: a name or label clash, a bug caught at start-up.
+/// Declaring the families failed: a name declared twice or not a valid metric name, a bug caught
+/// at start-up.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot register metric: {0}")]
-pub struct RegisterMetric(#[from] prometheus::Error);
+#[error("cannot register metric {0}: its name is declared twice or is not a valid metric name")]
+pub struct RegisterMetric(&'static str);
 
 /// All metrics. Cheap to clone: handles share the series.
 #[derive(Clone, Debug)]
 pub struct Metrics {
-    /// Holds every family once, so a name or label clash fails at start-up.
-    registry: Registry,
-    /// What `/metrics` renders: every series created through the vectors below.
+    /// What `/metrics` renders: every series, by family.
     exposition: Arc<Exposition>,
     /// `process_*` (Linux only).
     #[cfg(target_os = "linux")]
     process: Arc<ProcessMetrics>,
-    runs: IntCounterVec,
-    api_errors: IntCounterVec,
-    http_responses: IntCounterVec,
-    mismatches: IntCounterVec,
-    duration: HistogramVec,
-    success: IntGaugeVec,
-    http_status: IntGaugeVec,
-    last_error_code: IntGaugeVec,
-    last_run: GaugeVec,
-    last_success: GaugeVec,
-    interval: GaugeVec,
-    skipped: IntCounterVec,
-    available: IntGaugeVec,
-    condition: IntGaugeVec,
-    backoff: GaugeVec,
     reload_successful: IntGauge,
     reload_timestamp: Gauge,
 }
 
 impl Metrics {
-    /// Registers every metric in a fresh registry.
+    /// Declares every family in a fresh index.
     pub fn try_new(version: &str, revision: &str) -> Result<Self, RegisterMetric> {
-        let registry = Registry::new_custom(None, None)?;
         let mut index = Index::default();
-        // Declares a family to the exposition index and returns its options for the vector.
-        let mut family = |name: &'static str, help: &str, kind: Kind| {
-            index.add_family(name, help, kind);
-            Opts::new(name, help)
-        };
-        let tp = ["target", "probe"];
-        let duration_help = "Duration of probe runs, from sending the request to the end of the body or the failure.";
-        family(
-            "lastfm_probe_duration_seconds",
-            duration_help,
-            Kind::Histogram,
-        );
-        let metrics = Self {
-            runs: IntCounterVec::new(
-                family(
-                    "lastfm_probe_runs_total",
-                    "Probe runs by outcome (success, api_error, http_error, malformed, check_failed, timeout, connection_error, body_too_large).",
-                    Kind::Counter,
+        let families: [(&'static str, String, Kind); 18] = [
+            (
+                "lastfm_probe_runs_total",
+                "Probe runs by outcome (success, api_error, http_error, malformed, check_failed, timeout, connection_error, body_too_large).".to_owned(),
+                Kind::Counter,
+            ),
+            (
+                "lastfm_api_errors_total",
+                "Last.fm error payloads by error code (unlisted codes as \"other\"), whatever the HTTP status.".to_owned(),
+                Kind::Counter,
+            ),
+            (
+                "lastfm_http_responses_total",
+                "HTTP responses by status (unlisted statuses as their class, e.g. \"4xx\").".to_owned(),
+                Kind::Counter,
+            ),
+            (
+                "lastfm_status_mismatch_total",
+                "Runs whose HTTP status disagrees with the payload (error_with_success_status, success_with_error_status, status_disagrees_with_code).".to_owned(),
+                Kind::Counter,
+            ),
+            (
+                "lastfm_probe_duration_seconds",
+                "Duration of probe runs, from sending the request to the end of the body or the failure.".to_owned(),
+                Kind::Histogram,
+            ),
+            (
+                "lastfm_probe_success",
+                format!("1 if the last run met the probe's expectation, else 0. {CACHED}"),
+                Kind::Gauge,
+            ),
+            (
+                "lastfm_probe_http_status_code",
+                format!("HTTP status of the last run, 0 when there was no response. {CACHED}"),
+                Kind::Gauge,
+            ),
+            (
+                "lastfm_probe_last_error_code",
+                format!("Last.fm error code of the last run, 0 when none. {CACHED}"),
+                Kind::Gauge,
+            ),
+            (
+                "lastfm_probe_last_run_timestamp_seconds",
+                format!("Unix time the last run ended. {CACHED}"),
+                Kind::Gauge,
+            ),
+            (
+                "lastfm_probe_last_success_timestamp_seconds",
+                format!(
+                    "Unix time of the last run that met its expectation, 0 if none yet. {CACHED}"
                 ),
-                &["target", "probe", "outcome"],
-            )?,
-            api_errors: IntCounterVec::new(
-                family(
-                    "lastfm_api_errors_total",
-                    "Last.fm error payloads by error code (unlisted codes as \"other\"), whatever the HTTP status.",
-                    Kind::Counter,
+                Kind::Gauge,
+            ),
+            (
+                "lastfm_probe_interval_seconds",
+                "The probe's nominal gap between scheduled runs, for staleness alerts.".to_owned(),
+                Kind::Gauge,
+            ),
+            (
+                "lastfm_probe_skipped_total",
+                "Scheduled runs not sent, by reason (rate_limited, suspended, overrun).".to_owned(),
+                Kind::Counter,
+            ),
+            (
+                "lastfm_service_available",
+                format!(
+                    "1 unless down_after upstream failures in a row made the target unavailable; back after up_after healthy runs. {CACHED}"
                 ),
-                &["target", "probe", "code"],
-            )?,
-            http_responses: IntCounterVec::new(
-                family(
-                    "lastfm_http_responses_total",
-                    "HTTP responses by status (unlisted statuses as their class, e.g. \"4xx\").",
-                    Kind::Counter,
+                Kind::Gauge,
+            ),
+            (
+                "lastfm_condition",
+                format!(
+                    "1 while a condition holds (service_offline, api_key_suspended, api_key_invalid, session_invalid, rate_limited). {CACHED}"
                 ),
-                &["target", "probe", "status"],
-            )?,
-            mismatches: IntCounterVec::new(
-                family(
-                    "lastfm_status_mismatch_total",
-                    "Runs whose HTTP status disagrees with the payload (error_with_success_status, success_with_error_status, status_disagrees_with_code).",
-                    Kind::Counter,
-                ),
-                &["target", "probe", "kind", "code", "status"],
-            )?,
-            duration: HistogramVec::new(
-                HistogramOpts::new("lastfm_probe_duration_seconds", duration_help)
-                    .buckets(DURATION_BUCKETS.to_vec()),
-                &tp,
-            )?,
-            success: IntGaugeVec::new(
-                family(
-                    "lastfm_probe_success",
-                    &format!("1 if the last run met the probe's expectation, else 0. {CACHED}"),
-                    Kind::Gauge,
-                ),
-                &tp,
-            )?,
-            http_status: IntGaugeVec::new(
-                family(
-                    "lastfm_probe_http_status_code",
-                    &format!("HTTP status of the last run, 0 when there was no response. {CACHED}"),
-                    Kind::Gauge,
-                ),
-                &tp,
-            )?,
-            last_error_code: IntGaugeVec::new(
-                family(
-                    "lastfm_probe_last_error_code",
-                    &format!("Last.fm error code of the last run, 0 when none. {CACHED}"),
-                    Kind::Gauge,
-                ),
-                &tp,
-            )?,
-            last_run: GaugeVec::new(
-                family(
-                    "lastfm_probe_last_run_timestamp_seconds",
-                    &format!("Unix time the last run ended. {CACHED}"),
-                    Kind::Gauge,
-                ),
-                &tp,
-            )?,
-            last_success: GaugeVec::new(
-                family(
-                    "lastfm_probe_last_success_timestamp_seconds",
-                    &format!(
-                        "Unix time of the last run that met its expectation, 0 if none yet. {CACHED}"
-                    ),
-                    Kind::Gauge,
-                ),
-                &tp,
-            )?,
-            interval: GaugeVec::new(
-                family(
-                    "lastfm_probe_interval_seconds",
-                    "The probe's nominal gap between scheduled runs, for staleness alerts.",
-                    Kind::Gauge,
-                ),
-                &tp,
-            )?,
-            skipped: IntCounterVec::new(
-                family(
-                    "lastfm_probe_skipped_total",
-                    "Scheduled runs not sent, by reason (rate_limited, suspended, overrun).",
-                    Kind::Counter,
-                ),
-                &["target", "probe", "reason"],
-            )?,
-            available: IntGaugeVec::new(
-                family(
-                    "lastfm_service_available",
-                    &format!(
-                        "1 unless down_after upstream failures in a row made the target unavailable; back after up_after healthy runs. {CACHED}"
-                    ),
-                    Kind::Gauge,
-                ),
-                &["target"],
-            )?,
-            condition: IntGaugeVec::new(
-                family(
-                    "lastfm_condition",
-                    &format!(
-                        "1 while a condition holds (service_offline, api_key_suspended, api_key_invalid, session_invalid, rate_limited). {CACHED}"
-                    ),
-                    Kind::Gauge,
-                ),
-                &["target", "condition"],
-            )?,
-            backoff: GaugeVec::new(
-                family(
-                    "lastfm_target_backoff_seconds",
-                    "Remaining backoff of the target after a rate-limit answer, 0 when none.",
-                    Kind::Gauge,
-                ),
-                &["target"],
-            )?,
-            reload_successful: IntGauge::with_opts(family(
+                Kind::Gauge,
+            ),
+            (
+                "lastfm_target_backoff_seconds",
+                "Remaining backoff of the target after a rate-limit answer, 0 when none.".to_owned(),
+                Kind::Gauge,
+            ),
+            (
                 "lastfm_monitor_config_last_reload_successful",
-                "1 if the last configuration load or reload succeeded, else 0.",
+                "1 if the last configuration load or reload succeeded, else 0.".to_owned(),
                 Kind::Gauge,
-            ))?,
-            reload_timestamp: Gauge::with_opts(family(
+            ),
+            (
                 "lastfm_monitor_config_last_reload_success_timestamp_seconds",
-                "Unix time of the last successful configuration load or reload.",
+                "Unix time of the last successful configuration load or reload.".to_owned(),
                 Kind::Gauge,
-            ))?,
-            registry,
+            ),
+            (
+                "lastfm_monitor_build_info",
+                "Always 1; labels carry the version and VCS revision of the running binary."
+                    .to_owned(),
+                Kind::Gauge,
+            ),
+        ];
+        for (name, help, kind) in families {
+            index.add_family(name, &help, kind)?;
+        }
+        let metrics = Self {
             exposition: Arc::default(),
             #[cfg(target_os = "linux")]
             process: Arc::default(),
+            reload_successful: IntGauge::default(),
+            reload_timestamp: Gauge::default(),
         };
-        let build_info = IntGaugeVec::new(
-            family(
-                "lastfm_monitor_build_info",
-                "Always 1; labels carry the version and VCS revision of the running binary.",
-                Kind::Gauge,
-            ),
-            &["version", "revision"],
-        )?;
-        let info = build_info.with_label_values(&[version, revision]);
+        let info = IntGauge::default();
         info.set(1);
         index.insert(
             "lastfm_monitor_build_info",
@@ -260,29 +190,6 @@ impl Metrics {
             &[],
             Value::Gauge(metrics.reload_timestamp.clone()),
         );
-        let collectors: [Box<dyn Collector>; 18] = [
-            Box::new(metrics.runs.clone()),
-            Box::new(metrics.api_errors.clone()),
-            Box::new(metrics.http_responses.clone()),
-            Box::new(metrics.mismatches.clone()),
-            Box::new(metrics.duration.clone()),
-            Box::new(metrics.success.clone()),
-            Box::new(metrics.http_status.clone()),
-            Box::new(metrics.last_error_code.clone()),
-            Box::new(metrics.last_run.clone()),
-            Box::new(metrics.last_success.clone()),
-            Box::new(metrics.interval.clone()),
-            Box::new(metrics.skipped.clone()),
-            Box::new(metrics.available.clone()),
-            Box::new(metrics.condition.clone()),
-            Box::new(metrics.backoff.clone()),
-            Box::new(metrics.reload_successful.clone()),
-            Box::new(metrics.reload_timestamp.clone()),
-            Box::new(build_info),
-        ];
-        for collector in collectors {
-            metrics.registry.register(collector)?;
-        }
         *metrics.exposition.lock() = Arc::new(index);
         Ok(metrics)
     }
@@ -290,35 +197,24 @@ impl Metrics {
     /// Creates (or finds) a probe's series, all known ones at zero.
     pub fn probe(&self, target: &str, probe: &str, interval: Duration) -> ProbeMetrics {
         let tp = [("target", target), ("probe", probe)];
-        let mut new = Vec::new();
+        let mut batch = Batch::new(&self.exposition);
         let runs = Outcome::ALL.map(|o| {
-            counter(
-                &self.runs,
+            batch.counter(
                 "lastfm_probe_runs_total",
                 &[tp[0], tp[1], ("outcome", o.as_label())],
-                &mut new,
             )
         });
-        let codes = CODE_LABELS.map(|c| {
-            counter(
-                &self.api_errors,
-                "lastfm_api_errors_total",
-                &[tp[0], tp[1], ("code", c)],
-                &mut new,
-            )
-        });
+        let codes = CODE_LABELS
+            .map(|c| batch.counter("lastfm_api_errors_total", &[tp[0], tp[1], ("code", c)]));
         let skipped = SkipReason::ALL.map(|r| {
-            counter(
-                &self.skipped,
+            batch.counter(
                 "lastfm_probe_skipped_total",
                 &[tp[0], tp[1], ("reason", r.as_label())],
-                &mut new,
             )
         });
         // The quirk that matters most (an error delivered with 200) is visible from start-up.
         for code in CODE_LABELS {
-            counter(
-                &self.mismatches,
+            batch.counter(
                 "lastfm_status_mismatch_total",
                 &[
                     tp[0],
@@ -327,140 +223,66 @@ impl Metrics {
                     ("code", code),
                     ("status", "200"),
                 ],
-                &mut new,
             );
         }
-        counter(
-            &self.http_responses,
+        batch.counter(
             "lastfm_http_responses_total",
             &[tp[0], tp[1], ("status", "200")],
-            &mut new,
         );
-        let interval_gauge = gauge(
-            &self.interval,
-            "lastfm_probe_interval_seconds",
-            &tp,
-            &mut new,
-        );
-        interval_gauge.set(interval.as_secs_f64());
-        let duration = self.duration.with_label_values(&[target, probe]);
-        new.push(Entry::new(
-            "lastfm_probe_duration_seconds",
-            &tp,
-            Value::Histogram(duration.clone()),
-        ));
+        batch
+            .gauge("lastfm_probe_interval_seconds", &tp)
+            .set(interval.as_secs_f64());
         let metrics = ProbeMetrics {
             runs,
             codes,
             skipped,
-            duration,
-            success: int_gauge(&self.success, "lastfm_probe_success", &tp, &mut new),
-            http_status: int_gauge(
-                &self.http_status,
-                "lastfm_probe_http_status_code",
-                &tp,
-                &mut new,
-            ),
-            last_error_code: int_gauge(
-                &self.last_error_code,
-                "lastfm_probe_last_error_code",
-                &tp,
-                &mut new,
-            ),
-            last_run: gauge(
-                &self.last_run,
-                "lastfm_probe_last_run_timestamp_seconds",
-                &tp,
-                &mut new,
-            ),
-            last_success: gauge(
-                &self.last_success,
-                "lastfm_probe_last_success_timestamp_seconds",
-                &tp,
-                &mut new,
-            ),
+            duration: batch.histogram("lastfm_probe_duration_seconds", &tp),
+            success: batch.int_gauge("lastfm_probe_success", &tp),
+            http_status: batch.int_gauge("lastfm_probe_http_status_code", &tp),
+            last_error_code: batch.int_gauge("lastfm_probe_last_error_code", &tp),
+            last_run: batch.gauge("lastfm_probe_last_run_timestamp_seconds", &tp),
+            last_success: batch.gauge("lastfm_probe_last_success_timestamp_seconds", &tp),
             sparse: Arc::new(Sparse {
                 target: target.to_owned(),
                 probe: probe.to_owned(),
-                http_responses: self.http_responses.clone(),
-                mismatches: self.mismatches.clone(),
                 exposition: Arc::clone(&self.exposition),
                 statuses: Mutex::default(),
                 mismatch_series: Mutex::default(),
             }),
         };
-        self.exposition.insert_all(new);
+        batch.commit(&self.exposition);
         metrics
     }
 
     /// Creates (or finds) a target's series: available, no condition, no backoff.
     pub fn target(&self, target: &str) -> TargetMetrics {
         let t = [("target", target)];
-        let mut new = Vec::new();
-        let available = int_gauge(&self.available, "lastfm_service_available", &t, &mut new);
-        let conditions = Condition::ALL.map(|c| {
-            int_gauge(
-                &self.condition,
-                "lastfm_condition",
-                &[t[0], ("condition", c.as_label())],
-                &mut new,
-            )
-        });
-        let backoff = gauge(&self.backoff, "lastfm_target_backoff_seconds", &t, &mut new);
-        self.exposition.insert_all(new);
-        TargetMetrics {
-            available,
-            conditions,
-            backoff,
-        }
+        let mut batch = Batch::new(&self.exposition);
+        let metrics = TargetMetrics {
+            available: batch.int_gauge("lastfm_service_available", &t),
+            conditions: Condition::ALL
+                .map(|c| batch.int_gauge("lastfm_condition", &[t[0], ("condition", c.as_label())])),
+            backoff: batch.gauge("lastfm_target_backoff_seconds", &t),
+        };
+        batch.commit(&self.exposition);
+        metrics
     }
 
-    /// Drops every series of a probe that is no longer configured.
+    /// Drops every series of a probe that is no longer configured; a probe that comes back
+    /// starts from zero.
     pub fn remove_probe(&self, target: &str, probe: &str) {
-        let removed = self.exposition.remove(|family, labels| {
+        self.exposition.remove(|family, labels| {
             !TARGET_FAMILIES.contains(&family)
                 && label(labels, "target") == Some(target)
                 && label(labels, "probe") == Some(probe)
         });
-        // The vectors forget them too, so a probe that comes back starts from zero.
-        for (family, values) in removed {
-            let values: Vec<&str> = values.iter().map(String::as_str).collect();
-            let _ = match family {
-                "lastfm_probe_runs_total" => self.runs.remove_label_values(&values),
-                "lastfm_api_errors_total" => self.api_errors.remove_label_values(&values),
-                "lastfm_http_responses_total" => self.http_responses.remove_label_values(&values),
-                "lastfm_status_mismatch_total" => self.mismatches.remove_label_values(&values),
-                "lastfm_probe_skipped_total" => self.skipped.remove_label_values(&values),
-                "lastfm_probe_duration_seconds" => self.duration.remove_label_values(&values),
-                "lastfm_probe_success" => self.success.remove_label_values(&values),
-                "lastfm_probe_http_status_code" => self.http_status.remove_label_values(&values),
-                "lastfm_probe_last_error_code" => self.last_error_code.remove_label_values(&values),
-                "lastfm_probe_last_run_timestamp_seconds" => {
-                    self.last_run.remove_label_values(&values)
-                }
-                "lastfm_probe_last_success_timestamp_seconds" => {
-                    self.last_success.remove_label_values(&values)
-                }
-                "lastfm_probe_interval_seconds" => self.interval.remove_label_values(&values),
-                _ => Ok(()),
-            };
-        }
     }
 
     /// Drops every series of a target that is no longer configured (its probes separately).
     pub fn remove_target(&self, target: &str) {
-        let removed = self.exposition.remove(|family, labels| {
+        self.exposition.remove(|family, labels| {
             TARGET_FAMILIES.contains(&family) && label(labels, "target") == Some(target)
         });
-        for (family, values) in removed {
-            let values: Vec<&str> = values.iter().map(String::as_str).collect();
-            let _ = match family {
-                "lastfm_service_available" => self.available.remove_label_values(&values),
-                "lastfm_condition" => self.condition.remove_label_values(&values),
-                "lastfm_target_backoff_seconds" => self.backoff.remove_label_values(&values),
-                _ => Ok(()),
-            };
-        }
     }
 
     /// Records the outcome of a configuration load or reload.
@@ -509,10 +331,10 @@ impl ProcessMetrics {
         let collector = self
             .collector
             .get_or_init(prometheus::process_collector::ProcessCollector::for_self);
-        let mut families = collector.collect();
+        let mut families = prometheus::core::Collector::collect(collector);
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut text = String::new();
-        if let Err(err) = TextEncoder::new().encode_utf8(&families, &mut text) {
+        if let Err(err) = prometheus::TextEncoder::new().encode_utf8(&families, &mut text) {
             tracing::error!(error = %err, "cannot encode the process metrics");
         }
         let text: Arc<str> = text.into();
@@ -524,9 +346,9 @@ impl ProcessMetrics {
 /// One probe's series, resolved once.
 #[derive(Clone, Debug)]
 pub struct ProbeMetrics {
-    runs: [IntCounter; Outcome::ALL.len()],
-    codes: [IntCounter; CODE_LABELS.len()],
-    skipped: [IntCounter; SkipReason::ALL.len()],
+    runs: [Counter; Outcome::ALL.len()],
+    codes: [Counter; CODE_LABELS.len()],
+    skipped: [Counter; SkipReason::ALL.len()],
     duration: Histogram,
     success: IntGauge,
     http_status: IntGauge,
@@ -580,13 +402,11 @@ impl ProbeMetrics {
 struct Sparse {
     target: String,
     probe: String,
-    http_responses: IntCounterVec,
-    mismatches: IntCounterVec,
     exposition: Arc<Exposition>,
     /// `status` label → its counter.
-    statuses: Mutex<Vec<(&'static str, IntCounter)>>,
+    statuses: Mutex<Vec<(&'static str, Counter)>>,
     /// (`kind`, `code`, `status`) labels → their counter.
-    mismatch_series: Mutex<Vec<([&'static str; 3], IntCounter)>>,
+    mismatch_series: Mutex<Vec<([&'static str; 3], Counter)>>,
 }
 
 impl Sparse {
@@ -596,18 +416,16 @@ impl Sparse {
             counter.inc();
             return;
         }
-        let mut new = Vec::new();
-        let series = counter(
-            &self.http_responses,
+        let mut batch = Batch::new(&self.exposition);
+        let series = batch.counter(
             "lastfm_http_responses_total",
             &[
                 ("target", &self.target),
                 ("probe", &self.probe),
                 ("status", status),
             ],
-            &mut new,
         );
-        self.exposition.insert_all(new);
+        batch.commit(&self.exposition);
         series.inc();
         known.push((status, series));
     }
@@ -619,9 +437,8 @@ impl Sparse {
             counter.inc();
             return;
         }
-        let mut new = Vec::new();
-        let series = counter(
-            &self.mismatches,
+        let mut batch = Batch::new(&self.exposition);
+        let series = batch.counter(
             "lastfm_status_mismatch_total",
             &[
                 ("target", &self.target),
@@ -630,9 +447,8 @@ impl Sparse {
                 ("code", code),
                 ("status", status),
             ],
-            &mut new,
         );
-        self.exposition.insert_all(new);
+        batch.commit(&self.exposition);
         series.inc();
         known.push((labels, series));
     }
@@ -664,44 +480,102 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Resolves a counter of `vec` (labels in the vector's order) and notes its exposition entry.
-fn counter(
-    vec: &IntCounterVec,
-    family: &'static str,
-    labels: &[(&'static str, &str)],
-    new: &mut Vec<Entry>,
-) -> IntCounter {
-    let series = vec.with_label_values(&values(labels));
-    new.push(Entry::new(family, labels, Value::Counter(series.clone())));
-    series
+/// Series being resolved against the exposition: one that exists already is shared, so a reload
+/// (or a probe that comes back under the same labels) carries its values on; a missing one is
+/// created at zero, and all of them enter the exposition together at [`Batch::commit`].
+struct Batch {
+    current: Arc<Index>,
+    new: Vec<Entry>,
 }
 
-/// As [`counter`], for an integer gauge.
-fn int_gauge(
-    vec: &IntGaugeVec,
-    family: &'static str,
-    labels: &[(&'static str, &str)],
-    new: &mut Vec<Entry>,
-) -> IntGauge {
-    let series = vec.with_label_values(&values(labels));
-    new.push(Entry::new(family, labels, Value::IntGauge(series.clone())));
-    series
-}
+impl Batch {
+    fn new(exposition: &Exposition) -> Self {
+        Self {
+            current: exposition.snapshot(),
+            new: Vec::new(),
+        }
+    }
 
-/// As [`counter`], for a float gauge.
-fn gauge(
-    vec: &GaugeVec,
-    family: &'static str,
-    labels: &[(&'static str, &str)],
-    new: &mut Vec<Entry>,
-) -> Gauge {
-    let series = vec.with_label_values(&values(labels));
-    new.push(Entry::new(family, labels, Value::Gauge(series.clone())));
-    series
-}
+    fn counter(&mut self, family: &'static str, labels: &[(&'static str, &str)]) -> Counter {
+        self.resolve(family, labels, |value| match value {
+            Value::Counter(series) => Some(series.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| {
+            let series = Counter::default();
+            self.new
+                .push(Entry::new(family, labels, Value::Counter(series.clone())));
+            series
+        })
+    }
 
-fn values<'a>(labels: &[(&'static str, &'a str)]) -> Vec<&'a str> {
-    labels.iter().map(|(_, value)| *value).collect()
+    fn int_gauge(&mut self, family: &'static str, labels: &[(&'static str, &str)]) -> IntGauge {
+        self.resolve(family, labels, |value| match value {
+            Value::IntGauge(series) => Some(series.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| {
+            let series = IntGauge::default();
+            self.new
+                .push(Entry::new(family, labels, Value::IntGauge(series.clone())));
+            series
+        })
+    }
+
+    fn gauge(&mut self, family: &'static str, labels: &[(&'static str, &str)]) -> Gauge {
+        self.resolve(family, labels, |value| match value {
+            Value::Gauge(series) => Some(series.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| {
+            let series = Gauge::default();
+            self.new
+                .push(Entry::new(family, labels, Value::Gauge(series.clone())));
+            series
+        })
+    }
+
+    fn histogram(&mut self, family: &'static str, labels: &[(&'static str, &str)]) -> Histogram {
+        self.resolve(family, labels, |value| match value {
+            Value::Histogram(series) => Some(series.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| {
+            let series = Histogram::new(&DURATION_BUCKETS);
+            self.new
+                .push(Entry::new(family, labels, Value::Histogram(series.clone())));
+            series
+        })
+    }
+
+    /// The handle of an existing series, in the exposition or earlier in this batch.
+    fn resolve<T>(
+        &self,
+        family: &'static str,
+        labels: &[(&'static str, &str)],
+        handle: impl Fn(&Value) -> Option<T>,
+    ) -> Option<T> {
+        let key = series_key(labels);
+        let in_batch = self
+            .new
+            .iter()
+            .find(|entry| entry.family == family && entry.key == key)
+            .map(|entry| &entry.series.value);
+        in_batch
+            .or_else(|| {
+                self.current
+                    .families
+                    .get(family)?
+                    .series
+                    .get(&key)
+                    .map(|series| &series.value)
+            })
+            .and_then(handle)
+    }
+
+    fn commit(self, exposition: &Exposition) {
+        exposition.insert_all(self.new);
+    }
 }
 
 /// The value of label `name`.
@@ -742,39 +616,21 @@ impl Exposition {
         }
     }
 
-    /// Removes the series `matches` selects (given their labels) and returns their family and
-    /// label values in the vector's order.
-    fn remove(
-        &self,
-        matches: impl Fn(&str, &[(&str, &str)]) -> bool,
-    ) -> Vec<(&'static str, Vec<String>)> {
+    /// Removes the series `matches` selects, given their family and labels.
+    fn remove(&self, matches: impl Fn(&str, &[(&str, &str)]) -> bool) {
         let mut guard = self.lock();
         let index = Arc::make_mut(&mut guard);
-        let mut removed = Vec::new();
         for (name, family) in &mut index.families {
-            let Family {
-                declared, series, ..
-            } = family;
-            let mut names = declared.clone();
-            names.sort_unstable();
-            series.retain(|key, _| {
+            let names = family.sorted_names();
+            family.series.retain(|key, _| {
                 let labels: Vec<(&str, &str)> = names
                     .iter()
                     .copied()
                     .zip(key.split(KEY_SEPARATOR))
                     .collect();
-                if !matches(name, &labels) {
-                    return true;
-                }
-                let values = declared
-                    .iter()
-                    .map(|n| label(&labels, n).unwrap_or_default().to_owned())
-                    .collect();
-                removed.push((*name, values));
-                false
+                !matches(name, &labels)
             });
         }
-        removed
     }
 
     fn size_hint(&self) -> usize {
@@ -793,7 +649,19 @@ struct Index {
 }
 
 impl Index {
-    fn add_family(&mut self, name: &'static str, help: &str, kind: Kind) {
+    /// Declares a family; a name declared twice or outside `[a-zA-Z_:][a-zA-Z0-9_:]*` is a bug.
+    fn add_family(
+        &mut self,
+        name: &'static str,
+        help: &str,
+        kind: Kind,
+    ) -> Result<(), RegisterMetric> {
+        let valid = name.chars().enumerate().all(|(i, c)| {
+            c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+        });
+        if !valid || name.is_empty() || self.families.contains_key(name) {
+            return Err(RegisterMetric(name));
+        }
         let mut header = String::new();
         if !help.is_empty() {
             header.push_str("# HELP ");
@@ -811,10 +679,15 @@ impl Index {
             name,
             Family {
                 header,
+                #[cfg(test)]
+                help: help.to_owned(),
+                #[cfg(test)]
+                kind,
                 declared: Vec::new(),
                 series: BTreeMap::new(),
             },
         );
+        Ok(())
     }
 
     fn insert(&mut self, family: &'static str, labels: &[(&'static str, &str)], value: Value) {
@@ -851,12 +724,26 @@ impl Index {
 #[derive(Debug, Clone)]
 struct Family {
     header: String,
-    /// The label names in the vector's order (the order `remove_label_values` takes).
+    /// The help text and type the header was made of, for the reference encoding in the tests.
+    #[cfg(test)]
+    help: String,
+    #[cfg(test)]
+    kind: Kind,
+    /// The label names in the order the series were created with.
     declared: Vec<&'static str>,
     /// By label values in the order of the label names (what `gather` sorts by), joined by
     /// [`KEY_SEPARATOR`]: one allocation per series, and the same order as comparing the values
     /// one by one, as no label value holds a NUL (config names cannot).
     series: BTreeMap<String, Series>,
+}
+
+impl Family {
+    /// The label names in the order of a series key's values.
+    fn sorted_names(&self) -> Vec<&'static str> {
+        let mut names = self.declared.clone();
+        names.sort_unstable();
+        names
+    }
 }
 
 /// Joins label values in a series key; sorts below every character a label value holds.
@@ -882,7 +769,7 @@ impl Kind {
 /// Where a series keeps its value.
 #[derive(Debug, Clone)]
 enum Value {
-    Counter(IntCounter),
+    Counter(Counter),
     IntGauge(IntGauge),
     Gauge(Gauge),
     Histogram(Histogram),
@@ -912,29 +799,23 @@ impl Series {
                 push_f64(out, gauge.get());
             }
             Value::Histogram(histogram) => {
-                let metric = histogram.metric();
-                let proto = metric.get_histogram();
-                let mut inf_seen = false;
-                for bucket in proto.get_bucket() {
-                    let bound = bucket.upper_bound();
+                let snapshot = histogram.snapshot();
+                for (bound, cumulative) in snapshot.buckets {
                     self.bucket(name, out);
-                    push_f64(out, bound);
+                    if bound.is_infinite() {
+                        out.push_str("+Inf");
+                    } else {
+                        push_f64(out, bound);
+                    }
                     out.push_str("\"} ");
-                    push_u64(out, bucket.cumulative_count());
-                    out.push('\n');
-                    inf_seen |= bound.is_sign_positive() && bound.is_infinite();
-                }
-                if !inf_seen {
-                    self.bucket(name, out);
-                    out.push_str("+Inf\"} ");
-                    push_u64(out, proto.get_sample_count());
+                    push_u64(out, cumulative);
                     out.push('\n');
                 }
                 self.sample(name, "_sum", out);
-                push_f64(out, proto.get_sample_sum());
+                push_f64(out, snapshot.sum);
                 out.push('\n');
                 self.sample(name, "_count", out);
-                push_u64(out, proto.get_sample_count());
+                push_u64(out, snapshot.count);
             }
         }
         out.push('\n');
@@ -974,20 +855,13 @@ struct Entry {
 
 impl Entry {
     fn new(family: &'static str, labels: &[(&'static str, &str)], value: Value) -> Self {
-        let mut sorted: Vec<(&str, &str)> = labels.to_vec();
-        sorted.sort_unstable_by_key(|(name, _)| *name);
         let mut block = String::new();
-        let mut key = String::new();
-        for (i, (name, value)) in sorted.iter().enumerate() {
+        for (i, (name, value)) in sorted(labels).iter().enumerate() {
             block.push(if i == 0 { '{' } else { ',' });
             block.push_str(name);
             block.push_str("=\"");
             escape_into(&mut block, value, true);
             block.push('"');
-            if i > 0 {
-                key.push(KEY_SEPARATOR);
-            }
-            key.push_str(value);
         }
         if !block.is_empty() {
             block.push('}');
@@ -995,10 +869,28 @@ impl Entry {
         Self {
             family,
             declared: labels.iter().map(|(name, _)| *name).collect(),
-            key,
+            key: series_key(labels),
             series: Series { block, value },
         }
     }
+}
+
+fn sorted<'a>(labels: &[(&'static str, &'a str)]) -> Vec<(&'static str, &'a str)> {
+    let mut sorted = labels.to_vec();
+    sorted.sort_unstable_by_key(|(name, _)| *name);
+    sorted
+}
+
+/// A series' key in its family: the label values in the order of their names.
+fn series_key(labels: &[(&'static str, &str)]) -> String {
+    let mut key = String::new();
+    for (i, (_, value)) in sorted(labels).iter().enumerate() {
+        if i > 0 {
+            key.push(KEY_SEPARATOR);
+        }
+        key.push_str(value);
+    }
+    key
 }
 
 /// The text format's escaping: `\` and newline always, `"` in label values.
@@ -1104,7 +996,6 @@ mod tests {
 
     #[test]
     fn render_is_byte_for_byte_what_the_text_encoder_writes() {
-        use prometheus::Encoder as _;
         let metrics = Metrics::try_new("1.2.3", "rev\"with\\odd\nchars").unwrap();
         let plain = metrics.probe("lastfm", "artist.getInfo", Duration::from_secs(60));
         let odd = metrics.probe("lastfm", "a\"b\\c\nd", Duration::from_millis(1500));
@@ -1157,16 +1048,116 @@ mod tests {
 
         let ours = metrics.render();
         let ours = ours.split("# HELP process_").next().unwrap();
-        let mut theirs = Vec::new();
-        prometheus::TextEncoder::new()
-            .encode(&metrics.registry.gather(), &mut theirs)
-            .unwrap();
-        assert_eq!(ours, String::from_utf8(theirs).unwrap());
+        let durations = [
+            (["lastfm", "artist.getInfo"], 0.12),
+            (["lastfm", "artist.getInfo"], 3.3),
+            (["lastfm", "a\"b\\c\nd"], 40.0),
+            (["lastfm", "a\"b\\c\nd"], 10.0),
+        ];
+        assert_eq!(ours, oracle(&metrics, &durations));
         assert!(!ours.contains("libre"), "removed series are gone");
         assert!(
             ours.contains("status=\"4xx\""),
             "sparse series appear once used"
         );
+    }
+
+    /// The same series with the same values, built from the prometheus crate's own types and
+    /// written by its `TextEncoder`: the reference our encoder must match. Histograms cannot be
+    /// set, so their observations are replayed: `(target and probe, seconds)`.
+    fn oracle(metrics: &Metrics, durations: &[([&str; 2], f64)]) -> String {
+        use prometheus::Encoder as _;
+        use prometheus::core::Collector;
+        let registry = prometheus::Registry::new();
+        let index = metrics.exposition.snapshot();
+        for (name, family) in &index.families {
+            let opts = prometheus::Opts::new(*name, family.help.clone());
+            let names = family.sorted_names();
+            let declared = &family.declared;
+            let collector: Box<dyn Collector> = match family.kind {
+                Kind::Histogram => {
+                    let vec = prometheus::HistogramVec::new(
+                        prometheus::HistogramOpts::from(opts).buckets(DURATION_BUCKETS.to_vec()),
+                        declared,
+                    )
+                    .unwrap();
+                    for series in family.series.values() {
+                        // A series observed nothing yet still appears, at zero.
+                        assert!(matches!(series.value, Value::Histogram(_)));
+                    }
+                    for key in family.series.keys() {
+                        vec.with_label_values(&values_of(key, &names, declared));
+                    }
+                    for (labels, seconds) in durations {
+                        vec.with_label_values(labels).observe(*seconds);
+                    }
+                    Box::new(vec)
+                }
+                Kind::Counter => {
+                    let vec = prometheus::IntCounterVec::new(opts, declared).unwrap();
+                    for (key, series) in &family.series {
+                        let Value::Counter(counter) = &series.value else {
+                            panic!("{name} mixes kinds")
+                        };
+                        vec.with_label_values(&values_of(key, &names, declared))
+                            .inc_by(counter.get());
+                    }
+                    Box::new(vec)
+                }
+                Kind::Gauge => {
+                    let ints = prometheus::IntGaugeVec::new(opts.clone(), declared).unwrap();
+                    let floats = prometheus::GaugeVec::new(opts, declared).unwrap();
+                    let mut any_float = false;
+                    for (key, series) in &family.series {
+                        let values = values_of(key, &names, declared);
+                        match &series.value {
+                            Value::IntGauge(gauge) => {
+                                ints.with_label_values(&values).set(gauge.get());
+                            }
+                            Value::Gauge(gauge) => {
+                                any_float = true;
+                                floats.with_label_values(&values).set(gauge.get());
+                            }
+                            _ => panic!("{name} mixes kinds"),
+                        }
+                    }
+                    if any_float {
+                        Box::new(floats)
+                    } else {
+                        Box::new(ints)
+                    }
+                }
+            };
+            registry.register(collector).unwrap();
+        }
+        let mut text = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&registry.gather(), &mut text)
+            .unwrap();
+        String::from_utf8(text).unwrap()
+    }
+
+    /// A series key's label values, in the order of `declared`.
+    fn values_of<'a>(key: &'a str, sorted: &[&str], declared: &[&str]) -> Vec<&'a str> {
+        let labels: Vec<(&str, &str)> = sorted
+            .iter()
+            .copied()
+            .zip(key.split(KEY_SEPARATOR))
+            .collect();
+        declared
+            .iter()
+            .map(|name| label(&labels, name).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_family_declared_twice_or_badly_named_is_refused() {
+        let mut index = Index::default();
+        assert!(index.add_family("lastfm_x", "help", Kind::Gauge).is_ok());
+        assert!(index.add_family("lastfm_x", "help", Kind::Gauge).is_err());
+        assert!(index.add_family("9lastfm", "help", Kind::Gauge).is_err());
+        assert!(index.add_family("lastfm-x", "help", Kind::Gauge).is_err());
+        assert!(index.add_family("", "help", Kind::Gauge).is_err());
     }
 
     #[cfg(target_os = "linux")]
@@ -1175,6 +1166,51 @@ mod tests {
         let text = Metrics::try_new("1", "r").unwrap().render();
         assert!(text.contains("\n# HELP process_cpu_seconds_total "));
         assert!(text.contains("\nprocess_resident_memory_bytes "));
+    }
+
+    #[test]
+    fn registering_a_probe_again_shares_its_series_and_a_removed_one_starts_at_zero() {
+        let metrics = Metrics::try_new("1", "r").unwrap();
+        let first = metrics.probe("lastfm", "kept", Duration::from_secs(60));
+        first.record_run(
+            &verdict(Outcome::ApiError, Some(404), Some(6), None),
+            Duration::from_millis(100),
+            1.0,
+        );
+        first.record_skip(SkipReason::Overrun, 2);
+        let runs =
+            "lastfm_probe_runs_total{outcome=\"api_error\",probe=\"kept\",target=\"lastfm\"}";
+        let status = "lastfm_http_responses_total{probe=\"kept\",status=\"404\",target=\"lastfm\"}";
+        let count = "lastfm_probe_duration_seconds_count{probe=\"kept\",target=\"lastfm\"}";
+
+        // A reload registers the probe again: the values carry on and new runs add to them.
+        let again = metrics.probe("lastfm", "kept", Duration::from_secs(30));
+        again.record_run(
+            &verdict(Outcome::ApiError, Some(404), Some(6), None),
+            Duration::from_millis(100),
+            2.0,
+        );
+        let text = metrics.render();
+        for line in [
+            format!("{runs} 2"),
+            format!("{status} 2"),
+            format!("{count} 2"),
+            "lastfm_probe_interval_seconds{probe=\"kept\",target=\"lastfm\"} 30".to_owned(),
+        ] {
+            assert!(text.contains(&line), "missing {line}\n{text}");
+        }
+        assert_eq!(text.matches(runs).count(), 1, "one series, not two");
+
+        metrics.remove_probe("lastfm", "kept");
+        let back = metrics.probe("lastfm", "kept", Duration::from_secs(30));
+        back.record_run(
+            &verdict(Outcome::ApiError, Some(404), Some(6), None),
+            Duration::from_millis(100),
+            3.0,
+        );
+        let text = metrics.render();
+        assert!(text.contains(&format!("{runs} 1")), "{text}");
+        assert!(text.contains(&format!("{status} 1")), "{text}");
     }
 
     #[test]

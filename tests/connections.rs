@@ -1,0 +1,125 @@
+//! `reuse_connections`: a fresh connection per run by default, one kept connection when asked,
+//! and a kept connection the server closed is replaced, never reported as a failure.
+//!
+//! The real [`HttpProber`] against a raw fake on 127.0.0.1 that keeps connections open (and
+//! counts them), like nginx or Last.fm's edge does; every wait is bounded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lastfm_monitor::config::{Config, Target};
+use lastfm_monitor::probe::http::HttpProber;
+use lastfm_monitor::probe::{ProbeOutcome, Prober};
+
+use crate::support::TestEnv;
+use crate::support::raw::{self, RawServer, Reply};
+
+const SUCCESS_JSON: &str = r#"{"artist":{"name":"Cher"}}"#;
+
+/// A fake that keeps each connection for `idle` after an answer.
+async fn keep_alive_upstream(idle: Duration) -> RawServer {
+    RawServer::always(Reply::KeepAlive {
+        bytes: raw::kept_json(200, SUCCESS_JSON).into(),
+        idle,
+    })
+    .await
+}
+
+fn target(upstream: &RawServer, reuse: bool) -> Arc<Target> {
+    let text = format!(
+        r#"
+[[targets]]
+name = "kept"
+base_url = "{}"
+api_key = "0123456789abcdef0123456789abcdef"
+reuse_connections = {reuse}
+
+[[targets.probes]]
+method = "artist.getInfo"
+params = {{ artist = "Cher" }}
+"#,
+        upstream.base_url()
+    );
+    let config = Config::parse(&text, "kept.toml", &TestEnv::default(), chrono::Utc::now())
+        .unwrap_or_else(|err| panic!("the config is valid: {err}"));
+    Arc::clone(&config.targets[0])
+}
+
+/// Runs the target's probe `runs` times, `gap` apart; the status of each run.
+async fn run(prober: &HttpProber, target: &Target, runs: usize, gap: Duration) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for i in 0..runs {
+        if i > 0 {
+            tokio::time::sleep(gap).await;
+        }
+        let recorded = tokio::time::timeout(
+            Duration::from_secs(10),
+            prober.probe(target, &target.probes[0]),
+        )
+        .await
+        .expect("a run ends within its deadline");
+        statuses.push(match recorded.outcome {
+            ProbeOutcome {
+                result: Ok(response),
+                ..
+            } => response.status,
+            ProbeOutcome {
+                result: Err(failure),
+                ..
+            } => panic!("run {i} failed: {}", failure.describe()),
+        });
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn every_run_opens_a_fresh_connection_by_default() {
+    let upstream = keep_alive_upstream(Duration::from_secs(30)).await;
+    let prober = HttpProber::try_new().expect("the HTTP client");
+    let target = target(&upstream, false);
+
+    let statuses = run(&prober, &target, 3, Duration::from_millis(20)).await;
+
+    assert_eq!(statuses, [200, 200, 200]);
+    assert_eq!(upstream.requests().len(), 3);
+    assert_eq!(
+        upstream.connections(),
+        3,
+        "a connection per run, though the server would keep them"
+    );
+}
+
+#[tokio::test]
+async fn reuse_connections_sends_every_run_over_one_connection() {
+    let upstream = keep_alive_upstream(Duration::from_secs(30)).await;
+    let prober = HttpProber::try_new().expect("the HTTP client");
+    let target = target(&upstream, true);
+
+    let statuses = run(&prober, &target, 3, Duration::from_millis(20)).await;
+
+    assert_eq!(statuses, [200, 200, 200]);
+    assert_eq!(upstream.requests().len(), 3);
+    assert_eq!(upstream.connections(), 1);
+}
+
+#[tokio::test]
+async fn a_kept_connection_the_server_closed_is_replaced_not_a_failure() {
+    // The server closes an idle connection after 100 ms; the runs come 400 ms apart.
+    let upstream = keep_alive_upstream(Duration::from_millis(100)).await;
+    let prober = HttpProber::try_new().expect("the HTTP client");
+    let target = target(&upstream, true);
+
+    let statuses = run(&prober, &target, 3, Duration::from_millis(400)).await;
+
+    assert_eq!(
+        statuses,
+        [200, 200, 200],
+        "no run sees the closed connection"
+    );
+    assert_eq!(
+        upstream.requests().len(),
+        3,
+        "one request per run, none resent"
+    );
+    assert_eq!(upstream.connections(), 3);
+}
