@@ -380,9 +380,16 @@ impl Runner {
         };
         let attempt = async {
             tokio::time::sleep_until(at).await;
-            // A 29/429 or 26/10 that another probe received while this one waited for its
-            // token voids the reservation: the upstream said stop after it was made (issue 5).
-            rt.gate.still_admitted(epoch)?;
+            loop {
+                // A 29/429 or 26/10 that another probe received while this one waited for its
+                // token voids the reservation: the upstream said stop after it was made (issue 5).
+                rt.gate.still_admitted(epoch)?;
+                match rt.gate.depart(Instant::now()) {
+                    Ok(()) => break,
+                    // Woken late together with later reservations: keep to the budget.
+                    Err(retry) => tokio::time::sleep_until(retry).await,
+                }
+            }
             if mode == Mode::Scheduled
                 && let Some(at) = rt.last_sent_ms.get(index)
             {
