@@ -574,7 +574,10 @@ impl Batch {
     }
 
     fn commit(self, exposition: &Exposition) {
-        exposition.insert_all(self.new);
+        let Self { current, new } = self;
+        // Released first: while this snapshot lives, inserting would copy the whole index.
+        drop(current);
+        exposition.insert_all(new);
     }
 }
 
