@@ -199,22 +199,23 @@ impl Metrics {
         let tp = [("target", target), ("probe", probe)];
         let mut batch = Batch::new(&self.exposition);
         let runs = Outcome::ALL.map(|o| {
-            batch.counter(
+            batch.series::<Counter>(
                 "lastfm_probe_runs_total",
                 &[tp[0], tp[1], ("outcome", o.as_label())],
             )
         });
-        let codes = CODE_LABELS
-            .map(|c| batch.counter("lastfm_api_errors_total", &[tp[0], tp[1], ("code", c)]));
+        let codes = CODE_LABELS.map(|c| {
+            batch.series::<Counter>("lastfm_api_errors_total", &[tp[0], tp[1], ("code", c)])
+        });
         let skipped = SkipReason::ALL.map(|r| {
-            batch.counter(
+            batch.series::<Counter>(
                 "lastfm_probe_skipped_total",
                 &[tp[0], tp[1], ("reason", r.as_label())],
             )
         });
         // The quirk that matters most (an error delivered with 200) is visible from start-up.
         for code in CODE_LABELS {
-            batch.counter(
+            batch.series::<Counter>(
                 "lastfm_status_mismatch_total",
                 &[
                     tp[0],
@@ -225,23 +226,23 @@ impl Metrics {
                 ],
             );
         }
-        batch.counter(
+        batch.series::<Counter>(
             "lastfm_http_responses_total",
             &[tp[0], tp[1], ("status", "200")],
         );
         batch
-            .gauge("lastfm_probe_interval_seconds", &tp)
+            .series::<Gauge>("lastfm_probe_interval_seconds", &tp)
             .set(interval.as_secs_f64());
         let metrics = ProbeMetrics {
             runs,
             codes,
             skipped,
-            duration: batch.histogram("lastfm_probe_duration_seconds", &tp),
-            success: batch.int_gauge("lastfm_probe_success", &tp),
-            http_status: batch.int_gauge("lastfm_probe_http_status_code", &tp),
-            last_error_code: batch.int_gauge("lastfm_probe_last_error_code", &tp),
-            last_run: batch.gauge("lastfm_probe_last_run_timestamp_seconds", &tp),
-            last_success: batch.gauge("lastfm_probe_last_success_timestamp_seconds", &tp),
+            duration: batch.series::<Histogram>("lastfm_probe_duration_seconds", &tp),
+            success: batch.series::<IntGauge>("lastfm_probe_success", &tp),
+            http_status: batch.series::<IntGauge>("lastfm_probe_http_status_code", &tp),
+            last_error_code: batch.series::<IntGauge>("lastfm_probe_last_error_code", &tp),
+            last_run: batch.series::<Gauge>("lastfm_probe_last_run_timestamp_seconds", &tp),
+            last_success: batch.series::<Gauge>("lastfm_probe_last_success_timestamp_seconds", &tp),
             sparse: Arc::new(Sparse {
                 target: target.to_owned(),
                 probe: probe.to_owned(),
@@ -259,10 +260,11 @@ impl Metrics {
         let t = [("target", target)];
         let mut batch = Batch::new(&self.exposition);
         let metrics = TargetMetrics {
-            available: batch.int_gauge("lastfm_service_available", &t),
-            conditions: Condition::ALL
-                .map(|c| batch.int_gauge("lastfm_condition", &[t[0], ("condition", c.as_label())])),
-            backoff: batch.gauge("lastfm_target_backoff_seconds", &t),
+            available: batch.series::<IntGauge>("lastfm_service_available", &t),
+            conditions: Condition::ALL.map(|c| {
+                batch.series::<IntGauge>("lastfm_condition", &[t[0], ("condition", c.as_label())])
+            }),
+            backoff: batch.series::<Gauge>("lastfm_target_backoff_seconds", &t),
         };
         batch.commit(&self.exposition);
         metrics
@@ -411,46 +413,47 @@ struct Sparse {
 
 impl Sparse {
     fn count_status(&self, status: &'static str) {
-        let mut known = lock(&self.statuses);
-        if let Some((_, counter)) = known.iter().find(|(s, _)| *s == status) {
-            counter.inc();
-            return;
-        }
-        let mut batch = Batch::new(&self.exposition);
-        let series = batch.counter(
+        self.count(
+            &self.statuses,
+            status,
             "lastfm_http_responses_total",
-            &[
-                ("target", &self.target),
-                ("probe", &self.probe),
-                ("status", status),
-            ],
+            &[("status", status)],
         );
-        batch.commit(&self.exposition);
-        series.inc();
-        known.push((status, series));
     }
 
     fn count_mismatch(&self, kind: &'static str, code: &'static str, status: &'static str) {
-        let labels = [kind, code, status];
-        let mut known = lock(&self.mismatch_series);
-        if let Some((_, counter)) = known.iter().find(|(l, _)| *l == labels) {
+        self.count(
+            &self.mismatch_series,
+            [kind, code, status],
+            "lastfm_status_mismatch_total",
+            &[("kind", kind), ("code", code), ("status", status)],
+        );
+    }
+
+    /// Counts one on the series `key` names in `known`, resolving it (the probe's labels plus
+    /// `labels`) the first time.
+    fn count<K: PartialEq>(
+        &self,
+        known: &Mutex<Vec<(K, Counter)>>,
+        key: K,
+        family: &'static str,
+        labels: &[(&'static str, &'static str)],
+    ) {
+        let mut known = lock(known);
+        if let Some((_, counter)) = known.iter().find(|(k, _)| *k == key) {
             counter.inc();
             return;
         }
+        let mut all = vec![
+            ("target", self.target.as_str()),
+            ("probe", self.probe.as_str()),
+        ];
+        all.extend_from_slice(labels);
         let mut batch = Batch::new(&self.exposition);
-        let series = batch.counter(
-            "lastfm_status_mismatch_total",
-            &[
-                ("target", &self.target),
-                ("probe", &self.probe),
-                ("kind", kind),
-                ("code", code),
-                ("status", status),
-            ],
-        );
+        let series = batch.series::<Counter>(family, &all);
         batch.commit(&self.exposition);
         series.inc();
-        known.push((labels, series));
+        known.push((key, series));
     }
 }
 
@@ -480,6 +483,39 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// A kind of series value, as the exposition index holds it.
+trait Cell: Clone {
+    /// A new series at zero.
+    fn fresh() -> Self;
+    /// The handle in `value`, if it is of this kind.
+    fn of(value: &Value) -> Option<&Self>;
+    fn into_value(self) -> Value;
+}
+
+macro_rules! cell {
+    ($cell:ident, $fresh:expr) => {
+        impl Cell for $cell {
+            fn fresh() -> Self {
+                $fresh
+            }
+            fn of(value: &Value) -> Option<&Self> {
+                match value {
+                    Value::$cell(cell) => Some(cell),
+                    _ => None,
+                }
+            }
+            fn into_value(self) -> Value {
+                Value::$cell(self)
+            }
+        }
+    };
+}
+
+cell!(Counter, Counter::default());
+cell!(IntGauge, IntGauge::default());
+cell!(Gauge, Gauge::default());
+cell!(Histogram, Histogram::new(&DURATION_BUCKETS));
+
 /// Series being resolved against the exposition: one that exists already is shared, so a reload
 /// (or a probe that comes back under the same labels) carries its values on; a missing one is
 /// created at zero, and all of them enter the exposition together at [`Batch::commit`].
@@ -496,81 +532,26 @@ impl Batch {
         }
     }
 
-    fn counter(&mut self, family: &'static str, labels: &[(&'static str, &str)]) -> Counter {
-        self.resolve(family, labels, |value| match value {
-            Value::Counter(series) => Some(series.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| {
-            let series = Counter::default();
-            self.new
-                .push(Entry::new(family, labels, Value::Counter(series.clone())));
-            series
-        })
-    }
-
-    fn int_gauge(&mut self, family: &'static str, labels: &[(&'static str, &str)]) -> IntGauge {
-        self.resolve(family, labels, |value| match value {
-            Value::IntGauge(series) => Some(series.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| {
-            let series = IntGauge::default();
-            self.new
-                .push(Entry::new(family, labels, Value::IntGauge(series.clone())));
-            series
-        })
-    }
-
-    fn gauge(&mut self, family: &'static str, labels: &[(&'static str, &str)]) -> Gauge {
-        self.resolve(family, labels, |value| match value {
-            Value::Gauge(series) => Some(series.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| {
-            let series = Gauge::default();
-            self.new
-                .push(Entry::new(family, labels, Value::Gauge(series.clone())));
-            series
-        })
-    }
-
-    fn histogram(&mut self, family: &'static str, labels: &[(&'static str, &str)]) -> Histogram {
-        self.resolve(family, labels, |value| match value {
-            Value::Histogram(series) => Some(series.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| {
-            let series = Histogram::new(&DURATION_BUCKETS);
-            self.new
-                .push(Entry::new(family, labels, Value::Histogram(series.clone())));
-            series
-        })
-    }
-
-    /// The handle of an existing series, in the exposition or earlier in this batch.
-    fn resolve<T>(
-        &self,
-        family: &'static str,
-        labels: &[(&'static str, &str)],
-        handle: impl Fn(&Value) -> Option<T>,
-    ) -> Option<T> {
+    /// The series of `family` with `labels`: the existing one (in the exposition or earlier in
+    /// this batch), or a new one at zero.
+    fn series<C: Cell>(&mut self, family: &'static str, labels: &[(&'static str, &str)]) -> C {
         let key = series_key(labels);
         let in_batch = self
             .new
             .iter()
             .find(|entry| entry.family == family && entry.key == key)
             .map(|entry| &entry.series.value);
-        in_batch
-            .or_else(|| {
-                self.current
-                    .families
-                    .get(family)?
-                    .series
-                    .get(&key)
-                    .map(|series| &series.value)
-            })
-            .and_then(handle)
+        let existing = in_batch.or_else(|| {
+            let family = self.current.families.get(family)?;
+            family.series.get(&key).map(|series| &series.value)
+        });
+        if let Some(cell) = existing.and_then(C::of) {
+            return cell.clone();
+        }
+        let cell = C::fresh();
+        self.new
+            .push(Entry::new(family, labels, cell.clone().into_value()));
+        cell
     }
 
     fn commit(self, exposition: &Exposition) {
