@@ -7,8 +7,8 @@
 //! or from `as_label()` of a closed enum, never from upstream text.
 //!
 //! Each series is an entry in an `Exposition` index that keeps its label block escaped and
-//! sorted, beside the [`cell`] whose atomics hold its value; a scrape copies those prefixes and
-//! formats the numbers. Neither `Registry::gather` (which rebuilt every series as a protobuf
+//! sorted, beside the cell (`metrics/cell.rs`) whose atomics hold its value; a scrape copies
+//! those prefixes and formats the numbers. Neither `Registry::gather` (which rebuilt every series as a protobuf
 //! message on each scrape, about 0.5 µs a series) nor the prometheus crate's series (about
 //! 0.6 KiB each, 65 KiB a probe) are used (issue 6); the crate still reads and encodes the
 //! `process_*` families. The index is copy-on-write behind an `Arc`: a scrape takes a snapshot
