@@ -1,20 +1,20 @@
 //! The Prometheus metrics of SPEC §7: declared once, rendered on demand.
 //!
 //! [`Metrics`] hands out per-probe and per-target handles whose series are resolved once, at
-//! registration: recording a run touches atomics only, and `/metrics` never waits on a probe.
-//! Every series of a known label value is created at zero when a probe is registered, so
-//! `increase()` and alerts see the first event. Label values come from config (`target`, `probe`)
-//! or from `as_label()` of a closed enum, never from upstream text.
+//! registration: recording a run touches atomics only, and `/metrics` never waits on a probe. Every
+//! series of a known label value is created at zero when a probe is registered, so `increase()` and
+//! alerts see the first event. Label values come from config (`target`, `probe`) or from
+//! `as_label()` of a closed enum, never from upstream text.
 //!
-//! Each series is an entry in an `Exposition` index that keeps its label block escaped and
-//! sorted, beside the cell (`metrics/cell.rs`) whose atomics hold its value; a scrape copies
-//! those prefixes and formats the numbers. Neither `Registry::gather` (which rebuilt every series as a protobuf
-//! message on each scrape, about 0.5 µs a series) nor the prometheus crate's series (about
-//! 0.6 KiB each, 65 KiB a probe) are used (issue 6); the crate still reads and encodes the
-//! `process_*` families. The index is copy-on-write behind an `Arc`: a scrape takes a snapshot
-//! under a lock held only to clone a pointer, so encoding never blocks a probe and a probe never
-//! blocks a scrape. The text is byte for byte what the crate's `TextEncoder` writes for the same
-//! values (families by name, series by label values; a test checks).
+//! Each series is an entry in an `Exposition` index that keeps its label block escaped and sorted,
+//! beside the cell (`metrics/cell.rs`) whose atomics hold its value; a scrape copies those prefixes
+//! and formats the numbers. Neither `Registry::gather` (which rebuilt every series as a protobuf
+//! message on each scrape, about 0.5 µs a series) nor the prometheus crate's series (about 0.6 KiB
+//! each, 65 KiB a probe) are used (issue 6); the crate still reads and encodes the `process_*`
+//! families. The index is copy-on-write behind an `Arc`: a scrape takes a snapshot under a lock
+//! held only to clone a pointer, so encoding never blocks a probe and a probe never blocks a
+//! scrape. The text is byte for byte what the crate's `TextEncoder` writes for the same values
+//! (families by name, series by label values; a test checks).
 
 mod cell;
 
