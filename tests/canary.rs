@@ -429,7 +429,7 @@ async fn run_through_faults(format: &str) -> (Transcript, Simulator) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
 
-    let client = reqwest::Client::builder()
+    let client = crate::support::http_client()
         .timeout(Duration::from_secs(10))
         .build()
         .expect("test client");

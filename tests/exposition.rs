@@ -209,7 +209,7 @@ timeout = "3s"
         upstream.base_url()
     );
     let daemon = Daemon::start_config(&text, None).await;
-    let client = reqwest::Client::builder()
+    let client = crate::support::http_client()
         .timeout(Duration::from_secs(10))
         .pool_max_idle_per_host(0)
         .build()
@@ -246,7 +246,7 @@ timeout = "3s"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_endpoints_answer_405_to_other_methods() {
     let daemon = Daemon::start(Scenario::healthy(), "", "", ARTIST).await;
-    let client = reqwest::Client::builder()
+    let client = crate::support::http_client()
         .timeout(Duration::from_secs(10))
         .build()
         .expect("a client");

@@ -173,7 +173,7 @@ fn field<'a>(event: &'a serde_json::Value, name: &str) -> Option<&'a serde_json:
 }
 
 async fn get(url: &str) -> (u16, String) {
-    let client = reqwest::Client::builder()
+    let client = crate::support::http_client()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();

@@ -241,7 +241,7 @@ impl Service {
             .expect("the lastfm-monitor binary starts");
         let stdout = drain(child.stdout.take().expect("stdout is piped"));
         let stderr = drain(child.stderr.take().expect("stderr is piped"));
-        let client = reqwest::Client::builder()
+        let client = crate::support::http_client()
             .no_proxy()
             .timeout(Duration::from_secs(5))
             .build()

@@ -67,7 +67,7 @@ impl Pki {
 
     /// A client that trusts the server certificate and nothing else.
     fn client(&self) -> reqwest::ClientBuilder {
-        reqwest::Client::builder()
+        crate::support::http_client()
             .timeout(Duration::from_secs(10))
             .tls_certs_only([reqwest::Certificate::from_pem(self.server_cert.as_bytes()).unwrap()])
     }
@@ -153,7 +153,7 @@ async fn tls_and_basic_auth_protect_every_endpoint() {
     }
 
     // Plain HTTP on the TLS port is refused with a short explanation, never served.
-    let plain = reqwest::Client::builder()
+    let plain = crate::support::http_client()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
@@ -167,7 +167,7 @@ async fn tls_and_basic_auth_protect_every_endpoint() {
     assert!(answer.text().await.unwrap().contains("HTTPS only"));
 
     // A client that does not trust the certificate gets no answer at all.
-    let untrusting = reqwest::Client::builder()
+    let untrusting = crate::support::http_client()
         .timeout(Duration::from_secs(10))
         .tls_certs_only([])
         .build()

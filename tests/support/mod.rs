@@ -74,6 +74,14 @@ pub struct Daemon {
     access: Access,
 }
 
+/// A reqwest client builder on the daemon's own crypto provider. reqwest is built without a
+/// provider of its own (Cargo.toml), so a test that builds a client before any daemon has
+/// started installs ring first, as `HttpProber::try_new` does; a second call changes nothing.
+pub fn http_client() -> reqwest::ClientBuilder {
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
 /// How a test reaches the daemon: the client (roots, identity, TLS versions), the scheme and the
 /// basic-auth credentials to send.
 #[derive(Debug, Clone)]
@@ -90,7 +98,7 @@ impl Access {
     /// Plain HTTP, no credentials.
     pub fn plain() -> Self {
         Self {
-            client: reqwest::Client::builder()
+            client: http_client()
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("test client"),
