@@ -8,13 +8,17 @@
 //! in every window of 10 ms, 100 ms and 1 s, no target sent more than `burst + rate × window`
 //! requests (plus what the timer's 1 ms resolution can bunch: `1 + rate × 1 ms`).
 //!
-//! Two shapes, 1,000 probes each:
+//! Three shapes, 1,000 probes each:
 //! - `spread`: 10 targets × 100 probes, burst 100: the budget lets every probe go at its slot, so
 //!   lateness is the scheduler's own.
+//! - `spread-again`: the same as `spread`, by a second daemon (new runtime, prober, state and
+//!   series) in the now warm process. Its first round tells what a round 1 pays once per process
+//!   and machine (first touch of the heap, the kernel's socket caches) from what it pays once per
+//!   daemon (each probe's first run).
 //! - `one-target`: 1 target × 1,000 probes at 1,000/s, burst 100: the budget must hold the
 //!   probes back; lateness is measured against the earliest moment the budget allows each one.
 //!
-//! Run: `cargo bench --bench scheduler` (about 75 s). `SCHED_UPSTREAM=http://127.0.0.1:PORT/2.0/`
+//! Run: `cargo bench --bench scheduler` (about 100 s). `SCHED_UPSTREAM=http://127.0.0.1:PORT/2.0/`
 //! uses an external upstream (e.g. the nginx of bench/compare.sh) instead of the built-in one,
 //! `SCHED_ROUNDS=N` changes the number of rounds (default 3). Nothing here asserts timings: it
 //! measures and prints; the numbers are in docs/PERFORMANCE.md.
@@ -335,6 +339,13 @@ fn main() {
     let shapes = [
         Shape {
             name: "spread",
+            targets: 10,
+            probes_per_target: 100,
+            rate: 100.0,
+            burst: 100,
+        },
+        Shape {
+            name: "spread-again",
             targets: 10,
             probes_per_target: 100,
             rate: 100.0,
