@@ -22,6 +22,11 @@
 //! uses an external upstream (e.g. the nginx of bench/compare.sh) instead of the built-in one,
 //! `SCHED_ROUNDS=N` changes the number of rounds (default 3). Nothing here asserts timings: it
 //! measures and prints; the numbers are in docs/PERFORMANCE.md.
+//!
+//! `SCHED_PREFAULT_MIB=N` touches N MiB of heap in small blocks before the first daemon starts
+//! and frees it, so a round 1 finds its memory already faulted in; run it with
+//! `GLIBC_TUNABLES=glibc.malloc.trim_threshold=2000000000`, or glibc hands the freed heap back to
+//! the kernel at once. It tells what first-touch faults cost a first burst from the rest.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -222,6 +227,20 @@ fn faults_between(from: DateTime<Utc>, to: DateTime<Utc>) -> u64 {
     at(to).saturating_sub(at(from))
 }
 
+/// Allocates `mib` MiB of heap in blocks below glibc's mmap threshold, writes to every page, and
+/// frees it all: the heap keeps the pages (given a high trim threshold) for the daemons to reuse.
+fn prefault(mib: usize) {
+    const BLOCK: usize = 4000;
+    let blocks: Vec<Box<[u8]>> = (0..(mib << 20) / BLOCK)
+        .map(|_| std::hint::black_box(vec![1u8; BLOCK].into_boxed_slice()))
+        .collect();
+    drop(blocks);
+    println!(
+        "pre-faulted {mib} MiB of heap (minor faults so far: {})",
+        minor_faults()
+    );
+}
+
 fn report(shape: &Shape, fires: &[FireRecord], rounds: usize) -> bool {
     let mut by_slot: BTreeMap<DateTime<Utc>, Vec<&FireRecord>> = BTreeMap::new();
     for fire in fires {
@@ -332,6 +351,12 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     sample_faults();
+    if let Some(mib) = std::env::var("SCHED_PREFAULT_MIB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        prefault(mib);
+    }
     let upstream = std::env::var("SCHED_UPSTREAM").unwrap_or_else(|_| spawn_upstream());
     println!(
         "scheduler bench: the daemon's runtime (entry::runtime), upstream {upstream}, cron {CRON}, {rounds} round(s)"

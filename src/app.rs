@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::descriptors::Descriptors;
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -136,6 +137,9 @@ pub async fn run_on(
         .as_deref()
         .map(StateFile::in_directory);
     let restored = state.as_ref().and_then(restore);
+    let mut descriptors =
+        Descriptors::new(&listener).context("cannot duplicate the listener's descriptor")?;
+    descriptors.prepare(config.probe_count());
     let generation = fleet.start(
         &config,
         &metrics,
@@ -189,11 +193,11 @@ pub async fn run_on(
         tokio::select! {
             () = &mut shutdown => shutdown_requested = true,
             Some(reply) = reload_rx.recv() => {
-                let result = reload(&mut config, &options, &shared, &fleet);
+                let result = reload(&mut config, &mut descriptors, &options, &shared, &fleet);
                 let _ = reply.send(result);
             }
             Some(()) = next_hangup(&mut hangup) => {
-                let _ = reload(&mut config, &options, &shared, &fleet);
+                let _ = reload(&mut config, &mut descriptors, &options, &shared, &fleet);
             }
             _ = watchdog.tick(), if watchdog_period.is_some() => {
                 match fleet.stuck(Instant::now()) {
@@ -233,6 +237,7 @@ fn unix_now(clock: &dyn WallClock) -> f64 {
 /// Validates the new configuration and swaps it in, or keeps the old one.
 fn reload(
     config: &mut Config,
+    descriptors: &mut Descriptors,
     options: &Options,
     shared: &Arc<Shared>,
     fleet: &Fleet,
@@ -284,10 +289,11 @@ fn reload(
                 .runner
                 .history()
                 .retain(|t, p| kept.contains(&(t.to_owned(), p.to_owned())));
+            descriptors.prepare(new.probe_count());
             let generation = fleet.start(&new, &shared.metrics, Origin::Reload(&old));
             shared.set_generation(generation);
             shared.metrics.record_reload(true, now_unix);
-            let probes: usize = new.targets.iter().map(|t| t.probes.len()).sum();
+            let probes = new.probe_count();
             let summary = format!(
                 "configuration reloaded: {} target(s), {probes} probe(s)",
                 new.targets.len()

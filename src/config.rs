@@ -278,11 +278,16 @@ impl Config {
         self.targets.iter().find(|t| t.name == name)
     }
 
+    /// Probes over all targets.
+    pub fn probe_count(&self) -> usize {
+        self.targets.iter().map(|t| t.probes.len()).sum()
+    }
+
     /// A summary for `--config.check`: targets, probes, each probe's next three fires.
     pub fn summary(&self, now: DateTime<Utc>) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
-        let probes: usize = self.targets.iter().map(|t| t.probes.len()).sum();
+        let probes = self.probe_count();
         let _ = writeln!(
             out,
             "configuration OK: {} target(s), {probes} probe(s), listening on {}",

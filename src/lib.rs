@@ -21,13 +21,15 @@
 //!   `--web.config.file` TLS, client certificates and basic auth in front of them; [`app`]:
 //!   wiring, reload, watchdog, shutdown; [`notify`]: systemd readiness and watchdog.
 //! - [`sim`]: a scenario-driven Last.fm simulator for tests, `demo` and `simulate`.
-//! - [`cli`], [`entry`], [`logging`], [`shutdown`], [`demo`]: the process around it.
+//! - [`cli`], [`entry`], [`logging`], [`shutdown`], [`demo`]: the process around it;
+//!   [`descriptors`]: the file descriptor limit and table, ready before a burst needs them.
 
 pub mod app;
 pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod descriptors;
 pub mod entry;
 pub mod fleet;
 pub mod health;

@@ -11,6 +11,7 @@ mod cardinality;
 mod config_table;
 mod connections;
 mod daemon;
+mod descriptors;
 mod exposition;
 mod faults;
 mod logs;
