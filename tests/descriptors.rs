@@ -8,7 +8,7 @@
 )]
 
 use std::io::BufRead as _;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use lastfm_monitor::descriptors::needed_for;
 
-use crate::support::CANARY_KEY;
+use crate::support::{CANARY_KEY, spawn_with_stderr};
 
 const PROBES: usize = 600;
 
@@ -48,26 +48,20 @@ impl Limited {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
         std::fs::write(&path, config()).unwrap();
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(format!("ulimit {ulimit_args} && exec \"$0\" \"$@\""))
-            .arg(env!("CARGO_BIN_EXE_lastfm-monitor"))
-            .args([
-                "--web.listen-address",
-                "127.0.0.1:0",
-                "--log.format",
-                "json",
-            ])
-            .arg("--config.file")
-            .arg(&path)
-            .env_remove("RUST_LOG")
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
+        let (child, stderr) = spawn_with_stderr(
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("ulimit {ulimit_args} && exec \"$0\" \"$@\""))
+                .arg(env!("CARGO_BIN_EXE_lastfm-monitor"))
+                .args([
+                    "--web.listen-address",
+                    "127.0.0.1:0",
+                    "--log.format",
+                    "json",
+                ])
+                .arg("--config.file")
+                .arg(&path),
+        );
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr)

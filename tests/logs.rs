@@ -8,7 +8,7 @@
 )]
 
 use std::io::BufRead as _;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -82,24 +82,18 @@ struct Running {
 
 impl Running {
     fn start(config: &std::path::Path, format: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lastfm-monitor"))
-            .env_remove("RUST_LOG")
-            .env_remove("NOTIFY_SOCKET")
-            .args([
-                "--web.listen-address",
-                "127.0.0.1:0",
-                "--log.level",
-                "trace",
-            ])
-            .args(["--log.format", format])
-            .arg("--config.file")
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
+        let (child, stderr) = crate::support::spawn_with_stderr(
+            Command::new(env!("CARGO_BIN_EXE_lastfm-monitor"))
+                .args([
+                    "--web.listen-address",
+                    "127.0.0.1:0",
+                    "--log.level",
+                    "trace",
+                ])
+                .args(["--log.format", format])
+                .arg("--config.file")
+                .arg(config),
+        );
         let lines = Arc::new(Mutex::new(Vec::new()));
         let reader = {
             let lines = Arc::clone(&lines);

@@ -74,6 +74,23 @@ pub struct Daemon {
     access: Access,
 }
 
+/// Spawns `command` (a daemon binary) with stdin and stdout on /dev/null, without the test's
+/// `RUST_LOG` and `NOTIFY_SOCKET`, and stderr piped; returns the child and its stderr.
+pub fn spawn_with_stderr(
+    command: &mut std::process::Command,
+) -> (std::process::Child, std::process::ChildStderr) {
+    let mut child = command
+        .env_remove("RUST_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the daemon starts");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    (child, stderr)
+}
+
 /// A reqwest client builder on the daemon's own crypto provider. reqwest is built without a
 /// provider of its own (Cargo.toml), so a test that builds a client before any daemon has
 /// started installs ring first, as `HttpProber::try_new` does; a second call changes nothing.
