@@ -289,11 +289,11 @@ fn reload(
                 .runner
                 .history()
                 .retain(|t, p| kept.contains(&(t.to_owned(), p.to_owned())));
-            descriptors.prepare(new.probe_count());
+            let probes = new.probe_count();
+            descriptors.prepare(probes);
             let generation = fleet.start(&new, &shared.metrics, Origin::Reload(&old));
             shared.set_generation(generation);
             shared.metrics.record_reload(true, now_unix);
-            let probes = new.probe_count();
             let summary = format!(
                 "configuration reloaded: {} target(s), {probes} probe(s)",
                 new.targets.len()
