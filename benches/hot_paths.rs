@@ -29,6 +29,8 @@ const ERROR_JSON: &str = r#"{"error":8,"message":"Operation failed - Most likely
 fn outcome(status: u16, body: &str) -> ProbeOutcome {
     ProbeOutcome {
         elapsed: Duration::from_millis(120),
+        timings: Default::default(),
+        tls: None,
         result: Ok(Response {
             status,
             content_type: Some("application/json".into()),
@@ -51,6 +53,7 @@ fn classification(c: &mut Criterion) {
         expect: Expectation::Success,
         checks: &checks,
         statuses: &table,
+        host: "ws.audioscrobbler.com",
     };
     let xml_spec = ProbeSpec {
         format: Format::Xml,
@@ -98,6 +101,7 @@ fn recording(c: &mut Criterion) {
         expect: Expectation::Success,
         checks: &[],
         statuses: &table,
+        host: "ws.audioscrobbler.com",
     };
     let verdict = classify::classify(&outcome(200, ERROR_JSON), &spec);
     c.bench_function("metrics/record_run_error_with_mismatch", |b| {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::probe::{Format, ProbeOutcome, Response, TransportFailure};
+use crate::probe::{Format, ProbeOutcome, Reason, Response, TransportFailure};
 
 /// The closed set of run outcomes (SPEC §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -367,6 +367,8 @@ pub struct ProbeSpec<'a> {
     pub checks: &'a [Check],
     /// The documented status per code.
     pub statuses: &'a StatusTable,
+    /// The target's host name, for the words of a transport failure.
+    pub host: &'a str,
 }
 
 /// The verdict on one run.
@@ -380,6 +382,8 @@ pub struct Classification {
     pub error_code: Option<u32>,
     /// The upstream error message or the reason for `malformed`/`check_failed` (never a label).
     pub detail: Option<String>,
+    /// Where and why the exchange broke, when no complete response arrived.
+    pub failure: Option<TransportFailure>,
     /// A status/payload disagreement, at most one per run.
     pub mismatch: Option<Mismatch>,
     /// Whose fault, when the run did not meet its expectation.
@@ -431,20 +435,22 @@ pub fn classify(outcome: &ProbeOutcome, spec: &ProbeSpec<'_>) -> Classification 
     }
 }
 
+/// The SPEC outcome of a transport failure; phase and reason refine it, never replace it.
+pub fn transport_outcome(failure: TransportFailure) -> Outcome {
+    match failure.reason {
+        Reason::Timeout => Outcome::Timeout,
+        Reason::TooLarge => Outcome::BodyTooLarge,
+        _ => Outcome::ConnectionError,
+    }
+}
+
 fn transport(failure: TransportFailure, spec: &ProbeSpec<'_>) -> Classification {
-    let outcome = match failure {
-        TransportFailure::Timeout => Outcome::Timeout,
-        TransportFailure::Connection | TransportFailure::BodyInterrupted => {
-            Outcome::ConnectionError
-        }
-        TransportFailure::BodyTooLarge => Outcome::BodyTooLarge,
-    };
-    let _ = spec;
     Classification {
-        outcome,
+        outcome: transport_outcome(failure),
         http_status: None,
         error_code: None,
-        detail: Some(failure.describe().to_owned()),
+        detail: Some(failure.describe(spec.host)),
+        failure: Some(failure),
         mismatch: None,
         blame: Some(Blame::Upstream),
         met_expectation: false,
@@ -467,6 +473,7 @@ fn response_verdict(response: &Response, spec: &ProbeSpec<'_>) -> Classification
         http_status: Some(status),
         error_code: None,
         detail: None,
+        failure: None,
         mismatch: None,
         blame: None,
         met_expectation: false,
@@ -480,6 +487,7 @@ fn response_verdict(response: &Response, spec: &ProbeSpec<'_>) -> Classification
         Payload::NotLastfm(reason) if !is_2xx(status) => Classification {
             outcome: Outcome::HttpError,
             detail: Some(reason),
+            failure: None,
             blame: Some(if !(200..500).contains(&status) {
                 Blame::Upstream
             } else {
@@ -490,6 +498,7 @@ fn response_verdict(response: &Response, spec: &ProbeSpec<'_>) -> Classification
         Payload::NotLastfm(reason) => Classification {
             outcome: Outcome::Malformed,
             detail: Some(reason),
+            failure: None,
             blame: Some(Blame::Upstream),
             ..base
         },
@@ -562,6 +571,7 @@ fn error_verdict(
         outcome: Outcome::ApiError,
         error_code: Some(code),
         detail: Some(message),
+        failure: None,
         mismatch,
         blame: (!met).then_some(blame_for_code(code)),
         met_expectation: met,
@@ -1092,6 +1102,7 @@ fn attribute(element: &quick_xml::events::BytesStart<'_>, key: &[u8]) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::Phase;
     use std::time::Duration;
 
     fn response(status: u16, body: &str) -> ProbeOutcome {
@@ -1101,6 +1112,8 @@ mod tests {
     fn response_bytes(status: u16, body: &[u8]) -> ProbeOutcome {
         ProbeOutcome {
             elapsed: Duration::from_millis(120),
+            timings: Default::default(),
+            tls: None,
             result: Ok(Response {
                 status,
                 content_type: None,
@@ -1121,6 +1134,7 @@ mod tests {
                 expect,
                 checks: &[],
                 statuses: &table,
+                host: "ws.audioscrobbler.com",
             },
         )
     }
@@ -1566,6 +1580,7 @@ mod tests {
                 expect: Expectation::Success,
                 checks: &[],
                 statuses: &table,
+                host: "ws.audioscrobbler.com",
             },
         );
         assert_eq!(signed.raises, vec![Condition::SessionInvalid]);
@@ -1622,6 +1637,7 @@ mod tests {
             expect: Expectation::Success,
             checks: &checks,
             statuses: &table,
+            host: "ws.audioscrobbler.com",
         };
         let ok = classify(
             &response(
@@ -1673,15 +1689,31 @@ mod tests {
     #[test]
     fn transport_failures_map_to_their_outcomes() {
         let cases = [
-            (TransportFailure::Timeout, Outcome::Timeout),
-            (TransportFailure::Connection, Outcome::ConnectionError),
-            (TransportFailure::BodyInterrupted, Outcome::ConnectionError),
-            (TransportFailure::BodyTooLarge, Outcome::BodyTooLarge),
+            (TransportFailure::timeout(Phase::Dns), Outcome::Timeout),
+            (TransportFailure::timeout(Phase::Body), Outcome::Timeout),
+            (
+                TransportFailure::new(Phase::Dns, Reason::Nxdomain),
+                Outcome::ConnectionError,
+            ),
+            (
+                TransportFailure::new(Phase::Tls, Reason::CertificateExpired),
+                Outcome::ConnectionError,
+            ),
+            (
+                TransportFailure::new(Phase::Body, Reason::Interrupted),
+                Outcome::ConnectionError,
+            ),
+            (
+                TransportFailure::new(Phase::Body, Reason::TooLarge),
+                Outcome::BodyTooLarge,
+            ),
         ];
         for (failure, outcome) in cases {
             let got = run(
                 &ProbeOutcome {
                     elapsed: Duration::from_secs(1),
+                    timings: Default::default(),
+                    tls: None,
                     result: Err(failure),
                 },
                 Format::Json,
@@ -1724,6 +1756,7 @@ mod tests {
                 expect: Expectation::Success,
                 checks: &[],
                 statuses: &table,
+                host: "ws.audioscrobbler.com",
             },
         );
         assert_eq!(got.mismatch, None);

@@ -128,6 +128,7 @@ mod tests {
             http_status: Some(200),
             error_code: None,
             detail: None,
+            failure: None,
             mismatch: None,
             blame,
             met_expectation: healthy,

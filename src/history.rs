@@ -180,6 +180,7 @@ mod tests {
                 http_status: None,
                 error_code: None,
                 detail: None,
+                failure: None,
                 mismatch: None,
                 blame: None,
                 met_expectation: success,

@@ -387,6 +387,7 @@ mod tests {
             http_status: Some(200),
             error_code: None,
             detail: None,
+            failure: None,
             mismatch: None,
             blame: None,
             met_expectation: healthy,

@@ -416,6 +416,7 @@ impl Runner {
                 expect: probe.expect,
                 checks: &probe.checks,
                 statuses: &rt.target.statuses,
+                host: rt.target.base_url.host_str().unwrap_or(""),
             },
         );
         RunResult::Done(self.record(rt, index, probe, recorded, &verdict, mode))

@@ -600,6 +600,7 @@ mod tests {
                 http_status: Some(200),
                 error_code: Some(8),
                 detail: None,
+                failure: None,
                 mismatch: None,
                 blame: None,
                 met_expectation: false,

@@ -156,8 +156,9 @@ fn render(
             }
             out.push('\n');
         }
-        Err(failure) => {
-            let _ = writeln!(out, "no complete response: {}", failure.describe());
+        Err(_) => {
+            let words = verdict.detail.as_deref().unwrap_or("no detail");
+            let _ = writeln!(out, "no complete response: {words}");
         }
     }
     let _ = writeln!(out, "\n== classification");

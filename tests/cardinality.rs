@@ -100,12 +100,7 @@ fn sweep() -> Vec<Canned> {
             out.push(Ok((status, body.clone())));
         }
     }
-    for failure in [
-        TransportFailure::Timeout,
-        TransportFailure::Connection,
-        TransportFailure::BodyInterrupted,
-        TransportFailure::BodyTooLarge,
-    ] {
+    for failure in TransportFailure::all() {
         out.push(Err(failure));
     }
     out
@@ -116,12 +111,8 @@ type Canned = Result<(u16, Body), TransportFailure>;
 
 fn random_response(rng: &mut StdRng) -> Canned {
     if rng.random_ratio(1, 20) {
-        return Err(match rng.random_range(0..4) {
-            0 => TransportFailure::Timeout,
-            1 => TransportFailure::Connection,
-            2 => TransportFailure::BodyInterrupted,
-            _ => TransportFailure::BodyTooLarge,
-        });
+        let every: Vec<TransportFailure> = TransportFailure::all().collect();
+        return Err(every[rng.random_range(0..every.len())]);
     }
     let status = match rng.random_range(0..4) {
         0 => STATUS_REPRESENTATIVES[rng.random_range(0..STATUS_REPRESENTATIVES.len())],
@@ -190,6 +181,8 @@ impl Prober for RandomUpstream {
                 request: RequestTrace::default(),
                 outcome: ProbeOutcome {
                     elapsed: Duration::from_millis(120),
+                    timings: Default::default(),
+                    tls: None,
                     result,
                 },
             }

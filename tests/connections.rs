@@ -66,7 +66,7 @@ async fn run(prober: &HttpProber, target: &Target, runs: usize, gap: Duration) -
             ProbeOutcome {
                 result: Err(failure),
                 ..
-            } => panic!("run {i} failed: {}", failure.describe()),
+            } => panic!("run {i} failed: {}", failure.describe("127.0.0.1")),
         });
     }
     statuses

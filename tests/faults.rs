@@ -701,6 +701,7 @@ async fn fault_matrix_in_this_process() {
                     expect: probe.expect,
                     checks: &probe.checks,
                     statuses: &target.statuses,
+                    host: "127.0.0.1",
                 },
             );
             (target.name.clone(), verdict, elapsed)
@@ -959,9 +960,12 @@ proptest! {
             expect: expect_error.map_or(classify::Expectation::Success, classify::Expectation::Error),
             checks: &checks,
             statuses: spec_statuses(),
+            host: "127.0.0.1",
         };
         let outcome = ProbeOutcome {
             elapsed: Duration::from_millis(5),
+            timings: Default::default(),
+            tls: None,
             result: Ok(Response { status, content_type, retry_after, headers, body }),
         };
         let verdict = classify::classify(&outcome, &spec);

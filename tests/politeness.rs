@@ -128,6 +128,8 @@ impl Prober for Scripted {
                 request: RequestTrace::default(),
                 outcome: ProbeOutcome {
                     elapsed: LATENCY,
+                    timings: Default::default(),
+                    tls: None,
                     result: Ok(Response {
                         status,
                         content_type: Some("application/json".to_owned()),
@@ -849,6 +851,7 @@ async fn a_reload_with_a_new_budget_keeps_the_backoff_and_the_empty_bucket() {
         http_status: Some(200),
         error_code: Some(29),
         detail: None,
+        failure: None,
         mismatch: None,
         blame: None,
         met_expectation: false,

@@ -969,6 +969,7 @@ mod tests {
             http_status: status,
             error_code: code,
             detail: None,
+            failure: None,
             mismatch,
             blame: None,
             met_expectation: outcome == Outcome::Success,

@@ -14,8 +14,8 @@ use reqwest::redirect::Policy;
 use tokio::time::Instant;
 
 use super::{
-    Format, HttpMethod, ProbeFuture, ProbeOutcome, Prober, Recorded, RequestTrace, Response,
-    TransportFailure, sign,
+    Format, HttpMethod, Phase, ProbeFuture, ProbeOutcome, Prober, Reason, Recorded, RequestTrace,
+    Response, TransportFailure, sign,
 };
 use crate::config::{Probe, Target};
 use crate::secret::REDACTED;
@@ -141,12 +141,14 @@ impl HttpProber {
         .await
         {
             Ok(result) => result,
-            Err(_) => Err(TransportFailure::Timeout),
+            Err(_) => Err(TransportFailure::timeout(Phase::Request)),
         };
         Recorded {
             request: trace,
             outcome: ProbeOutcome {
                 elapsed: started.elapsed(),
+                timings: Default::default(),
+                tls: None,
                 result,
             },
         }
@@ -255,7 +257,7 @@ async fn exchange(
         .content_length()
         .is_some_and(|declared| declared > max_body_bytes)
     {
-        return Err(TransportFailure::BodyTooLarge);
+        return Err(TransportFailure::new(Phase::Body, Reason::TooLarge));
     }
     let cap = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
     // Sized from Content-Length when it is sent (a hint only: the cap below is what holds), so a
@@ -267,7 +269,7 @@ async fn exchange(
     let mut body = Vec::with_capacity(hint.min(cap).min(MAX_INITIAL_BODY_CAPACITY));
     while let Some(chunk) = response.chunk().await.map_err(failure_of)? {
         if body.len() + chunk.len() > cap {
-            return Err(TransportFailure::BodyTooLarge);
+            return Err(TransportFailure::new(Phase::Body, Reason::TooLarge));
         }
         body.extend_from_slice(&chunk);
     }
@@ -286,11 +288,11 @@ fn failure_of(err: reqwest::Error) -> TransportFailure {
     use std::error::Error as _;
     let err = err.without_url();
     let kind = if err.is_timeout() || source_chain_has_timeout(&err) {
-        TransportFailure::Timeout
+        TransportFailure::timeout(Phase::Request)
     } else if err.is_body() || err.is_decode() {
-        TransportFailure::BodyInterrupted
+        TransportFailure::new(Phase::Body, Reason::Interrupted)
     } else {
-        TransportFailure::Connection
+        TransportFailure::new(Phase::Connect, Reason::Refused)
     };
     let mut chain = err.to_string();
     let mut source = err.source();
@@ -299,7 +301,7 @@ fn failure_of(err: reqwest::Error) -> TransportFailure {
         chain.push_str(&cause.to_string());
         source = cause.source();
     }
-    tracing::debug!(error = %chain, kind = kind.describe(), "request failed");
+    tracing::debug!(error = %chain, kind = kind.reason.as_label(), "request failed");
     kind
 }
 

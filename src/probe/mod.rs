@@ -50,29 +50,271 @@ impl HttpMethod {
     }
 }
 
-/// Why no complete response was received.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransportFailure {
-    /// The run's deadline passed (connect, headers or body).
+/// Where a run that got no complete response broke: the step of the exchange that failed.
+///
+/// A closed set, exported as the `phase` label of `lastfm_probe_failures_total`: it is what tells
+/// a broken resolver or an egress proxy's certificate (our side of the wire) from a Last.fm edge
+/// that accepts and then drops (theirs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Phase {
+    /// Resolving the target's host name.
+    Dns,
+    /// Opening the TCP connection.
+    Connect,
+    /// The TLS handshake, certificate verification included.
+    Tls,
+    /// The request written, waiting for the response headers.
+    Request,
+    /// Reading the response body.
+    Body,
+}
+
+impl Phase {
+    /// Every phase, in exchange order.
+    pub const ALL: [Self; 5] = [
+        Self::Dns,
+        Self::Connect,
+        Self::Tls,
+        Self::Request,
+        Self::Body,
+    ];
+
+    /// Label text.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::Dns => "dns",
+            Self::Connect => "connect",
+            Self::Tls => "tls",
+            Self::Request => "request",
+            Self::Body => "body",
+        }
+    }
+
+    /// Trace and status page text.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Dns => "DNS",
+            Self::Connect => "connect",
+            Self::Tls => "TLS",
+            Self::Request => "request",
+            Self::Body => "body",
+        }
+    }
+
+    /// The reasons this phase can fail with, the `reason` label values under it.
+    pub fn reasons(self) -> &'static [Reason] {
+        match self {
+            Self::Dns => &[
+                Reason::Nxdomain,
+                Reason::NoAddress,
+                Reason::ResolverFailure,
+                Reason::Timeout,
+            ],
+            Self::Connect => &[
+                Reason::Refused,
+                Reason::Unreachable,
+                Reason::Reset,
+                Reason::Timeout,
+            ],
+            Self::Tls => &[
+                Reason::CertificateExpired,
+                Reason::CertificateNotYetValid,
+                Reason::CertificateUntrusted,
+                Reason::HostnameMismatch,
+                Reason::HandshakeFailed,
+            ],
+            Self::Request => &[Reason::Reset, Reason::Timeout],
+            Self::Body => &[Reason::Interrupted, Reason::Timeout, Reason::TooLarge],
+        }
+    }
+}
+
+/// Why a phase failed. Which reasons go with which phase is [`Phase::reasons`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// DNS: the name does not exist (NXDOMAIN).
+    Nxdomain,
+    /// DNS: the name exists but has no address record.
+    NoAddress,
+    /// DNS: the resolver failed or could not be reached (SERVFAIL, refused, gave up).
+    ResolverFailure,
+    /// The run's deadline passed during this phase.
     Timeout,
-    /// DNS, refused, reset before a response, TLS handshake: no response at all.
-    Connection,
-    /// The response started but the body broke off (reset mid-body, lying `Content-Length`).
-    BodyInterrupted,
-    /// The body grew past `max_body_bytes`; reading stopped there.
-    BodyTooLarge,
+    /// Connect: the host answered with a reset (nothing listens on the port).
+    Refused,
+    /// Connect: no route to the host or its network.
+    Unreachable,
+    /// The peer reset or closed the connection.
+    Reset,
+    /// TLS: the certificate's `notAfter` has passed.
+    CertificateExpired,
+    /// TLS: the certificate's `notBefore` is still to come (or our clock is wrong).
+    CertificateNotYetValid,
+    /// TLS: the chain does not lead to a trusted root (unknown CA, self-signed, bad signature).
+    CertificateUntrusted,
+    /// TLS: the certificate is valid but not for this host name.
+    HostnameMismatch,
+    /// TLS: the handshake failed otherwise (protocol alert, no common cipher, reset mid-handshake).
+    HandshakeFailed,
+    /// Body: the body broke off before its end (reset, lying `Content-Length`, bad chunking).
+    Interrupted,
+    /// Body: the body grew past `max_body_bytes`; reading stopped there.
+    TooLarge,
+}
+
+impl Reason {
+    /// Label text.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::Nxdomain => "nxdomain",
+            Self::NoAddress => "no_address",
+            Self::ResolverFailure => "resolver_failure",
+            Self::Timeout => "timeout",
+            Self::Refused => "refused",
+            Self::Unreachable => "unreachable",
+            Self::Reset => "reset",
+            Self::CertificateExpired => "certificate_expired",
+            Self::CertificateNotYetValid => "certificate_not_yet_valid",
+            Self::CertificateUntrusted => "certificate_untrusted",
+            Self::HostnameMismatch => "hostname_mismatch",
+            Self::HandshakeFailed => "handshake_failed",
+            Self::Interrupted => "interrupted",
+            Self::TooLarge => "too_large",
+        }
+    }
+}
+
+/// Why no complete response was received: the phase that broke and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TransportFailure {
+    /// Where the exchange broke.
+    pub phase: Phase,
+    /// Why.
+    pub reason: Reason,
 }
 
 impl TransportFailure {
-    /// Trace text.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Self::Timeout => "the deadline passed before the response was complete",
-            Self::Connection => "no response: the connection could not be made or was dropped",
-            Self::BodyInterrupted => "the response body broke off before its end",
-            Self::BodyTooLarge => "the body exceeded max_body_bytes; reading stopped there",
-        }
+    /// A failure of `phase` for `reason`.
+    pub const fn new(phase: Phase, reason: Reason) -> Self {
+        Self { phase, reason }
     }
+
+    /// The deadline passed in `phase`.
+    pub const fn timeout(phase: Phase) -> Self {
+        Self::new(phase, Reason::Timeout)
+    }
+
+    /// Every (phase, reason) pair, in label order: the series that exist from start-up.
+    pub fn all() -> impl Iterator<Item = Self> {
+        Phase::ALL.into_iter().flat_map(|phase| {
+            phase
+                .reasons()
+                .iter()
+                .map(move |&reason| Self::new(phase, reason))
+        })
+    }
+
+    /// Whether the run's deadline passed (the `timeout` outcome).
+    pub fn is_timeout(self) -> bool {
+        self.reason == Reason::Timeout
+    }
+
+    /// Whether the failure came before a byte of the request reached the server: our resolver,
+    /// our route, a TLS handshake that never completed. Such failures, and timeouts, are the
+    /// ones a broken local network causes; a reset after the request was written is not.
+    pub fn before_request(self) -> bool {
+        matches!(self.phase, Phase::Dns | Phase::Connect | Phase::Tls)
+    }
+
+    /// Trace and status page text, in words: `host` is the target's host name.
+    pub fn describe(self, host: &str) -> String {
+        let what = match (self.phase, self.reason) {
+            (Phase::Dns, Reason::Nxdomain) => format!("{host} does not exist (NXDOMAIN)"),
+            (Phase::Dns, Reason::NoAddress) => format!("{host} has no address record"),
+            (Phase::Dns, Reason::ResolverFailure) => {
+                format!("the resolver failed to answer for {host}")
+            }
+            (Phase::Dns, Reason::Timeout) => {
+                format!("the deadline passed while resolving {host}")
+            }
+            (Phase::Connect, Reason::Refused) => format!("{host} refused the connection"),
+            (Phase::Connect, Reason::Unreachable) => format!("no route to {host}"),
+            (Phase::Connect, Reason::Reset) => format!("{host} reset the connection"),
+            (Phase::Connect, Reason::Timeout) => {
+                format!("the deadline passed while connecting to {host}")
+            }
+            (Phase::Tls, Reason::CertificateExpired) => {
+                format!("the certificate of {host} has expired")
+            }
+            (Phase::Tls, Reason::CertificateNotYetValid) => {
+                format!("the certificate of {host} is not valid yet (or our clock is wrong)")
+            }
+            (Phase::Tls, Reason::CertificateUntrusted) => {
+                format!("the certificate of {host} is not from a trusted CA")
+            }
+            (Phase::Tls, Reason::HostnameMismatch) => {
+                format!("the certificate presented is not for {host}")
+            }
+            (Phase::Tls, Reason::HandshakeFailed) => {
+                format!("the TLS handshake with {host} failed")
+            }
+            (Phase::Tls, Reason::Timeout) => {
+                format!("the deadline passed during the TLS handshake with {host}")
+            }
+            (Phase::Request, Reason::Timeout) => {
+                "the deadline passed waiting for the response headers".to_owned()
+            }
+            (Phase::Request, _) => {
+                "the connection was reset or closed before the response headers".to_owned()
+            }
+            (Phase::Body, Reason::Timeout) => {
+                "the deadline passed while reading the body".to_owned()
+            }
+            (Phase::Body, Reason::TooLarge) => {
+                "the body exceeded max_body_bytes; reading stopped there".to_owned()
+            }
+            (Phase::Body, _) => "the response body broke off before its end".to_owned(),
+            (phase, reason) => format!("{} failed ({})", phase.describe(), reason.as_label()),
+        };
+        format!("{}: {what}", self.phase.describe())
+    }
+}
+
+/// Where a run's time went, per step of the exchange, like blackbox_exporter's
+/// `probe_http_duration_seconds`. A step a kept connection skipped (DNS, connect, TLS) or one the
+/// run never reached is zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PhaseTimings {
+    /// Resolving the host name.
+    pub dns: Duration,
+    /// Opening the TCP connection.
+    pub connect: Duration,
+    /// The TLS handshake.
+    pub tls: Duration,
+    /// From the request being sent on a ready connection to the response headers.
+    pub first_byte: Duration,
+    /// Reading the body.
+    pub body: Duration,
+}
+
+/// The `phase` label values of `lastfm_probe_phase_duration_seconds`, in order.
+pub const TIMED_PHASES: [&str; 5] = ["dns", "connect", "tls", "first_byte", "body"];
+
+impl PhaseTimings {
+    /// The durations in the order of [`TIMED_PHASES`].
+    pub fn as_array(&self) -> [Duration; 5] {
+        [self.dns, self.connect, self.tls, self.first_byte, self.body]
+    }
+}
+
+/// What the last TLS handshake of a run showed, when the run made one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFacts {
+    /// The negotiated protocol version, e.g. `TLSv1.3`.
+    pub version: &'static str,
+    /// The earliest `notAfter` of the chain the server presented, Unix seconds; `None` when no
+    /// certificate could be parsed.
+    pub not_after_unix: Option<i64>,
 }
 
 /// A complete HTTP response, as received.
@@ -107,6 +349,10 @@ pub struct ProbeOutcome {
     pub elapsed: Duration,
     /// The response, or why there was none.
     pub result: Result<Response, TransportFailure>,
+    /// Where the time went.
+    pub timings: PhaseTimings,
+    /// The TLS handshake, when this run made one (not for plain http, nor on a kept connection).
+    pub tls: Option<TlsFacts>,
 }
 
 /// What a debug trace shows of the request (secrets already redacted).

@@ -418,6 +418,8 @@ impl Prober for FakeProber {
                 },
                 outcome: ProbeOutcome {
                     elapsed: Duration::from_millis(7),
+                    timings: Default::default(),
+                    tls: None,
                     result,
                 },
             }
