@@ -266,9 +266,12 @@ scheduled_config() {
 # included, without leaving this machine.
 shipped_url="$upstream_url"
 [ "$tls" = yes ] && shipped_url="https://127.0.0.1:$tls_port/2.0/"
-sed "s#^base_url = \"https://ws.audioscrobbler.com/2.0/\"#base_url = \"$shipped_url\"#" \
+sed -e "s#^base_url = \"https://ws.audioscrobbler.com/2.0/\"#base_url = \"$shipped_url\"#" \
+    -e "s#^url = \"https://www.google.com/generate_204\"#url = \"$upstream_url\"#" \
     "$repo/config.toml" >"$tmp/shipped.toml"
 grep -q "base_url = \"$shipped_url\"" "$tmp/shipped.toml"
+# The shipped reference is a public endpoint: the bench checks this machine's nginx instead.
+if grep -q "generate_204" "$tmp/shipped.toml"; then echo "the shipped reference was not replaced" >&2; exit 1; fi
 
 # The same load at the same rate for both: each connection waits PACE_MS between requests, so
 # 8 connections ask for about 1000 × 8 / PACE_MS probes a second, below our 1000/s budget.

@@ -105,7 +105,14 @@ fn recording(c: &mut Criterion) {
     };
     let verdict = classify::classify(&outcome(200, ERROR_JSON), &spec);
     c.bench_function("metrics/record_run_error_with_mismatch", |b| {
-        b.iter(|| probe.record_run(black_box(&verdict), Duration::from_millis(120), 1.7e9));
+        b.iter(|| {
+            probe.record_run(
+                black_box(&verdict),
+                Duration::from_millis(120),
+                &Default::default(),
+                1.7e9,
+            )
+        });
     });
 }
 

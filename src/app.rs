@@ -285,6 +285,11 @@ fn reload(
                     shared.metrics.remove_target(&rt.target.name);
                 }
             }
+            for name in old.references.names() {
+                if !new.references.iter().any(|r| r.name == name) {
+                    shared.metrics.remove_reference(name);
+                }
+            }
             shared
                 .runner
                 .history()

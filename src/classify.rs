@@ -74,6 +74,10 @@ pub enum Blame {
     Upstream,
     /// Our request, key, session or rate: raises conditions, never availability.
     Client,
+    /// The monitor's own network: the run could not reach Last.fm while every reference failed
+    /// too. Raises `local_network_down`, never moves availability: from here, Last.fm's state
+    /// is unknown.
+    Local,
 }
 
 impl Blame {
@@ -82,8 +86,40 @@ impl Blame {
         match self {
             Self::Upstream => "upstream",
             Self::Client => "client",
+            Self::Local => "local",
         }
     }
+}
+
+/// What the reference checks said about the monitor's own network when a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalNetwork {
+    /// No reference is configured: nothing tells our network's faults from Last.fm's.
+    Unknown,
+    /// At least one reference answered in the window (or none failed in it).
+    Reachable,
+    /// Every reference failed in the window.
+    Down,
+}
+
+/// Whether a failure is one a broken local network causes: it never reached Last.fm (our
+/// resolver, our route, a handshake that never completed), or the deadline passed.
+pub fn could_be_local(failure: TransportFailure) -> bool {
+    failure.before_request() || failure.is_timeout()
+}
+
+/// Moves the blame of a run to our side when the references say our network is down. Pure: the
+/// verdict and the references' view in, the verdict out. Only runs that got no response at all
+/// can be ours; an answer from Last.fm, even an edge's 502, proves the path to it works.
+pub fn localize(mut verdict: Classification, network: LocalNetwork) -> Classification {
+    let ours = network == LocalNetwork::Down
+        && verdict.blame == Some(Blame::Upstream)
+        && verdict.failure.is_some_and(could_be_local);
+    if ours {
+        verdict.blame = Some(Blame::Local);
+        verdict.raises.push(Condition::LocalNetworkDown);
+    }
+    verdict
 }
 
 /// The three ways status and payload disagree.
@@ -139,16 +175,19 @@ pub enum Condition {
     SessionInvalid,
     /// In backoff after error 29 or HTTP 429.
     RateLimited,
+    /// A run could not reach Last.fm while every reference failed too: our network is down.
+    LocalNetworkDown,
 }
 
 impl Condition {
     /// Every condition, for pre-creating series.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::ServiceOffline,
         Self::ApiKeySuspended,
         Self::ApiKeyInvalid,
         Self::SessionInvalid,
         Self::RateLimited,
+        Self::LocalNetworkDown,
     ];
 
     /// The `condition` label value.
@@ -159,6 +198,7 @@ impl Condition {
             Self::ApiKeyInvalid => "api_key_invalid",
             Self::SessionInvalid => "session_invalid",
             Self::RateLimited => "rate_limited",
+            Self::LocalNetworkDown => "local_network_down",
         }
     }
 

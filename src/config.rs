@@ -52,6 +52,10 @@ pub mod defaults {
     pub const BACKOFF_INITIAL: Duration = Duration::from_secs(60);
     /// `backoff_max`
     pub const BACKOFF_MAX: Duration = Duration::from_secs(3600);
+    /// How often a reference is checked.
+    pub const REFERENCE_INTERVAL: Duration = Duration::from_secs(15);
+    /// A reference check's deadline.
+    pub const REFERENCE_TIMEOUT: Duration = Duration::from_secs(5);
 }
 
 /// Above this, the monitor could itself get a key suspended (Last.fm ToS: 5 requests/s per IP).
@@ -66,6 +70,23 @@ pub struct Config {
     pub startup_jitter: Duration,
     /// The targets, shared with their probe tasks.
     pub targets: Vec<Arc<Target>>,
+    /// Endpoints that are not Last.fm, checked to tell our network's faults from Last.fm's.
+    pub references: Vec<Reference>,
+}
+
+/// `[[references]]`: an endpoint that is not Last.fm (the host's gateway, a large public site),
+/// checked on its own schedule with a plain `GET`. Any HTTP answer counts as reachable: when
+/// every reference fails too, a Last.fm run that could not connect is blamed on our network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// The `reference` label.
+    pub name: String,
+    /// What is fetched; no secret is ever sent to it.
+    pub url: Url,
+    /// Gap between checks.
+    pub interval: Duration,
+    /// A check's deadline, shorter than `interval`.
+    pub timeout: Duration,
 }
 
 /// `[web]`
@@ -345,6 +366,24 @@ impl Config {
                 );
             }
         }
+        for reference in &self.references {
+            let _ = writeln!(
+                out,
+                "reference {} {} every {} timeout={}",
+                reference.name,
+                reference.url,
+                humantime::format_duration(reference.interval),
+                humantime::format_duration(reference.timeout),
+            );
+        }
+        if self.references.is_empty() {
+            let _ = writeln!(
+                out,
+                "warning: no [[references]] are configured: failures of this host's own network \
+                 (resolver, routes, an egress proxy) will be blamed on Last.fm; add one \
+                 (see config.toml)"
+            );
+        }
         let _ = write!(
             out,
             "interval schedules start at a random moment within {} of start-up; times are UTC",
@@ -390,6 +429,17 @@ struct ConfigFile {
     defaults: DefaultsFile,
     #[serde(default)]
     targets: Vec<Spanned<TargetFile>>,
+    #[serde(default)]
+    references: Vec<Spanned<ReferenceFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReferenceFile {
+    name: Option<Spanned<String>>,
+    url: Option<Spanned<String>>,
+    interval: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -569,11 +619,126 @@ impl Validator<'_> {
                 targets.push(Arc::new(t));
             }
         }
+        let references = self.references(file.references);
         Config {
             web: Web { listen_address },
             startup_jitter,
             targets,
+            references,
         }
+    }
+
+    fn references(&mut self, files: Vec<Spanned<ReferenceFile>>) -> Vec<Reference> {
+        let mut seen = BTreeSet::new();
+        let mut references = Vec::new();
+        for (index, file) in files.into_iter().enumerate() {
+            let span = file.span();
+            let file = file.into_inner();
+            let mut ctx = format!("references[{index}]");
+            let name = match &file.name {
+                Some(name) if is_target_name(name.get_ref()) => {
+                    ctx = format!("reference {:?}", name.get_ref());
+                    if !seen.insert(name.get_ref().clone()) {
+                        self.problem(
+                            Some(name.span()),
+                            &ctx,
+                            "name",
+                            "the name is used by another reference; reference names must be unique"
+                                .to_owned(),
+                        );
+                    }
+                    Some(name.get_ref().clone())
+                }
+                Some(name) => {
+                    self.problem(
+                        Some(name.span()),
+                        &ctx,
+                        "name",
+                        format!(
+                            "{:?} is not a valid name: use [a-z0-9_-], it becomes the `reference` label",
+                            name.get_ref()
+                        ),
+                    );
+                    None
+                }
+                None => {
+                    self.problem(
+                        Some(span.clone()),
+                        &ctx,
+                        "name",
+                        "missing; every reference needs a name made of [a-z0-9_-]".to_owned(),
+                    );
+                    None
+                }
+            };
+            let url = self.reference_url(file.url.as_ref(), span, &ctx);
+            let interval = self
+                .duration(file.interval.as_ref(), &ctx, "interval", false)
+                .unwrap_or(defaults::REFERENCE_INTERVAL);
+            let timeout = self
+                .duration(file.timeout.as_ref(), &ctx, "timeout", false)
+                .unwrap_or(defaults::REFERENCE_TIMEOUT);
+            if timeout >= interval {
+                let at = file.timeout.as_ref().or(file.interval.as_ref());
+                self.problem(
+                    at.map(Spanned::span),
+                    &ctx,
+                    "timeout",
+                    format!(
+                        "{} is not shorter than the interval ({}); lower the timeout or check less often",
+                        humantime::format_duration(timeout),
+                        humantime::format_duration(interval)
+                    ),
+                );
+            }
+            if let (Some(name), Some(url)) = (name, url) {
+                references.push(Reference {
+                    name,
+                    url,
+                    interval,
+                    timeout,
+                });
+            }
+        }
+        references
+    }
+
+    fn reference_url(
+        &mut self,
+        value: Option<&Spanned<String>>,
+        span: std::ops::Range<usize>,
+        ctx: &str,
+    ) -> Option<Url> {
+        let Some(value) = value else {
+            self.problem(
+                Some(span),
+                ctx,
+                "url",
+                "missing; e.g. url = \"http://192.168.1.1/\" (the gateway) or a large public site"
+                    .to_owned(),
+            );
+            return None;
+        };
+        let problem = match Url::parse(value.get_ref()) {
+            Err(err) => Some(format!("is not a URL ({err})")),
+            Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+                Some("must be an http(s) URL".to_owned())
+            }
+            Ok(url) if url.host().is_none() => Some("has no host".to_owned()),
+            Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+                Some("must not carry credentials: a reference is fetched anonymously".to_owned())
+            }
+            Ok(url) => return Some(url),
+        };
+        if let Some(problem) = problem {
+            self.problem(
+                Some(value.span()),
+                ctx,
+                "url",
+                format!("{:?} {problem}", value.get_ref()),
+            );
+        }
+        None
     }
 
     fn target(
@@ -1617,6 +1782,8 @@ format = "yaml"
             "suspended_interval = \"15m\"",
             "backoff_initial = \"60s\"",
             "backoff_max = \"1h\"",
+            "interval = \"15s\"",
+            "timeout = \"5s\"",
         ] {
             assert!(text.contains(line), "config.toml lacks {line:?}");
         }
@@ -1627,6 +1794,8 @@ format = "yaml"
         assert_eq!(defaults::BACKOFF_INITIAL, Duration::from_secs(60));
         assert_eq!(defaults::BACKOFF_MAX, Duration::from_secs(3600));
         assert!((defaults::MAX_REQUESTS_PER_SECOND - 1.0).abs() < f64::EPSILON);
+        assert_eq!(defaults::REFERENCE_INTERVAL, Duration::from_secs(15));
+        assert_eq!(defaults::REFERENCE_TIMEOUT, Duration::from_secs(5));
     }
 
     #[test]

@@ -21,6 +21,14 @@ interval = "5s"
 timeout = "3s"
 startup_jitter = "2s"
 
+# A reference: not Last.fm, checked to tell the monitor's own network's faults from
+# Last.fm's. The simulator answers it (any HTTP answer counts as reachable).
+[[references]]
+name = "simulated-gateway"
+url = "http://{sim}/"
+interval = "5s"
+timeout = "2s"
+
 [[targets]]
 name = "lastfm-sim"
 base_url = "http://{sim}/2.0/"

@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::politeness::SkipReason;
+use crate::references::References;
 use crate::runner::{Generation, Mode, Origin, RunResult, Runner, TargetRuntime};
 use crate::schedule;
 
@@ -50,7 +51,15 @@ impl Fleet {
     pub fn start(&self, config: &Config, metrics: &Metrics, origin: Origin<'_>) -> Arc<Generation> {
         let cancel = self.root.child_token();
         let clock = self.runner.clock();
-        let targets = Generation::targets_of(config, metrics, clock, origin);
+        let references = References::new(&config.references, metrics);
+        let targets = Generation::targets_of(config, metrics, clock, origin, &references);
+        references.start(
+            self.runner.prober(),
+            &self.runner.clock_arc(),
+            &targets,
+            &self.tracker,
+            &cancel,
+        );
         let now_ms = clock.now().timestamp_millis();
         for rt in &targets {
             for (index, probe) in rt.target.probes.iter().enumerate() {
@@ -75,7 +84,11 @@ impl Fleet {
                 ));
             }
         }
-        Arc::new(Generation { targets, cancel })
+        Arc::new(Generation {
+            targets,
+            references,
+            cancel,
+        })
     }
 
     /// A run still going [`STUCK_AFTER`] past its deadline at `now`, if any ("target/probe").

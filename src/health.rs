@@ -66,6 +66,13 @@ impl Health {
         self.conditions[condition.index()]
     }
 
+    /// Clears `condition` from outside a run (a reachable reference clears
+    /// `local_network_down`); the event when it was raised.
+    pub fn clear(&mut self, condition: Condition) -> Option<HealthEvent> {
+        let raised = std::mem::replace(&mut self.conditions[condition.index()], false);
+        raised.then_some(HealthEvent::Condition(condition, false))
+    }
+
     /// Folds in one run of probe `index` (`signed` tells whether it tested the session).
     pub fn observe(
         &mut self,

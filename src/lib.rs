@@ -39,6 +39,7 @@ pub mod metrics;
 pub mod notify;
 pub mod politeness;
 pub mod probe;
+pub mod references;
 pub mod runner;
 pub mod schedule;
 pub mod secret;

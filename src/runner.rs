@@ -21,6 +21,7 @@ use crate::history::{History, RunRecord};
 use crate::metrics::{Metrics, ProbeMetrics, TargetMetrics};
 use crate::politeness::{Gate, GateEvent, SkipReason};
 use crate::probe::{Prober, Recorded};
+use crate::references::References;
 use crate::schedule::WallClock;
 use crate::state::{Snapshot, TargetState};
 use crate::trace::Trace;
@@ -45,6 +46,8 @@ pub struct TargetRuntime {
     /// Per probe, when its last scheduled request went out (Unix ms, [`NEVER`]): a restart or a
     /// reload resumes the probe's cadence from it instead of sending again at once.
     last_sent_ms: Vec<AtomicI64>,
+    /// The generation's reference checks, shared by its targets: whether a failed run is ours.
+    references: Arc<References>,
 }
 
 /// What a new [`TargetRuntime`] inherits.
@@ -67,6 +70,7 @@ impl TargetRuntime {
         metrics: &Metrics,
         clock: &dyn WallClock,
         carry: Carry<'_>,
+        references: Arc<References>,
     ) -> Self {
         let now = clock.now();
         let (at, wall_ms) = (Instant::now(), now.timestamp_millis());
@@ -137,9 +141,20 @@ impl TargetRuntime {
             gate,
             health,
             probes,
+            references,
         };
         runtime.publish(Instant::now());
         runtime
+    }
+
+    /// Clears `condition` (a reachable reference clears `local_network_down`), logged and
+    /// published when it was raised.
+    pub fn clear_condition(&self, condition: Condition) {
+        let cleared = self.health().clear(condition);
+        if let Some(event) = cleared {
+            log_events(&self.target, &[], &[event]);
+            self.publish(Instant::now());
+        }
     }
 
     fn health(&self) -> std::sync::MutexGuard<'_, Health> {
@@ -224,6 +239,8 @@ impl TargetRuntime {
 pub struct Generation {
     /// The targets and their state.
     pub targets: Vec<Arc<TargetRuntime>>,
+    /// The reference checks the targets consult.
+    pub references: Arc<References>,
     /// Cancels this generation's probe tasks (a child of the app's shutdown token).
     pub cancel: CancellationToken,
 }
@@ -247,6 +264,7 @@ impl Generation {
         metrics: &Metrics,
         clock: &dyn WallClock,
         origin: Origin<'_>,
+        references: &Arc<References>,
     ) -> Vec<Arc<TargetRuntime>> {
         config
             .targets
@@ -269,6 +287,7 @@ impl Generation {
                     metrics,
                     clock,
                     carry,
+                    Arc::clone(references),
                 ))
             })
             .collect()
@@ -338,6 +357,11 @@ impl Runner {
         self.clock.as_ref()
     }
 
+    /// The prober, for the reference checks.
+    pub fn prober(&self) -> &Arc<dyn Prober> {
+        &self.prober
+    }
+
     /// A shared handle on the wall clock.
     pub fn clock_arc(&self) -> Arc<dyn WallClock> {
         Arc::clone(&self.clock)
@@ -396,11 +420,12 @@ impl Runner {
                 at.store(self.clock.now().timestamp_millis(), Ordering::Relaxed);
             }
             self.changed.notify_one();
-            Ok(self.prober.probe(&rt.target, probe).await)
+            let sent = Instant::now();
+            Ok((sent, self.prober.probe(&rt.target, probe).await))
         };
         // Biased: once cancelled (shutdown, reload) no request goes out, so the state file's last
         // capture, taken at cancellation, has every request that did.
-        let recorded = tokio::select! {
+        let (sent, recorded) = tokio::select! {
             biased;
             () = cancel.cancelled() => return RunResult::Cancelled,
             attempted = attempt => match attempted {
@@ -419,6 +444,18 @@ impl Runner {
                 host: rt.target.base_url.host_str().unwrap_or(""),
             },
         );
+        // Only a failure our own network could cause asks the references, and only then is
+        // the run's verdict held for their fresh checks (bounded by their timeouts).
+        let verdict = if verdict.failure.is_some_and(classify::could_be_local) {
+            let network = tokio::select! {
+                biased;
+                () = cancel.cancelled() => return RunResult::Cancelled,
+                network = rt.references.confirm(sent) => network,
+            };
+            classify::localize(verdict, network)
+        } else {
+            verdict
+        };
         RunResult::Done(self.record(rt, index, probe, recorded, &verdict, mode))
     }
 
@@ -439,12 +476,22 @@ impl Runner {
             .record(verdict, now, wall.timestamp(), rand::random::<f64>());
         let health_events = if mode == Mode::Scheduled {
             if let Some(metrics) = rt.probes.get(index) {
-                metrics.record_run(verdict, recorded.outcome.elapsed, now_unix);
+                metrics.record_run(
+                    verdict,
+                    recorded.outcome.elapsed,
+                    &recorded.outcome.timings,
+                    now_unix,
+                );
             }
             rt.health().observe(index, verdict, probe.signed)
         } else {
             Vec::new()
         };
+        if mode == Mode::Scheduled
+            && let Some(unix) = recorded.outcome.tls.as_ref().and_then(|t| t.not_after_unix)
+        {
+            rt.metrics.set_certificate_not_after(unix);
+        }
         rt.publish(now);
         if !gate_events.is_empty() {
             self.changed.notify_one();

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use crate::classify::Condition;
+use crate::classify::{Blame, Classification, Condition};
 use crate::history::{History, outcome_text};
 use crate::runner::Generation;
 
@@ -55,6 +55,71 @@ fn until(wait: std::time::Duration, at: DateTime<Utc>) -> String {
 }
 
 /// Renders the page.
+/// The outcome, with where the exchange broke and whose side it was when it broke: the first
+/// thing on call reads ("connection_error at dns (nxdomain), our network").
+fn outcome_and_failure(verdict: &Classification) -> String {
+    let mut text = outcome_text(verdict).to_owned();
+    if let Some(failure) = verdict.failure {
+        let _ = write!(
+            text,
+            " at {} ({})",
+            failure.phase.as_label(),
+            failure.reason.as_label()
+        );
+    }
+    if verdict.blame == Some(Blame::Local) {
+        text.push_str(", our network");
+    }
+    text
+}
+
+/// The references and their last checks; without any, a line says what that costs.
+fn references_table(
+    out: &mut String,
+    generation: &Generation,
+    now: DateTime<Utc>,
+    instant: tokio::time::Instant,
+) {
+    out.push_str("<h2>References</h2>\n");
+    if generation.references.is_empty() {
+        out.push_str("<p>No reference is configured: failures of this host's own network are blamed on Last.fm.</p>\n");
+        return;
+    }
+    out.push_str("<table id=\"references\"><tr><th>reference</th><th>URL</th><th>reachable</th><th>status</th><th>failure</th><th>last check</th></tr>\n");
+    for (reference, latest) in generation.references.latest() {
+        let (class, reachable, status, failure, when) = match latest {
+            None => (
+                "warn",
+                "not checked yet",
+                "-".to_owned(),
+                String::new(),
+                "-".to_owned(),
+            ),
+            Some(checked) => {
+                let ago = instant.saturating_duration_since(checked.started);
+                let at = chrono::Duration::from_std(ago).map_or(now, |d| now - d);
+                (
+                    if checked.reachable { "ok" } else { "bad" },
+                    if checked.reachable { "yes" } else { "NO" },
+                    checked.status.map_or("-".to_owned(), |s| s.to_string()),
+                    checked.failure.map_or(String::new(), |f| {
+                        f.describe(reference.url.host_str().unwrap_or(""))
+                    }),
+                    age(now, at),
+                )
+            }
+        };
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td><code>{}</code></td><td class=\"{class}\">{reachable}</td><td>{status}</td><td>{}</td><td>{when}</td></tr>",
+            escape(&reference.name),
+            escape(reference.url.as_str()),
+            escape(&failure),
+        );
+    }
+    out.push_str("</table>\n");
+}
+
 pub fn render(generation: &Generation, history: &History, now: DateTime<Utc>) -> String {
     let mut out = String::with_capacity(32 * 1024);
     out.push_str(concat!(
@@ -105,7 +170,9 @@ pub fn render(generation: &Generation, history: &History, now: DateTime<Utc>) ->
             },
         );
     }
-    out.push_str("</table>\n<h2>Probes</h2>\n<table id=\"probes\"><tr><th>target</th><th>probe</th><th>schedule</th><th>last outcome</th><th>code</th><th>status</th><th>latency</th><th>last run</th><th>last success</th><th>next run</th><th>message</th><th></th></tr>\n");
+    out.push_str("</table>\n");
+    references_table(&mut out, generation, now, instant);
+    out.push_str("<h2>Probes</h2>\n<table id=\"probes\"><tr><th>target</th><th>probe</th><th>schedule</th><th>last outcome</th><th>code</th><th>status</th><th>latency</th><th>last run</th><th>last success</th><th>next run</th><th>message</th><th></th></tr>\n");
     for rt in &generation.targets {
         for (index, probe) in rt.target.probes.iter().enumerate() {
             let next_run = rt
@@ -145,7 +212,7 @@ pub fn render(generation: &Generation, history: &History, now: DateTime<Utc>) ->
                         escape(&probe.schedule.schedule.describe()),
                         if v.met_expectation { "ok" } else { "bad" },
                         run.id,
-                        outcome_text(v),
+                        outcome_and_failure(v),
                         v.error_code.map_or("-".to_owned(), |c| c.to_string()),
                         v.http_status.map_or("-".to_owned(), |s| s.to_string()),
                         run.latency.as_secs_f64() * 1000.0,
@@ -168,7 +235,7 @@ pub fn render(generation: &Generation, history: &History, now: DateTime<Utc>) ->
             run.at.format("%H:%M:%S"),
             escape(&run.target),
             escape(&run.probe),
-            outcome_text(v),
+            outcome_and_failure(v),
             if run.on_demand { " (on demand)" } else { "" },
             v.error_code.map_or("-".to_owned(), |c| c.to_string()),
             v.http_status.map_or("-".to_owned(), |s| s.to_string()),

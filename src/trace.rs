@@ -204,6 +204,33 @@ fn render(
         "latency: {:.3}s",
         recorded.outcome.elapsed.as_secs_f64()
     );
+    if let Some(failure) = verdict.failure {
+        let _ = writeln!(
+            out,
+            "failed in phase: {} (reason {})",
+            failure.phase.as_label(),
+            failure.reason.as_label()
+        );
+    }
+    let timings = recorded.outcome.timings.as_array();
+    let _ = write!(out, "phases:");
+    for (phase, spent) in crate::probe::TIMED_PHASES.iter().zip(timings) {
+        let _ = write!(out, " {phase} {:.3}s", spent.as_secs_f64());
+    }
+    out.push('\n');
+    if let Some(tls) = &recorded.outcome.tls {
+        let _ = write!(out, "tls: {}", tls.version);
+        if let Some(unix) = tls.not_after_unix
+            && let Some(at) = chrono::DateTime::from_timestamp(unix, 0)
+        {
+            let _ = write!(
+                out,
+                ", certificate chain valid until {}",
+                at.format("%Y-%m-%dT%H:%M:%SZ")
+            );
+        }
+        out.push('\n');
+    }
     let mut out = scrub_run(target, probe, out);
     // Kept in the history for a while: give back the growth slack.
     out.shrink_to_fit();

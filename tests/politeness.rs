@@ -16,6 +16,7 @@ use lastfm_monitor::fleet::Fleet;
 use lastfm_monitor::metrics::Metrics;
 use lastfm_monitor::politeness::Gate;
 use lastfm_monitor::probe::{ProbeFuture, ProbeOutcome, Prober, Recorded, RequestTrace, Response};
+use lastfm_monitor::references::References;
 use lastfm_monitor::runner::{Origin, Runner};
 use lastfm_monitor::schedule::WallClock;
 use lastfm_monitor::state::StateFile;
@@ -822,7 +823,14 @@ async fn a_reload_with_a_new_budget_keeps_the_backoff_and_the_empty_bucket() {
         &wall,
     );
     let old = Generation {
-        targets: Generation::targets_of(&old_config, &metrics, wall.as_ref(), Origin::Fresh),
+        targets: Generation::targets_of(
+            &old_config,
+            &metrics,
+            wall.as_ref(),
+            Origin::Fresh,
+            &References::none(),
+        ),
+        references: References::none(),
         cancel: CancellationToken::new(),
     };
     let now = Instant::now();
@@ -835,8 +843,13 @@ async fn a_reload_with_a_new_budget_keeps_the_backoff_and_the_empty_bucket() {
         &shipped_like("max_requests_per_second = 2.0\nburst = 5"),
         &wall,
     );
-    let reloaded =
-        Generation::targets_of(&new_config, &metrics, wall.as_ref(), Origin::Reload(&old));
+    let reloaded = Generation::targets_of(
+        &new_config,
+        &metrics,
+        wall.as_ref(),
+        Origin::Reload(&old),
+        &References::none(),
+    );
     let gate = &reloaded[0].gate;
     assert_eq!(gate.policy().burst, 5);
     assert_eq!(
@@ -862,14 +875,20 @@ async fn a_reload_with_a_new_budget_keeps_the_backoff_and_the_empty_bucket() {
     gate.record(&limited, now, 0, 1.0);
     let current = Generation {
         targets: reloaded,
+        references: References::none(),
         cancel: CancellationToken::new(),
     };
     let again = parse(
         &shipped_like("max_requests_per_second = 1.5\nburst = 5"),
         &wall,
     );
-    let reloaded =
-        Generation::targets_of(&again, &metrics, wall.as_ref(), Origin::Reload(&current));
+    let reloaded = Generation::targets_of(
+        &again,
+        &metrics,
+        wall.as_ref(),
+        Origin::Reload(&current),
+        &References::none(),
+    );
     assert_eq!(
         reloaded[0].gate.backoff_remaining(now),
         Duration::from_secs(60)

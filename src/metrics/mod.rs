@@ -29,6 +29,7 @@ use crate::classify::{
     status_label,
 };
 use crate::politeness::SkipReason;
+use crate::probe::{PhaseTimings, TIMED_PHASES, TransportFailure};
 
 /// Latency buckets (seconds): SLO thresholds at 0.25, 0.5, 1 and 2.5 s, up to the longest timeout.
 const DURATION_BUCKETS: [f64; 10] = [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -36,10 +37,20 @@ const DURATION_BUCKETS: [f64; 10] = [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 const CACHED: &str = "Values come from the last scheduled run, not from the scrape.";
 
 /// The families whose series belong to a target rather than to one of its probes.
-const TARGET_FAMILIES: [&str; 3] = [
+const TARGET_FAMILIES: [&str; 4] = [
     "lastfm_service_available",
     "lastfm_condition",
     "lastfm_target_backoff_seconds",
+    "lastfm_tls_certificate_not_after_timestamp_seconds",
+];
+
+/// The families of a reference's series.
+const REFERENCE_FAMILIES: [&str; 5] = [
+    "lastfm_reference_up",
+    "lastfm_reference_failures_total",
+    "lastfm_reference_http_status_code",
+    "lastfm_reference_duration_seconds",
+    "lastfm_reference_last_check_timestamp_seconds",
 ];
 
 /// Declaring the families failed: a name declared twice or not a valid metric name, a bug caught
@@ -64,7 +75,7 @@ impl Metrics {
     /// Declares every family in a fresh index.
     pub fn try_new(version: &str, revision: &str) -> Result<Self, RegisterMetric> {
         let mut index = Index::default();
-        let families: [(&'static str, String, Kind); 18] = [
+        let families: [(&'static str, String, Kind); 26] = [
             (
                 "lastfm_probe_runs_total",
                 "Probe runs by outcome (success, api_error, http_error, malformed, check_failed, timeout, connection_error, body_too_large).".to_owned(),
@@ -89,6 +100,50 @@ impl Metrics {
                 "lastfm_probe_duration_seconds",
                 "Duration of probe runs, from sending the request to the end of the body or the failure.".to_owned(),
                 Kind::Histogram,
+            ),
+            (
+                "lastfm_probe_failures_total",
+                "Runs that got no complete response, by where the exchange broke (phase: dns, connect, tls, request, body) and why (reason). Refines the timeout, connection_error and body_too_large outcomes.".to_owned(),
+                Kind::Counter,
+            ),
+            (
+                "lastfm_probe_phase_duration_seconds",
+                format!(
+                    "Time the last run spent in each phase (dns, connect, tls, first_byte, body); 0 for a phase a kept connection skipped or the run never reached. {CACHED}"
+                ),
+                Kind::Gauge,
+            ),
+            (
+                "lastfm_tls_certificate_not_after_timestamp_seconds",
+                "Unix time of the earliest notAfter of the certificate chain the target presented at the last TLS handshake; absent for plain http.".to_owned(),
+                Kind::Gauge,
+            ),
+            (
+                "lastfm_reference_up",
+                "1 if the last check of the reference got any HTTP answer, else 0. References are not Last.fm: they tell the monitor's own network's faults from Last.fm's.".to_owned(),
+                Kind::Gauge,
+            ),
+            (
+                "lastfm_reference_failures_total",
+                "Reference checks that got no answer, by phase and reason.".to_owned(),
+                Kind::Counter,
+            ),
+            (
+                "lastfm_reference_http_status_code",
+                "HTTP status of the last reference check, 0 when none (reported, not judged)."
+                    .to_owned(),
+                Kind::Gauge,
+            ),
+            (
+                "lastfm_reference_duration_seconds",
+                "Duration of the last reference check, to the response headers or the failure."
+                    .to_owned(),
+                Kind::Gauge,
+            ),
+            (
+                "lastfm_reference_last_check_timestamp_seconds",
+                "Unix time the last reference check ended.".to_owned(),
+                Kind::Gauge,
             ),
             (
                 "lastfm_probe_success",
@@ -137,7 +192,7 @@ impl Metrics {
             (
                 "lastfm_condition",
                 format!(
-                    "1 while a condition holds (service_offline, api_key_suspended, api_key_invalid, session_invalid, rate_limited). {CACHED}"
+                    "1 while a condition holds (service_offline, api_key_suspended, api_key_invalid, session_invalid, rate_limited, local_network_down). {CACHED}"
                 ),
                 Kind::Gauge,
             ),
@@ -230,6 +285,26 @@ impl Metrics {
             "lastfm_http_responses_total",
             &[tp[0], tp[1], ("status", "200")],
         );
+        let failures = TransportFailure::all()
+            .map(|f| {
+                let series = batch.series::<Counter>(
+                    "lastfm_probe_failures_total",
+                    &[
+                        tp[0],
+                        tp[1],
+                        ("phase", f.phase.as_label()),
+                        ("reason", f.reason.as_label()),
+                    ],
+                );
+                (f, series)
+            })
+            .collect();
+        let phases = TIMED_PHASES.map(|phase| {
+            batch.series::<Gauge>(
+                "lastfm_probe_phase_duration_seconds",
+                &[tp[0], tp[1], ("phase", phase)],
+            )
+        });
         batch
             .series::<Gauge>("lastfm_probe_interval_seconds", &tp)
             .set(interval.as_secs_f64());
@@ -237,6 +312,8 @@ impl Metrics {
             runs,
             codes,
             skipped,
+            failures: Arc::new(failures),
+            phases,
             duration: batch.series::<Histogram>("lastfm_probe_duration_seconds", &tp),
             success: batch.series::<IntGauge>("lastfm_probe_success", &tp),
             http_status: batch.series::<IntGauge>("lastfm_probe_http_status_code", &tp),
@@ -265,9 +342,49 @@ impl Metrics {
                 batch.series::<IntGauge>("lastfm_condition", &[t[0], ("condition", c.as_label())])
             }),
             backoff: batch.series::<Gauge>("lastfm_target_backoff_seconds", &t),
+            not_after: Arc::new(NotAfter {
+                target: target.to_owned(),
+                exposition: Arc::clone(&self.exposition),
+                gauge: Mutex::default(),
+            }),
         };
         batch.commit(&self.exposition);
         metrics
+    }
+
+    /// Creates (or finds) a reference's series: down and never checked until its first check.
+    pub fn reference(&self, reference: &str) -> ReferenceMetrics {
+        let r = [("reference", reference)];
+        let mut batch = Batch::new(&self.exposition);
+        let failures = TransportFailure::all()
+            .map(|f| {
+                let series = batch.series::<Counter>(
+                    "lastfm_reference_failures_total",
+                    &[
+                        r[0],
+                        ("phase", f.phase.as_label()),
+                        ("reason", f.reason.as_label()),
+                    ],
+                );
+                (f, series)
+            })
+            .collect();
+        let metrics = ReferenceMetrics {
+            up: batch.series::<IntGauge>("lastfm_reference_up", &r),
+            status: batch.series::<IntGauge>("lastfm_reference_http_status_code", &r),
+            duration: batch.series::<Gauge>("lastfm_reference_duration_seconds", &r),
+            last_check: batch.series::<Gauge>("lastfm_reference_last_check_timestamp_seconds", &r),
+            failures: Arc::new(failures),
+        };
+        batch.commit(&self.exposition);
+        metrics
+    }
+
+    /// Drops every series of a reference that is no longer configured.
+    pub fn remove_reference(&self, reference: &str) {
+        self.exposition.remove(|family, labels| {
+            REFERENCE_FAMILIES.contains(&family) && label(labels, "reference") == Some(reference)
+        });
     }
 
     /// Drops every series of a probe that is no longer configured; a probe that comes back
@@ -357,14 +474,30 @@ pub struct ProbeMetrics {
     last_error_code: IntGauge,
     last_run: Gauge,
     last_success: Gauge,
+    /// Per (phase, reason) pair, in [`TransportFailure::all`] order.
+    failures: Arc<Vec<(TransportFailure, Counter)>>,
+    /// Per phase of [`TIMED_PHASES`].
+    phases: [Gauge; TIMED_PHASES.len()],
     /// Statuses and mismatches are sparse: resolved on first use from a bounded label set.
     sparse: Arc<Sparse>,
 }
 
 impl ProbeMetrics {
-    /// Records one run.
-    pub fn record_run(&self, verdict: &Classification, elapsed: Duration, now_unix: f64) {
+    /// Records one run and where its time went.
+    pub fn record_run(
+        &self,
+        verdict: &Classification,
+        elapsed: Duration,
+        timings: &PhaseTimings,
+        now_unix: f64,
+    ) {
         self.runs[verdict.outcome.index()].inc();
+        if let Some(failure) = verdict.failure {
+            count_failure(&self.failures, failure);
+        }
+        for (gauge, spent) in self.phases.iter().zip(timings.as_array()) {
+            gauge.set(spent.as_secs_f64());
+        }
         self.duration.observe(elapsed.as_secs_f64());
         self.success.set(i64::from(verdict.met_expectation));
         self.http_status
@@ -457,12 +590,59 @@ impl Sparse {
     }
 }
 
+/// Counts one `failure` on its series of `all` (every pair is there from start-up).
+fn count_failure(all: &[(TransportFailure, Counter)], failure: TransportFailure) {
+    if let Some((_, counter)) = all.iter().find(|(f, _)| *f == failure) {
+        counter.inc();
+    }
+}
+
+/// One reference's series.
+#[derive(Clone, Debug)]
+pub struct ReferenceMetrics {
+    up: IntGauge,
+    status: IntGauge,
+    duration: Gauge,
+    last_check: Gauge,
+    failures: Arc<Vec<(TransportFailure, Counter)>>,
+}
+
+impl ReferenceMetrics {
+    /// Records one check.
+    pub fn record(
+        &self,
+        reachable: bool,
+        status: Option<u16>,
+        failure: Option<TransportFailure>,
+        elapsed: Duration,
+        now_unix: f64,
+    ) {
+        self.up.set(i64::from(reachable));
+        self.status.set(status.map_or(0, i64::from));
+        self.duration.set(elapsed.as_secs_f64());
+        self.last_check.set(now_unix);
+        if let Some(failure) = failure {
+            count_failure(&self.failures, failure);
+        }
+    }
+}
+
+/// A target's certificate expiry gauge, entered in the exposition at the first handshake: a
+/// plain-http target never has one, and a zero would read as "expired in 1970".
+#[derive(Debug)]
+struct NotAfter {
+    target: String,
+    exposition: Arc<Exposition>,
+    gauge: Mutex<Option<Gauge>>,
+}
+
 /// One target's series.
 #[derive(Clone, Debug)]
 pub struct TargetMetrics {
     available: IntGauge,
     conditions: [IntGauge; Condition::ALL.len()],
     backoff: Gauge,
+    not_after: Arc<NotAfter>,
 }
 
 impl TargetMetrics {
@@ -473,6 +653,21 @@ impl TargetMetrics {
             self.conditions[condition.index()].set(i64::from(conditions(condition)));
         }
         self.backoff.set(backoff.as_secs_f64());
+    }
+
+    /// Sets the earliest `notAfter` of the chain the last handshake presented.
+    pub fn set_certificate_not_after(&self, unix: i64) {
+        let mut gauge = lock(&self.not_after.gauge);
+        let gauge = gauge.get_or_insert_with(|| {
+            let mut batch = Batch::new(&self.not_after.exposition);
+            let series = batch.series::<Gauge>(
+                "lastfm_tls_certificate_not_after_timestamp_seconds",
+                &[("target", self.not_after.target.as_str())],
+            );
+            batch.commit(&self.not_after.exposition);
+            series
+        });
+        gauge.set(unix as f64);
     }
 }
 
@@ -995,6 +1190,7 @@ mod tests {
         plain.record_run(
             &verdict(Outcome::Success, Some(200), None, None),
             Duration::from_millis(120),
+            &PhaseTimings::default(),
             1_764_000_000.25,
         );
         plain.record_run(
@@ -1005,6 +1201,7 @@ mod tests {
                 Some(mismatch(MismatchKind::ErrorWithSuccessStatus, Some(8), 200)),
             ),
             Duration::from_millis(3300),
+            &PhaseTimings::default(),
             1_764_000_060.5,
         );
         odd.record_run(
@@ -1019,11 +1216,13 @@ mod tests {
                 )),
             ),
             Duration::from_secs(40),
+            &PhaseTimings::default(),
             1_764_000_061.0,
         );
         odd.record_run(
             &verdict(Outcome::Timeout, None, None, None),
             Duration::from_secs(10),
+            &PhaseTimings::default(),
             1_764_000_062.0,
         );
         odd.record_skip(SkipReason::Overrun, 3);
@@ -1160,6 +1359,7 @@ mod tests {
         first.record_run(
             &verdict(Outcome::ApiError, Some(404), Some(6), None),
             Duration::from_millis(100),
+            &PhaseTimings::default(),
             1.0,
         );
         first.record_skip(SkipReason::Overrun, 2);
@@ -1173,6 +1373,7 @@ mod tests {
         again.record_run(
             &verdict(Outcome::ApiError, Some(404), Some(6), None),
             Duration::from_millis(100),
+            &PhaseTimings::default(),
             2.0,
         );
         let text = metrics.render();
@@ -1191,6 +1392,7 @@ mod tests {
         back.record_run(
             &verdict(Outcome::ApiError, Some(404), Some(6), None),
             Duration::from_millis(100),
+            &PhaseTimings::default(),
             3.0,
         );
         let text = metrics.render();

@@ -14,8 +14,8 @@ use reqwest::redirect::Policy;
 use tokio::time::Instant;
 
 use super::{
-    Format, HttpMethod, Phase, ProbeFuture, ProbeOutcome, Prober, Reason, Recorded, RequestTrace,
-    Response, TransportFailure, sign,
+    Format, HttpMethod, Phase, ProbeFuture, ProbeOutcome, Prober, Reach, ReachFuture, Reason,
+    Recorded, RequestTrace, Response, TransportFailure, sign,
 };
 use crate::config::{Probe, Target};
 use crate::secret::REDACTED;
@@ -158,6 +158,45 @@ impl HttpProber {
 impl Prober for HttpProber {
     fn probe<'a>(&'a self, target: &'a Target, probe: &'a Probe) -> ProbeFuture<'a> {
         Box::pin(self.attempt(target, probe))
+    }
+
+    fn reach<'a>(&'a self, url: &'a url::Url, timeout: Duration) -> ReachFuture<'a> {
+        Box::pin(self.reach_once(url, timeout))
+    }
+}
+
+impl HttpProber {
+    /// A reference check: one `GET` on a fresh connection, the status kept, the body never
+    /// read. Plain http is fine here: nothing secret is sent.
+    async fn reach_once(&self, url: &url::Url, timeout: Duration) -> Reach {
+        let client = if url.scheme() == "https" {
+            &self.https
+        } else {
+            self.plain_http()
+        };
+        let request = client.get(url.clone()).timeout(timeout);
+        let started = Instant::now();
+        let result = match tokio::time::timeout(timeout, request.send()).await {
+            Ok(Ok(response)) => Ok(response.status().as_u16()),
+            Ok(Err(err)) => Err(failure_of(err)),
+            Err(_) => Err(TransportFailure::timeout(Phase::Request)),
+        };
+        Reach {
+            elapsed: started.elapsed(),
+            result,
+        }
+    }
+
+    fn plain_http(&self) -> &reqwest::Client {
+        self.loopback.get_or_init(|| {
+            client(false, Connections::Fresh).unwrap_or_else(|err| {
+                tracing::warn!(
+                    error = %err,
+                    "cannot build a plain-http client; falling back to the one of https targets"
+                );
+                self.https.clone()
+            })
+        })
     }
 }
 

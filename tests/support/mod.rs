@@ -20,6 +20,7 @@ use lastfm_monitor::notify::Notifier;
 use lastfm_monitor::probe::{
     ProbeFuture, ProbeOutcome, Prober, Recorded, RequestTrace, Response, TransportFailure,
 };
+use lastfm_monitor::references::References;
 use lastfm_monitor::runner::{Generation, Origin, Runner};
 use lastfm_monitor::schedule::SystemClock;
 use lastfm_monitor::secret::{Environment, REDACTED};
@@ -474,9 +475,16 @@ impl RouterFixture {
             Arc::new(History::default()),
             Arc::new(SystemClock),
         );
-        let targets = Generation::targets_of(&config, &metrics, runner.clock(), Origin::Fresh);
+        let targets = Generation::targets_of(
+            &config,
+            &metrics,
+            runner.clock(),
+            Origin::Fresh,
+            &References::none(),
+        );
         let generation = Arc::new(Generation {
             targets,
+            references: References::none(),
             cancel: CancellationToken::new(),
         });
         let (tx, rx) = mpsc::channel(4);
@@ -669,9 +677,16 @@ impl Offline {
             Arc::new(lastfm_monitor::history::History::default()),
             Arc::clone(&clock),
         );
-        let targets = Generation::targets_of(&config, &metrics, clock.as_ref(), Origin::Fresh);
+        let targets = Generation::targets_of(
+            &config,
+            &metrics,
+            clock.as_ref(),
+            Origin::Fresh,
+            &References::none(),
+        );
         let generation = Arc::new(Generation {
             targets,
+            references: References::none(),
             cancel: tokio_util::sync::CancellationToken::new(),
         });
         let (tx, rx) = tokio::sync::mpsc::channel(1);
