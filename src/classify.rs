@@ -1726,6 +1726,86 @@ mod tests {
         assert!(check.failure(&empty).is_some());
     }
 
+    fn failed(failure: TransportFailure) -> Classification {
+        run(
+            &ProbeOutcome {
+                elapsed: Duration::from_secs(1),
+                timings: Default::default(),
+                tls: None,
+                result: Err(failure),
+            },
+            Format::Json,
+            Expectation::Success,
+        )
+    }
+
+    #[test]
+    fn a_failure_before_the_request_is_ours_only_when_every_reference_failed() {
+        let nxdomain = TransportFailure::new(Phase::Dns, Reason::Nxdomain);
+        let ours = localize(failed(nxdomain), LocalNetwork::Down);
+        assert_eq!(ours.blame, Some(Blame::Local));
+        assert_eq!(ours.raises, vec![Condition::LocalNetworkDown]);
+        assert_eq!(ours.outcome, Outcome::ConnectionError, "the outcome stays");
+        for network in [LocalNetwork::Reachable, LocalNetwork::Unknown] {
+            let theirs = localize(failed(nxdomain), network);
+            assert_eq!(theirs.blame, Some(Blame::Upstream), "{network:?}");
+            assert!(theirs.raises.is_empty());
+        }
+    }
+
+    #[test]
+    fn only_failures_our_network_can_cause_move_to_local() {
+        let local = [
+            TransportFailure::new(Phase::Connect, Reason::Unreachable),
+            TransportFailure::new(Phase::Tls, Reason::CertificateUntrusted),
+            TransportFailure::timeout(Phase::Request),
+            TransportFailure::timeout(Phase::Body),
+        ];
+        for failure in local {
+            assert_eq!(
+                localize(failed(failure), LocalNetwork::Down).blame,
+                Some(Blame::Local),
+                "{failure:?}"
+            );
+        }
+        // The server got the request: the path to Last.fm works, whatever the references say.
+        let theirs = [
+            TransportFailure::new(Phase::Request, Reason::Reset),
+            TransportFailure::new(Phase::Body, Reason::Interrupted),
+            TransportFailure::new(Phase::Body, Reason::TooLarge),
+        ];
+        for failure in theirs {
+            assert_eq!(
+                localize(failed(failure), LocalNetwork::Down).blame,
+                Some(Blame::Upstream),
+                "{failure:?}"
+            );
+        }
+        // An answer, even an edge's 502, is never ours.
+        let edge = localize(json(502, "<html>bad gateway</html>"), LocalNetwork::Down);
+        assert_eq!(edge.blame, Some(Blame::Upstream));
+    }
+
+    #[test]
+    fn every_listed_pair_is_a_closed_label_set() {
+        let all: Vec<TransportFailure> = TransportFailure::all().collect();
+        assert_eq!(all.len(), 19);
+        let mut labels: Vec<(&str, &str)> = all
+            .iter()
+            .map(|f| (f.phase.as_label(), f.reason.as_label()))
+            .collect();
+        labels.dedup();
+        assert_eq!(labels.len(), all.len());
+        for failure in all {
+            let words = failure.describe("ws.audioscrobbler.com");
+            assert!(words.starts_with(failure.phase.describe()), "{words}");
+        }
+        assert_eq!(
+            TransportFailure::new(Phase::Dns, Reason::Nxdomain).describe("ws.audioscrobbler.com"),
+            "DNS: ws.audioscrobbler.com does not exist (NXDOMAIN)"
+        );
+    }
+
     #[test]
     fn transport_failures_map_to_their_outcomes() {
         let cases = [

@@ -216,8 +216,11 @@ fn series_bound(targets: usize, probes: usize) -> usize {
         + mismatches // lastfm_status_mismatch_total
         + SkipReason::ALL.len() // lastfm_probe_skipped_total
         + HISTOGRAM_BOUNDS + 3 // buckets, +Inf, _sum, _count
-        + 6; // success, http_status_code, last_error_code, last_run, last_success, interval
-    let per_target = 1 + lastfm_monitor::classify::Condition::ALL.len() + 1;
+        + 6 // success, http_status_code, last_error_code, last_run, last_success, interval
+        + TransportFailure::all().count() // lastfm_probe_failures_total
+        + lastfm_monitor::probe::TIMED_PHASES.len(); // lastfm_probe_phase_duration_seconds
+    // available, conditions, backoff, certificate expiry (https targets only)
+    let per_target = 1 + lastfm_monitor::classify::Condition::ALL.len() + 1 + 1;
     let global = 1 + 2 + MAX_PROCESS_SERIES; // build_info, reload gauges, process_*
     probes * per_probe + targets * per_target + global
 }

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod blame;
 mod browser;
 mod canary;
 mod cardinality;

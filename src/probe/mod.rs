@@ -122,6 +122,7 @@ impl Phase {
                 Reason::CertificateUntrusted,
                 Reason::HostnameMismatch,
                 Reason::HandshakeFailed,
+                Reason::Timeout,
             ],
             Self::Request => &[Reason::Reset, Reason::Timeout],
             Self::Body => &[Reason::Interrupted, Reason::Timeout, Reason::TooLarge],

@@ -1,0 +1,149 @@
+//! Is it Last.fm, or is it us? The real daemon, a target whose port is closed, and a reference
+//! that is down, then up: the same refused connection is blamed on our network while every
+//! reference fails, and on Last.fm once one answers. All on 127.0.0.1.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::support::{Daemon, assert_metric, metric, metric_sum, target_toml};
+
+/// A port on 127.0.0.1 that nothing listens on (bound, then released).
+fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("bound address")
+}
+
+/// A daemon whose one probe runs every second against a closed port, with one reference at
+/// `reference` checked every second.
+async fn daemon(target: SocketAddr, reference: Option<SocketAddr>) -> Daemon {
+    let references = reference.map_or(String::new(), |at| {
+        format!(
+            "[[references]]\nname = \"gateway\"\nurl = \"http://{at}/\"\ninterval = \"1s\"\ntimeout = \"500ms\"\n"
+        )
+    });
+    let text = format!(
+        "[defaults]\nstartup_jitter = \"0s\"\ninterval = \"1s\"\ntimeout = \"800ms\"\n{references}{}\n[[targets.probes]]\nmethod = \"artist.getInfo\"\nparams = {{ artist = \"Cher\" }}\n",
+        target_toml(target, "down_after = 2\nup_after = 1")
+    );
+    Daemon::start_config(&text, None).await
+}
+
+const TARGET: (&str, &str) = ("target", "sim");
+const REFUSED: [(&str, &str); 2] = [("phase", "connect"), ("reason", "refused")];
+
+#[tokio::test]
+async fn a_refused_connection_is_ours_while_every_reference_fails_and_theirs_once_one_answers() {
+    let reference = closed_port();
+    let daemon = daemon(closed_port(), Some(reference)).await;
+    let text = daemon
+        .wait_for(Duration::from_secs(10), |text| {
+            metric_sum(
+                text,
+                "lastfm_probe_failures_total",
+                &[TARGET, REFUSED[0], REFUSED[1]],
+            ) >= 3.0
+        })
+        .await;
+    assert!(
+        metric_sum(
+            text.as_str(),
+            "lastfm_probe_failures_total",
+            &[TARGET, REFUSED[0], REFUSED[1]]
+        ) >= 3.0,
+        "three refused runs:\n{text}"
+    );
+    assert_metric(
+        &text,
+        "lastfm_reference_up",
+        &[("reference", "gateway")],
+        0.0,
+    );
+    assert!(
+        metric(
+            &text,
+            "lastfm_reference_failures_total",
+            &[("reference", "gateway"), REFUSED[0], REFUSED[1]]
+        )
+        .is_some_and(|n| n >= 1.0),
+        "the reference's own failure is counted by phase and reason:\n{text}"
+    );
+    assert_metric(
+        &text,
+        "lastfm_condition",
+        &[TARGET, ("condition", "local_network_down")],
+        1.0,
+    );
+    // Three failures past down_after = 2, and still available: local failures do not move it.
+    assert_metric(&text, "lastfm_service_available", &[TARGET], 1.0);
+    let (_, trace) = daemon
+        .get("/probe?target=sim&probe=artist.getInfo&debug=true")
+        .await;
+    assert!(trace.contains("blame: local"), "{trace}");
+    assert!(
+        trace.contains("failed in phase: connect (reason refused)"),
+        "{trace}"
+    );
+    let (_, page) = daemon.get("/").await;
+    assert!(page.contains("at connect (refused), our network"), "{page}");
+
+    // The reference comes back: the condition clears, and the same refusal is Last.fm's again.
+    let listener = tokio::net::TcpListener::bind(reference)
+        .await
+        .expect("rebind the reference port");
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf).await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                .await;
+        }
+    });
+    let text = daemon
+        .wait_for(Duration::from_secs(10), |text| {
+            metric(text, "lastfm_service_available", &[TARGET]) == Some(0.0)
+        })
+        .await;
+    assert_metric(
+        &text,
+        "lastfm_reference_up",
+        &[("reference", "gateway")],
+        1.0,
+    );
+    assert_metric(
+        &text,
+        "lastfm_reference_http_status_code",
+        &[("reference", "gateway")],
+        204.0,
+    );
+    assert_metric(
+        &text,
+        "lastfm_condition",
+        &[TARGET, ("condition", "local_network_down")],
+        0.0,
+    );
+    assert_metric(&text, "lastfm_service_available", &[TARGET], 0.0);
+    daemon.stop().await;
+    server.abort();
+}
+
+#[tokio::test]
+async fn without_references_the_same_failure_is_blamed_on_last_fm() {
+    let daemon = daemon(closed_port(), None).await;
+    let text = daemon
+        .wait_for(Duration::from_secs(10), |text| {
+            metric(text, "lastfm_service_available", &[TARGET]) == Some(0.0)
+        })
+        .await;
+    assert_metric(&text, "lastfm_service_available", &[TARGET], 0.0);
+    assert_metric(
+        &text,
+        "lastfm_condition",
+        &[TARGET, ("condition", "local_network_down")],
+        0.0,
+    );
+    let (_, page) = daemon.get("/").await;
+    assert!(page.contains("No reference is configured"), "{page}");
+    daemon.stop().await;
+}
