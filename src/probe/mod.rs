@@ -4,8 +4,11 @@
 //! body over the cap) is a [`ProbeOutcome`], data for the pure classifier. The [`Prober`] trait is
 //! the seam between scheduling and I/O: the daemon uses [`http::HttpProber`], tests can use a fake.
 
+mod dns;
 pub mod http;
+mod progress;
 pub mod sign;
+mod tls;
 
 use std::fmt;
 use std::future::Future;
@@ -122,6 +125,7 @@ impl Phase {
                 Reason::CertificateUntrusted,
                 Reason::HostnameMismatch,
                 Reason::HandshakeFailed,
+                Reason::Timeout,
             ],
             Self::Request => &[Reason::Reset, Reason::Timeout],
             Self::Body => &[Reason::Interrupted, Reason::Timeout, Reason::TooLarge],
@@ -310,11 +314,17 @@ impl PhaseTimings {
 /// What the last TLS handshake of a run showed, when the run made one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFacts {
-    /// The negotiated protocol version, e.g. `TLSv1.3`.
+    /// The negotiated protocol version, e.g. `TLSv1.3`; [`TlsFacts::UNKNOWN_VERSION`] when the
+    /// handshake failed on the certificate, before the version showed.
     pub version: &'static str,
     /// The earliest `notAfter` of the chain the server presented, Unix seconds; `None` when no
     /// certificate could be parsed.
     pub not_after_unix: Option<i64>,
+}
+
+impl TlsFacts {
+    /// The version of a handshake that failed before the server's signature was checked.
+    pub const UNKNOWN_VERSION: &'static str = "unknown";
 }
 
 /// A complete HTTP response, as received.
