@@ -400,18 +400,24 @@ impl<'a> Causes<'a> {
         let mut causes = Self::default();
         let mut source = std::error::Error::source(err);
         while let Some(cause) = source {
-            causes.note(cause);
-            if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-                if io.raw_os_error().is_some() || causes.io_kind.is_none() {
-                    causes.io_kind = Some(io.kind());
-                }
-                if let Some(inner) = io.get_ref() {
-                    causes.note(inner);
-                }
-            }
+            causes.visit(cause);
             source = cause.source();
         }
         causes
+    }
+
+    /// Notes `cause` and, when it is an `io::Error`, whatever it wraps, however deep: hyper-rustls
+    /// wraps tokio-rustls's `io::Error` (around the `rustls::Error`) in another one.
+    fn visit(&mut self, cause: &'a (dyn std::error::Error + 'static)) {
+        self.note(cause);
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.raw_os_error().is_some() || self.io_kind.is_none() {
+                self.io_kind = Some(io.kind());
+            }
+            if let Some(inner) = io.get_ref() {
+                self.visit(inner);
+            }
+        }
     }
 
     fn note(&mut self, cause: &'a (dyn std::error::Error + 'static)) {
@@ -421,5 +427,75 @@ impl<'a> Causes<'a> {
         if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
             self.tls.get_or_insert(tls);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::secret::ProcessEnv;
+
+    fn target(base_url: &str) -> Arc<Target> {
+        let text = format!(
+            r#"
+[[targets]]
+name = "t"
+base_url = "{base_url}"
+api_key = "0123456789abcdef0123456789abcdef"
+
+[[targets.probes]]
+method = "artist.getInfo"
+timeout = "2s"
+"#
+        );
+        let config = Config::parse(&text, "t.toml", &ProcessEnv, chrono::Utc::now())
+            .unwrap_or_else(|err| panic!("the config is valid: {err}"));
+        Arc::clone(&config.targets[0])
+    }
+
+    /// Answers one request with a small JSON body.
+    async fn one_answer() -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0_u8; 8192];
+            let mut seen = Vec::new();
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = stream.read(&mut buf).await.unwrap();
+                seen.extend_from_slice(&buf[..n]);
+            }
+            let body = b"{}";
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            stream.write_all(head.as_bytes()).await.unwrap();
+            stream.write_all(body).await.unwrap();
+        });
+        addr
+    }
+
+    /// The resolver and the connector layer run inside reqwest's connect, which hyper-util
+    /// drives inside the request future: they see the run's task-local record.
+    #[tokio::test]
+    async fn the_progress_record_is_seen_from_inside_reqwests_connect() {
+        let addr = one_answer().await;
+        let target = target(&format!("http://localhost:{}/2.0/", addr.port()));
+        let prober = HttpProber::try_new().unwrap();
+        let outcome = prober.probe(&target, &target.probes[0]).await.outcome;
+        assert_eq!(outcome.result.as_ref().map(|r| r.status), Ok(200), "{outcome:?}");
+        let timings = outcome.timings;
+        assert!(timings.dns > Duration::ZERO, "{timings:?}");
+        assert!(timings.connect > Duration::ZERO, "{timings:?}");
+        assert_eq!(timings.tls, Duration::ZERO, "plain http: {timings:?}");
+        assert!(timings.first_byte > Duration::ZERO, "{timings:?}");
+        assert!(outcome.elapsed >= timings.dns + timings.connect + timings.first_byte);
+        assert_eq!(outcome.tls, None);
     }
 }
