@@ -49,8 +49,13 @@ timeout = "{timeout}"
 max_body_bytes = {max_body_bytes}
 "#
     );
-    let config = Config::parse(&text, "failures.toml", &TestEnv::default(), chrono::Utc::now())
-        .unwrap_or_else(|err| panic!("the config is valid: {err}"));
+    let config = Config::parse(
+        &text,
+        "failures.toml",
+        &TestEnv::default(),
+        chrono::Utc::now(),
+    )
+    .unwrap_or_else(|err| panic!("the config is valid: {err}"));
     Arc::clone(&config.targets[0])
 }
 
@@ -63,7 +68,12 @@ async fn run_with(prober: &HttpProber, base_url: &str, timeout: &str) -> ProbeOu
 }
 
 async fn run(base_url: &str, timeout: &str) -> ProbeOutcome {
-    run_with(&HttpProber::try_new().expect("the HTTP client"), base_url, timeout).await
+    run_with(
+        &HttpProber::try_new().expect("the HTTP client"),
+        base_url,
+        timeout,
+    )
+    .await
 }
 
 #[track_caller]
@@ -108,10 +118,11 @@ async fn a_dropped_syn_is_connect_timeout() {
     socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let listener = socket.listen(0).unwrap();
     let addr = listener.local_addr().unwrap();
-    let _queued = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
-        .await
-        .expect("the first connection is queued at once")
-        .unwrap();
+    let _queued =
+        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+            .await
+            .expect("the first connection is queued at once")
+            .unwrap();
     let outcome = run(&format!("http://{addr}/2.0/"), SHORT).await;
     assert_failure(&outcome, Phase::Connect, Reason::Timeout);
     assert_at_least("connect", outcome.timings.connect, SHORT_MS - 100);
@@ -155,14 +166,18 @@ struct Identity {
 }
 
 fn ca_params(name: &str) -> CertificateParams {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("test setup");
     params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     params.distinguished_name.push(DnType::CommonName, name);
     params
 }
 
-fn leaf_params(name: &str, not_before: (i32, u8, u8), not_after: (i32, u8, u8)) -> CertificateParams {
-    let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+fn leaf_params(
+    name: &str,
+    not_before: (i32, u8, u8),
+    not_after: (i32, u8, u8),
+) -> CertificateParams {
+    let mut params = CertificateParams::new(vec![name.to_owned()]).expect("test setup");
     params.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
     params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
     params
@@ -176,9 +191,9 @@ impl Pki {
     fn new() -> Self {
         let root = CertifiedIssuer::self_signed(
             ca_params("lastfm-monitor test root"),
-            KeyPair::generate().unwrap(),
+            KeyPair::generate().expect("test setup"),
         )
-        .unwrap();
+        .expect("test setup");
         Self { root }
     }
 
@@ -189,10 +204,10 @@ impl Pki {
 
     /// A leaf for `name` signed by the root.
     fn leaf(&self, name: &str, not_before: (i32, u8, u8), not_after: (i32, u8, u8)) -> Identity {
-        let key = KeyPair::generate().unwrap();
+        let key = KeyPair::generate().expect("test setup");
         let cert = leaf_params(name, not_before, not_after)
             .signed_by(&key, &self.root)
-            .unwrap();
+            .expect("test setup");
         Identity {
             chain: vec![cert.der().clone()],
             key: key_der(&key),
@@ -209,13 +224,15 @@ async fn tls_upstream(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
-        .unwrap()
+        .expect("test setup")
         .with_no_client_auth()
         .with_single_cert(identity.chain, identity.key)
-        .unwrap();
+        .expect("test setup");
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("test setup");
+    let addr = listener.local_addr().expect("test setup");
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
@@ -247,7 +264,8 @@ fn url(addr: SocketAddr) -> String {
     format!("https://{addr}/2.0/")
 }
 
-const BOTH: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
+const BOTH: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
 
 #[tokio::test]
 async fn an_expired_certificate_is_tls_certificate_expired_with_its_date() {
@@ -264,7 +282,10 @@ async fn an_expired_certificate_is_tls_certificate_expired_with_its_date() {
         })
     );
     let t = outcome.timings;
-    assert!(t.connect > Duration::ZERO && t.tls > Duration::ZERO, "{t:?}");
+    assert!(
+        t.connect > Duration::ZERO && t.tls > Duration::ZERO,
+        "{t:?}"
+    );
     assert_eq!(t.first_byte, Duration::ZERO);
 }
 
@@ -296,8 +317,10 @@ async fn a_certificate_for_another_name_is_tls_hostname_mismatch() {
 /// A raw listener on 127.0.0.1 that reads the ClientHello, writes `answer` and closes; with
 /// `answer` `None` it holds the connection and says nothing.
 async fn hello_answerer(answer: Option<&'static [u8]>) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("test setup");
+    let addr = listener.local_addr().expect("test setup");
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {
@@ -330,7 +353,11 @@ async fn an_alert_or_garbage_for_a_client_hello_is_tls_handshake_failed() {
         let outcome = run(&url(addr), "2s").await;
         assert_failure(&outcome, Phase::Tls, Reason::HandshakeFailed);
         assert_eq!(outcome.tls, None, "no certificate was presented");
-        assert!(outcome.timings.tls > Duration::ZERO, "{:?}", outcome.timings);
+        assert!(
+            outcome.timings.tls > Duration::ZERO,
+            "{:?}",
+            outcome.timings
+        );
     }
 }
 
@@ -350,12 +377,9 @@ async fn a_handshake_records_the_chains_earliest_not_after_and_the_version() {
     let mut intermediate_params = ca_params("lastfm-monitor test intermediate");
     intermediate_params.not_before = rcgen::date_time_ymd(2020, 1, 1);
     intermediate_params.not_after = rcgen::date_time_ymd(2030, 6, 1);
-    let intermediate = CertifiedIssuer::signed_by(
-        intermediate_params,
-        KeyPair::generate().unwrap(),
-        &pki.root,
-    )
-    .unwrap();
+    let intermediate =
+        CertifiedIssuer::signed_by(intermediate_params, KeyPair::generate().unwrap(), &pki.root)
+            .unwrap();
     let prober = pki.prober();
     for (versions, version) in [
         (BOTH, "TLSv1.3"),
@@ -399,7 +423,11 @@ async fn a_reset_or_close_before_the_headers_is_request_reset() {
         let upstream = RawServer::always(reply.clone()).await;
         let outcome = run(&upstream.base_url(), "2s").await;
         assert_failure(&outcome, Phase::Request, Reason::Reset);
-        assert_eq!(upstream.requests().len(), 1, "{reply:?}: the request was read");
+        assert_eq!(
+            upstream.requests().len(),
+            1,
+            "{reply:?}: the request was read"
+        );
         assert_eq!(outcome.timings.body, Duration::ZERO);
     }
 }
@@ -417,13 +445,19 @@ async fn headers_that_never_come_are_request_timeout() {
 async fn a_body_that_breaks_off_is_body_interrupted() {
     let head = raw::head(
         "HTTP/1.1 200 OK",
-        &[("Content-Type", "application/json"), ("Content-Length", "100")],
+        &[
+            ("Content-Type", "application/json"),
+            ("Content-Length", "100"),
+        ],
     );
     let mut short = head.clone();
     short.extend_from_slice(br#"{"artist":"#);
     let chunked = raw::head(
         "HTTP/1.1 200 OK",
-        &[("Content-Type", "application/json"), ("Transfer-Encoding", "chunked")],
+        &[
+            ("Content-Type", "application/json"),
+            ("Transfer-Encoding", "chunked"),
+        ],
     );
     let mut bad_chunks = chunked;
     bad_chunks.extend_from_slice(b"zz\r\n{}\r\n0\r\n\r\n");
@@ -447,7 +481,10 @@ async fn a_body_that_stalls_is_body_timeout() {
     let upstream = RawServer::always(Reply::Trickle {
         head: raw::head(
             "HTTP/1.1 200 OK",
-            &[("Content-Type", "application/json"), ("Content-Length", "64")],
+            &[
+                ("Content-Type", "application/json"),
+                ("Content-Length", "64"),
+            ],
         ),
         body: vec![b' '; 64],
         every: Duration::from_secs(3),
@@ -481,13 +518,18 @@ async fn a_body_over_the_cap_is_body_too_large() {
 // --- DNS (a namespace, its own resolv.conf, the daemon binary) ------------------------------
 
 /// The DNS reasons, each caused by what a responder on 127.0.0.1:53 of a namespace answers for a
-/// name (`/etc/netns/NS/resolv.conf` points the namespace's glibc there). The resolver's
+/// name (`/etc/netns/NS/resolv.conf` points the namespace's glibc there, and nowhere else). The resolver's
 /// configuration is per mount namespace, which a thread of this process cannot enter, so the
 /// daemon binary runs under `ip netns exec`, and `/probe?debug=true` shows each run's failure.
 #[test]
 fn dns_failures_are_nxdomain_no_address_resolver_failure_and_timeout() {
     let Some(ns) = Netns::create() else { return };
-    ns.resolv_conf("nameserver 127.0.0.1\noptions timeout:3 attempts:1\n");
+    ns.etc(
+        "resolv.conf",
+        "nameserver 127.0.0.1\noptions timeout:3 attempts:1\n",
+    );
+    // Pinned too: an nss-resolve or mdns line of the host would send the lookups elsewhere.
+    ns.etc("nsswitch.conf", "hosts: files dns\n");
     let _dns = ns.enter(Responder::start);
     let cases = [
         ("nx", Reason::Nxdomain),
@@ -518,12 +560,14 @@ timeout = "1s"
     let mut daemon = ns.daemon(&path);
     let listen: SocketAddr = "127.0.0.1:10987".parse().unwrap();
     if !ns.enter(move || wait_ready(listen)) {
-        panic!("the daemon in the namespace is not ready within 10 s:\n{}", daemon.log());
+        panic!(
+            "the daemon in the namespace is not ready within 10 s:\n{}",
+            daemon.log()
+        );
     }
     for (name, reason) in cases {
-        let page = ns.enter(move || {
-            http_get(listen, &format!("/probe?target={name}&probe=p&debug=true"))
-        });
+        let page =
+            ns.enter(move || http_get(listen, &format!("/probe?target={name}&probe=p&debug=true")));
         let host = format!("{name}.lfm.test");
         let expected = TransportFailure::new(Phase::Dns, reason).describe(&host);
         if !page.contains(&expected) {
@@ -548,7 +592,7 @@ impl Responder {
         let socket = UdpSocket::bind("127.0.0.1:53").expect("bind 127.0.0.1:53 in the namespace");
         socket
             .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
+            .expect("test setup");
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
         // Spawned from a thread inside the namespace; the socket is bound already anyway.
@@ -609,7 +653,10 @@ fn dns_answer(query: &[u8]) -> Option<Vec<u8>> {
 fn wait_ready(listen: SocketAddr) -> bool {
     (0..100).any(|_| {
         let answer = http_get(listen, "/-/ready");
-        let ready = answer.lines().next().is_some_and(|status| status.contains(" 200 "));
+        let ready = answer
+            .lines()
+            .next()
+            .is_some_and(|status| status.contains(" 200 "));
         if !ready {
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -624,7 +671,7 @@ fn http_get(addr: SocketAddr, path: &str) -> String {
     };
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+        .expect("test setup");
     let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
     if stream.write_all(request.as_bytes()).is_err() {
         return String::new();
@@ -685,11 +732,11 @@ impl Netns {
         self.ip_global(&all);
     }
 
-    /// `/etc/netns/NAME/resolv.conf`, which `ip netns exec` mounts over `/etc/resolv.conf`.
-    fn resolv_conf(&self, text: &str) {
+    /// `/etc/netns/NAME/FILE`, which `ip netns exec` mounts over `/etc/FILE`.
+    fn etc(&self, file: &str, text: &str) {
         let dir = format!("/etc/netns/{}", self.name);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(format!("{dir}/resolv.conf"), text).unwrap();
+        std::fs::create_dir_all(&dir).expect("test setup");
+        std::fs::write(format!("{dir}/{file}"), text).expect("test setup");
     }
 
     /// Runs `f` on a thread inside the namespace: the sockets it opens are the namespace's.

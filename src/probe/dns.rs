@@ -123,6 +123,9 @@ mod tests {
     #[test]
     fn localhost_resolves_through_the_hosts_file() {
         let addrs = lookup("localhost").expect("localhost resolves");
-        assert!(addrs.iter().all(|addr| addr.ip().is_loopback()), "{addrs:?}");
+        assert!(
+            addrs.iter().all(|addr| addr.ip().is_loopback()),
+            "{addrs:?}"
+        );
     }
 }

@@ -93,8 +93,9 @@ enum Connections {
 
 impl HttpProber {
     /// Builds the client of `https` targets; fails only if the TLS backend cannot initialise.
-    /// The others are built on first use: each holds its own TLS configuration (about 100 KiB
-    /// of the idle RSS that issue 6 bounds), and most configurations need none of them.
+    /// The others are built on first use (most configurations need none of them); they share
+    /// the first one's certificate verifier and trust store, so each costs only its own pool
+    /// and connector.
     pub fn try_new() -> Result<Self, InitError> {
         Self::try_with_extra_roots(&[])
     }
@@ -355,7 +356,10 @@ fn failure_in(phase: Phase, err: &reqwest::Error) -> TransportFailure {
         // An error from inside the lookup that is not the resolver's (an unusable name).
         Phase::Dns => Reason::ResolverFailure,
         Phase::Connect | Phase::Tls if causes.tls.is_some() => {
-            return TransportFailure::new(Phase::Tls, causes.tls.map_or(Reason::HandshakeFailed, tls::reason_of));
+            return TransportFailure::new(
+                Phase::Tls,
+                causes.tls.map_or(Reason::HandshakeFailed, tls::reason_of),
+            );
         }
         Phase::Connect => connect_reason(causes.io_kind),
         // A reset, an EOF or a protocol error in the middle of the handshake.
@@ -489,7 +493,11 @@ timeout = "2s"
         let target = target(&format!("http://localhost:{}/2.0/", addr.port()));
         let prober = HttpProber::try_new().unwrap();
         let outcome = prober.probe(&target, &target.probes[0]).await.outcome;
-        assert_eq!(outcome.result.as_ref().map(|r| r.status), Ok(200), "{outcome:?}");
+        assert_eq!(
+            outcome.result.as_ref().map(|r| r.status),
+            Ok(200),
+            "{outcome:?}"
+        );
         let timings = outcome.timings;
         assert!(timings.dns > Duration::ZERO, "{timings:?}");
         assert!(timings.connect > Duration::ZERO, "{timings:?}");

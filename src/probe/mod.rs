@@ -3,6 +3,11 @@
 //! A run never fails with `Err`: whatever happens on the wire (a timeout, a refused connection, a
 //! body over the cap) is a [`ProbeOutcome`], data for the pure classifier. The [`Prober`] trait is
 //! the seam between scheduling and I/O: the daemon uses [`http::HttpProber`], tests can use a fake.
+//!
+//! Inside [`http::HttpProber`]: `http` sends the request and converts every error (the one place);
+//! `progress` is the per-run record of which phase is in progress and when each began; `dns` is
+//! the system resolver that keeps its `EAI_*` code; `tls` is the rustls config with the recording
+//! verifier and the session store that marks the handshake's start.
 
 mod dns;
 pub mod http;

@@ -338,7 +338,10 @@ mod tests {
             (timings.dns, timings.connect, timings.tls),
             (Duration::ZERO, Duration::ZERO, Duration::ZERO)
         );
-        assert!(timings.first_byte >= Duration::from_millis(5), "{timings:?}");
+        assert!(
+            timings.first_byte >= Duration::from_millis(5),
+            "{timings:?}"
+        );
         assert_eq!(report.tls, None);
     }
 }

@@ -224,8 +224,14 @@ mod tests {
     fn certificate_errors_map_to_tls_reasons() {
         let cases = [
             (CertificateError::Expired, Reason::CertificateExpired),
-            (CertificateError::NotValidYet, Reason::CertificateNotYetValid),
-            (CertificateError::UnknownIssuer, Reason::CertificateUntrusted),
+            (
+                CertificateError::NotValidYet,
+                Reason::CertificateNotYetValid,
+            ),
+            (
+                CertificateError::UnknownIssuer,
+                Reason::CertificateUntrusted,
+            ),
             (CertificateError::BadSignature, Reason::CertificateUntrusted),
             (CertificateError::NotValidForName, Reason::HostnameMismatch),
         ];
