@@ -11,8 +11,10 @@
 //! - [`runner`]: one run end to end; the only place the pieces meet.
 //! - [`politeness`]: the per-target budget (token bucket, backoff after 29/429, slow mode after
 //!   26/10), so the monitor never gets a key banned.
-//! - [`probe`]: one HTTP attempt under a deadline, recorded as facts, never an `Err`;
-//!   [`probe::sign`] computes `api_sig`.
+//! - [`probe`]: one HTTP attempt under a deadline, recorded as facts, never an `Err`: a failure
+//!   is the phase that broke (DNS, connect, TLS, request, body) and why, with per-phase timings
+//!   and the TLS facts (version, the chain's earliest notAfter); [`probe::sign`] computes
+//!   `api_sig`.
 //! - [`classify`]: pure verdicts over facts: outcome, code, status, mismatch, blame, conditions.
 //! - [`health`]: availability with hysteresis and the per-target conditions.
 //! - [`metrics`]: the SPEC §7 series in a private registry; [`history`], [`trace`] and

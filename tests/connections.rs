@@ -123,3 +123,51 @@ async fn a_kept_connection_the_server_closed_is_replaced_not_a_failure() {
     );
     assert_eq!(upstream.connections(), 3);
 }
+
+/// On a kept connection a run skips DNS, connect and TLS: those timings are zero, and the time
+/// goes to the request and the body.
+#[tokio::test]
+async fn a_run_on_a_kept_connection_times_no_dns_connect_or_tls() {
+    let upstream = keep_alive_upstream(Duration::from_secs(30)).await;
+    let prober = HttpProber::try_new().expect("the HTTP client");
+    let text = format!(
+        r#"
+[[targets]]
+name = "kept"
+base_url = "http://localhost:{}/2.0/"
+api_key = "0123456789abcdef0123456789abcdef"
+reuse_connections = true
+
+[[targets.probes]]
+method = "artist.getInfo"
+"#,
+        upstream.addr.port()
+    );
+    let config = Config::parse(&text, "kept.toml", &TestEnv::default(), chrono::Utc::now())
+        .unwrap_or_else(|err| panic!("the config is valid: {err}"));
+    let target = &config.targets[0];
+    let mut timings = Vec::new();
+    for _ in 0..2 {
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(10),
+            prober.probe(target, &target.probes[0]),
+        )
+        .await
+        .expect("a run ends within its deadline")
+        .outcome;
+        assert!(outcome.result.is_ok(), "{outcome:?}");
+        timings.push(outcome.timings);
+    }
+    assert_eq!(upstream.connections(), 1);
+    let (first, kept) = (timings[0], timings[1]);
+    assert!(
+        first.dns > Duration::ZERO && first.connect > Duration::ZERO,
+        "{first:?}"
+    );
+    assert_eq!(
+        (kept.dns, kept.connect, kept.tls),
+        (Duration::ZERO, Duration::ZERO, Duration::ZERO),
+        "{kept:?}"
+    );
+    assert!(kept.first_byte > Duration::ZERO, "{kept:?}");
+}

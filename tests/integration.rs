@@ -14,6 +14,7 @@ mod connections;
 mod daemon;
 mod descriptors;
 mod exposition;
+mod failures;
 mod faults;
 mod logs;
 mod politeness;

@@ -6,16 +6,27 @@
 //! `Accept-Encoding` is sent (no decompression bombs), and the body is read chunk by chunk up to
 //! `max_body_bytes`. reqwest errors print their URL, which holds the key for GET probes, so this
 //! module is the single place they are converted (`failure_of`), and only after `without_url`.
+//!
+//! A failure is a phase and a reason. The phase is what the run's progress record (`progress.rs`)
+//! says was in progress when the error or the deadline came; the reason is read from the error's
+//! source chain: the resolver's `DnsFailure`, a `rustls::Error` (see `tls.rs`), an OS error
+//! of the TCP connect. The clients are reqwest's, with three parts of our own plugged in: the
+//! system resolver that keeps its `EAI_*` code (`dns.rs`), a connector layer that marks when a
+//! connection is asked for and ready, and the TLS config with its observers (`tls.rs`).
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use reqwest::redirect::Policy;
 use tokio::time::Instant;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::CertificateDer;
 
+use super::dns::{DnsFailure, SystemResolver};
+use super::progress::{self, MarkConnect};
 use super::{
     Format, HttpMethod, Phase, ProbeFuture, ProbeOutcome, Prober, Reach, ReachFuture, Reason,
-    Recorded, RequestTrace, Response, TransportFailure, sign,
+    Recorded, RequestTrace, Response, TransportFailure, sign, tls,
 };
 use crate::config::{Probe, Target};
 use crate::secret::REDACTED;
@@ -57,6 +68,20 @@ pub struct HttpProber {
     /// The same two with a connection pool, for targets with `reuse_connections`.
     reused_https: OnceLock<reqwest::Client>,
     reused_loopback: OnceLock<reqwest::Client>,
+    /// The TLS config every client gets a copy of: the copies share one verifier and its trust
+    /// store, so the lazily built clients cost no second parse of the system's CA bundle.
+    tls: rustls::ClientConfig,
+}
+
+/// Why the HTTP clients could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// The TLS configuration (the trust store, the crypto provider's versions).
+    #[error("cannot build the TLS configuration")]
+    Tls(#[source] rustls::Error),
+    /// reqwest refused the client configuration.
+    #[error("cannot build the HTTP client")]
+    Client(#[source] reqwest::Error),
 }
 
 /// Whether a client keeps its connections.
@@ -68,28 +93,40 @@ enum Connections {
 
 impl HttpProber {
     /// Builds the client of `https` targets; fails only if the TLS backend cannot initialise.
-    /// The others are built on first use: each holds its own TLS configuration (about 100 KiB
-    /// of the idle RSS that issue 6 bounds), and most configurations need none of them.
-    pub fn try_new() -> Result<Self, reqwest::Error> {
+    /// The others are built on first use (most configurations need none of them); they share
+    /// the first one's certificate verifier and trust store, so each costs only its own pool
+    /// and connector.
+    pub fn try_new() -> Result<Self, InitError> {
+        Self::try_with_extra_roots(&[])
+    }
+
+    /// As [`HttpProber::try_new`], trusting `roots` besides the system's CAs (tests trust the CA
+    /// they generate this way).
+    pub fn try_with_extra_roots(roots: &[CertificateDer<'static>]) -> Result<Self, InitError> {
         // reqwest is built without a crypto provider of its own and takes the process default:
         // ring, the one the endpoints' TLS uses (Cargo.toml says why). A second call finds it
         // installed and changes nothing.
-        let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = tls::client_config(roots).map_err(InitError::Tls)?;
         Ok(Self {
-            https: client(true, Connections::Fresh)?,
+            https: client(true, Connections::Fresh, &tls).map_err(InitError::Client)?,
             loopback: OnceLock::new(),
             reused_https: OnceLock::new(),
             reused_loopback: OnceLock::new(),
+            tls,
         })
     }
 
     fn client_for(&self, target: &Target) -> &reqwest::Client {
-        let https = target.base_url.scheme() == "https";
         let connections = if target.reuse_connections {
             Connections::Reused
         } else {
             Connections::Fresh
         };
+        self.client_of(target.base_url.scheme() == "https", connections)
+    }
+
+    fn client_of(&self, https: bool, connections: Connections) -> &reqwest::Client {
         let lazy = match (https, connections) {
             (true, Connections::Fresh) => return &self.https,
             (false, Connections::Fresh) => &self.loopback,
@@ -97,7 +134,7 @@ impl HttpProber {
             (false, Connections::Reused) => &self.reused_loopback,
         };
         lazy.get_or_init(|| {
-            client(https, connections).unwrap_or_else(|err| {
+            client(https, connections, &self.tls).unwrap_or_else(|err| {
                 // The same backend built the first client, so this is not expected. The
                 // fallback probes https targets with a fresh connection per run and fails
                 // loopback ones as connection errors: the runs stay data, and this says why.
@@ -134,23 +171,18 @@ impl HttpProber {
         }
         .timeout(probe.timeout);
         let started = Instant::now();
-        let result = match tokio::time::timeout(
-            probe.timeout,
-            exchange(request, probe.max_body_bytes),
-        )
-        .await
-        {
-            Ok(result) => result,
-            Err(_) => Err(TransportFailure::timeout(Phase::Request)),
-        };
+        let deadline = tokio::time::timeout(probe.timeout, exchange(request, probe.max_body_bytes));
+        // The record is read after the deadline dropped the exchange, inside the same scope.
+        let outcome = progress::scope(deadline, |result, report| ProbeOutcome {
+            elapsed: started.elapsed(),
+            result: result.unwrap_or_else(|_| Err(TransportFailure::timeout(report.phase))),
+            timings: report.timings,
+            tls: report.tls.clone(),
+        })
+        .await;
         Recorded {
             request: trace,
-            outcome: ProbeOutcome {
-                elapsed: started.elapsed(),
-                timings: Default::default(),
-                tls: None,
-                result,
-            },
+            outcome,
         }
     }
 }
@@ -167,41 +199,34 @@ impl Prober for HttpProber {
 
 impl HttpProber {
     /// A reference check: one `GET` on a fresh connection, the status kept, the body never
-    /// read. Plain http is fine here: nothing secret is sent.
+    /// read. Plain http is fine here: nothing secret is sent. The same resolver, connector and
+    /// verifier as the probes', so a reference's failure has its phase and reason too.
     async fn reach_once(&self, url: &url::Url, timeout: Duration) -> Reach {
-        let client = if url.scheme() == "https" {
-            &self.https
-        } else {
-            self.plain_http()
-        };
+        let client = self.client_of(url.scheme() == "https", Connections::Fresh);
         let request = client.get(url.clone()).timeout(timeout);
         let started = Instant::now();
-        let result = match tokio::time::timeout(timeout, request.send()).await {
-            Ok(Ok(response)) => Ok(response.status().as_u16()),
-            Ok(Err(err)) => Err(failure_of(err)),
-            Err(_) => Err(TransportFailure::timeout(Phase::Request)),
-        };
-        Reach {
+        let deadline = tokio::time::timeout(timeout, async {
+            let response = request.send().await.map_err(failure_of)?;
+            progress::headers_received();
+            Ok(response.status().as_u16())
+        });
+        progress::scope(deadline, |result, report| Reach {
             elapsed: started.elapsed(),
-            result,
-        }
-    }
-
-    fn plain_http(&self) -> &reqwest::Client {
-        self.loopback.get_or_init(|| {
-            client(false, Connections::Fresh).unwrap_or_else(|err| {
-                tracing::warn!(
-                    error = %err,
-                    "cannot build a plain-http client; falling back to the one of https targets"
-                );
-                self.https.clone()
-            })
+            result: result.unwrap_or_else(|_| Err(TransportFailure::timeout(report.phase))),
         })
+        .await
     }
 }
 
-fn client(https_only: bool, connections: Connections) -> Result<reqwest::Client, reqwest::Error> {
+fn client(
+    https_only: bool,
+    connections: Connections,
+    tls: &rustls::ClientConfig,
+) -> Result<reqwest::Client, reqwest::Error> {
     let builder = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls.clone())
+        .dns_resolver(Arc::new(SystemResolver))
+        .connector_layer(MarkConnect)
         .user_agent(USER_AGENT)
         .redirect(Policy::none())
         .https_only(https_only)
@@ -263,6 +288,7 @@ async fn exchange(
     max_body_bytes: u64,
 ) -> Result<Response, TransportFailure> {
     let mut response = request.send().await.map_err(failure_of)?;
+    progress::headers_received();
     let header = |name: reqwest::header::HeaderName| {
         response
             .headers()
@@ -312,6 +338,7 @@ async fn exchange(
         }
         body.extend_from_slice(&chunk);
     }
+    progress::body_read();
     Ok(Response {
         status,
         content_type,
@@ -322,17 +349,11 @@ async fn exchange(
 }
 
 /// The one conversion of a reqwest error: its URL (which may hold the key) is dropped first, and
-/// the kind is read from the error's predicates and source chain, never from its text.
+/// the failure is read from the run's progress and the error's source chain, never from its text.
 fn failure_of(err: reqwest::Error) -> TransportFailure {
     use std::error::Error as _;
     let err = err.without_url();
-    let kind = if err.is_timeout() || source_chain_has_timeout(&err) {
-        TransportFailure::timeout(Phase::Request)
-    } else if err.is_body() || err.is_decode() {
-        TransportFailure::new(Phase::Body, Reason::Interrupted)
-    } else {
-        TransportFailure::new(Phase::Connect, Reason::Refused)
-    };
+    let failure = failure_in(progress::phase(), &err);
     let mut chain = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
@@ -340,20 +361,177 @@ fn failure_of(err: reqwest::Error) -> TransportFailure {
         chain.push_str(&cause.to_string());
         source = cause.source();
     }
-    tracing::debug!(error = %chain, kind = kind.reason.as_label(), "request failed");
-    kind
+    tracing::debug!(
+        error = %chain,
+        phase = failure.phase.as_label(),
+        reason = failure.reason.as_label(),
+        "request failed"
+    );
+    failure
 }
 
-fn source_chain_has_timeout(err: &reqwest::Error) -> bool {
-    use std::error::Error as _;
-    let mut source = err.source();
-    while let Some(cause) = source {
+/// What `err` means when it ended a run that was in `phase`.
+fn failure_in(phase: Phase, err: &reqwest::Error) -> TransportFailure {
+    let causes = Causes::of(err);
+    if err.is_timeout() || causes.io_kind == Some(std::io::ErrorKind::TimedOut) {
+        return TransportFailure::timeout(phase);
+    }
+    // The resolver's own error names its reason wherever it shows.
+    if let Some(dns) = causes.dns {
+        return TransportFailure::new(Phase::Dns, dns.reason);
+    }
+    let reason = match phase {
+        // An error from inside the lookup that is not the resolver's (an unusable name).
+        Phase::Dns => Reason::ResolverFailure,
+        Phase::Connect | Phase::Tls if causes.tls.is_some() => {
+            return TransportFailure::new(
+                Phase::Tls,
+                causes.tls.map_or(Reason::HandshakeFailed, tls::reason_of),
+            );
+        }
+        Phase::Connect => connect_reason(causes.io_kind),
+        // A reset, an EOF or a protocol error in the middle of the handshake.
+        Phase::Tls => Reason::HandshakeFailed,
+        // Reset or closed after the request was written, before the headers (hyper's
+        // IncompleteMessage), or a response hyper could not parse.
+        Phase::Request => Reason::Reset,
+        Phase::Body => Reason::Interrupted,
+    };
+    TransportFailure::new(phase, reason)
+}
+
+/// The reason of a failed TCP connect, from the OS error.
+fn connect_reason(kind: Option<std::io::ErrorKind>) -> Reason {
+    use std::io::ErrorKind;
+    match kind {
+        Some(ErrorKind::ConnectionRefused) => Reason::Refused,
+        Some(
+            ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+            | ErrorKind::UnexpectedEof,
+        ) => Reason::Reset,
+        // EHOSTUNREACH, ENETUNREACH, EADDRNOTAVAIL, EACCES/EPERM from a firewall rule, and
+        // whatever else keeps a SYN from getting an answer.
+        _ => Reason::Unreachable,
+    }
+}
+
+/// What a reqwest error's source chain holds. `io::Error::source()` skips an error it wraps, so
+/// each `io::Error` is also looked into through `get_ref`.
+#[derive(Debug, Default)]
+struct Causes<'a> {
+    dns: Option<&'a DnsFailure>,
+    tls: Option<&'a rustls::Error>,
+    /// The kind of the innermost `io::Error` with an OS error code, else of the first one.
+    io_kind: Option<std::io::ErrorKind>,
+}
+
+impl<'a> Causes<'a> {
+    fn of(err: &'a reqwest::Error) -> Self {
+        let mut causes = Self::default();
+        let mut source = std::error::Error::source(err);
+        while let Some(cause) = source {
+            causes.visit(cause);
+            source = cause.source();
+        }
+        causes
+    }
+
+    /// Notes `cause` and, when it is an `io::Error`, whatever it wraps, however deep: hyper-rustls
+    /// wraps tokio-rustls's `io::Error` (around the `rustls::Error`) in another one.
+    fn visit(&mut self, cause: &'a (dyn std::error::Error + 'static)) {
+        self.note(cause);
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return true;
+            if io.raw_os_error().is_some() || self.io_kind.is_none() {
+                self.io_kind = Some(io.kind());
+            }
+            if let Some(inner) = io.get_ref() {
+                self.visit(inner);
             }
         }
-        source = cause.source();
     }
-    false
+
+    fn note(&mut self, cause: &'a (dyn std::error::Error + 'static)) {
+        if let Some(dns) = cause.downcast_ref::<DnsFailure>() {
+            self.dns.get_or_insert(dns);
+        }
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            self.tls.get_or_insert(tls);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::secret::ProcessEnv;
+
+    fn target(base_url: &str) -> Arc<Target> {
+        let text = format!(
+            r#"
+[[targets]]
+name = "t"
+base_url = "{base_url}"
+api_key = "0123456789abcdef0123456789abcdef"
+
+[[targets.probes]]
+method = "artist.getInfo"
+timeout = "2s"
+"#
+        );
+        let config = Config::parse(&text, "t.toml", &ProcessEnv, chrono::Utc::now())
+            .unwrap_or_else(|err| panic!("the config is valid: {err}"));
+        Arc::clone(&config.targets[0])
+    }
+
+    /// Answers one request with a small JSON body.
+    async fn one_answer() -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0_u8; 8192];
+            let mut seen = Vec::new();
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = stream.read(&mut buf).await.unwrap();
+                seen.extend_from_slice(&buf[..n]);
+            }
+            let body = b"{}";
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            stream.write_all(head.as_bytes()).await.unwrap();
+            stream.write_all(body).await.unwrap();
+        });
+        addr
+    }
+
+    /// The resolver and the connector layer run inside reqwest's connect, which hyper-util
+    /// drives inside the request future: they see the run's task-local record.
+    #[tokio::test]
+    async fn the_progress_record_is_seen_from_inside_reqwests_connect() {
+        let addr = one_answer().await;
+        let target = target(&format!("http://localhost:{}/2.0/", addr.port()));
+        let prober = HttpProber::try_new().unwrap();
+        let outcome = prober.probe(&target, &target.probes[0]).await.outcome;
+        assert_eq!(
+            outcome.result.as_ref().map(|r| r.status),
+            Ok(200),
+            "{outcome:?}"
+        );
+        let timings = outcome.timings;
+        assert!(timings.dns > Duration::ZERO, "{timings:?}");
+        assert!(timings.connect > Duration::ZERO, "{timings:?}");
+        assert_eq!(timings.tls, Duration::ZERO, "plain http: {timings:?}");
+        assert!(timings.first_byte > Duration::ZERO, "{timings:?}");
+        assert!(outcome.elapsed >= timings.dns + timings.connect + timings.first_byte);
+        assert_eq!(outcome.tls, None);
+    }
 }

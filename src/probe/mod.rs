@@ -3,9 +3,17 @@
 //! A run never fails with `Err`: whatever happens on the wire (a timeout, a refused connection, a
 //! body over the cap) is a [`ProbeOutcome`], data for the pure classifier. The [`Prober`] trait is
 //! the seam between scheduling and I/O: the daemon uses [`http::HttpProber`], tests can use a fake.
+//!
+//! Inside [`http::HttpProber`]: `http` sends the request and converts every error (the one place);
+//! `progress` is the per-run record of which phase is in progress and when each began; `dns` is
+//! the system resolver that keeps its `EAI_*` code; `tls` is the rustls config with the recording
+//! verifier and the session store that marks the handshake's start.
 
+mod dns;
 pub mod http;
+mod progress;
 pub mod sign;
+mod tls;
 
 use std::fmt;
 use std::future::Future;
@@ -311,11 +319,17 @@ impl PhaseTimings {
 /// What the last TLS handshake of a run showed, when the run made one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFacts {
-    /// The negotiated protocol version, e.g. `TLSv1.3`.
+    /// The negotiated protocol version, e.g. `TLSv1.3`; [`TlsFacts::UNKNOWN_VERSION`] when the
+    /// handshake failed on the certificate, before the version showed.
     pub version: &'static str,
     /// The earliest `notAfter` of the chain the server presented, Unix seconds; `None` when no
     /// certificate could be parsed.
     pub not_after_unix: Option<i64>,
+}
+
+impl TlsFacts {
+    /// The version of a handshake that failed before the server's signature was checked.
+    pub const UNKNOWN_VERSION: &'static str = "unknown";
 }
 
 /// A complete HTTP response, as received.
