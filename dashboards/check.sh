@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Static checks of dashboards/: rules lint and unit tests, example config, PromQL syntax of every
-# dashboard and Grafana-alert query, JSON validity, and structural lint.
+# Static checks of dashboards/: rules lint and unit tests, example configs (single Prometheus,
+# multi-site agent and central, Alertmanager), PromQL syntax of every dashboard and Grafana-alert
+# query, JSON validity, and structural lint.
 #
 #   bash dashboards/check.sh            # from the repository root (or from anywhere)
 #
-# Needs: promtool (Debian: apt-get install prometheus; tested with 2.42) and python3. PyYAML
+# Needs: promtool (Debian: apt-get install prometheus; tested with 2.42), amtool (Debian:
+# apt-get install prometheus-alertmanager; tested with 0.25) and python3. PyYAML
 # (Debian: python3-yaml) is used when present; without it the YAML lint step is skipped.
 # Exits non-zero on the first failure.
 set -euo pipefail
@@ -15,6 +17,7 @@ cd "$here"
 step() { printf '\n== %s\n' "$*"; }
 
 command -v promtool >/dev/null 2>&1 || { echo "check.sh: promtool not found (apt-get install prometheus)" >&2; exit 2; }
+command -v amtool >/dev/null 2>&1 || { echo "check.sh: amtool not found (apt-get install prometheus-alertmanager)" >&2; exit 2; }
 
 # A python3 with PyYAML if there is one (Debian's /usr/bin/python3 with python3-yaml), else any.
 py=""
@@ -32,14 +35,15 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-step "promtool version"
+step "promtool and amtool versions"
 promtool --version | head -n 1
+amtool --version 2>&1 | head -n 1
 
 step "JSON files parse"
 while IFS= read -r -d '' f; do
   "$py" -m json.tool "$f" >/dev/null
   echo "  ok  ${f#./}"
-done < <(find . -name '*.json' -type f -print0 | sort -z)
+done < <(find . -path ./schema/node_modules -prune -o -path ./schema/build -prune -o -name '*.json' -type f -print0 | sort -z)
 
 step "promtool check rules"
 promtool check rules prometheus/lastfm-monitor.rules.yml
@@ -47,8 +51,20 @@ promtool check rules prometheus/lastfm-monitor.rules.yml
 step "promtool test rules"
 promtool test rules prometheus/lastfm-monitor.rules.test.yml
 
-step "promtool check config (example prometheus.yml)"
+step "promtool check config (example prometheus.yml; multi-site central.yml and agent-vantage.yml)"
 promtool check config prometheus/prometheus.yml
+promtool check config prometheus/central.yml
+promtool check config --agent prometheus/agent-vantage.yml
+
+step "amtool check-config (example alertmanager.yml)"
+amtool check-config alertmanager/alertmanager.yml
+# error 11 from any vantage goes to the same receiver, grouped by target (one notification group)
+for v in ams nyc sgp; do
+  amtool config routes test --config.file=alertmanager/alertmanager.yml --verify.receivers=lastfm-monitor \
+    alertname=LastfmServiceOffline severity=critical target=lastfm vantage=$v >/dev/null 2>&1 \
+    || { echo "check.sh: LastfmServiceOffline (vantage $v) is not routed to lastfm-monitor" >&2; exit 1; }
+done
+echo "  routing: LastfmServiceOffline from every vantage -> lastfm-monitor"
 
 step "every query of the dashboard, the Grafana alerts and the rules is valid PromQL"
 "$py" queries.py --rules-out "$tmp/all-queries.rules.json" >/dev/null
@@ -60,7 +76,7 @@ step "YAML extraction agrees with the built-in extractor"
 diff -u "$tmp/q1.jsonl" "$tmp/q2.jsonl"
 echo "  $(wc -l <"$tmp/q1.jsonl") queries"
 
-step "structural lint (uids, variables, descriptions, annotations, severities)"
+step "structural lint (uids, variables, descriptions, annotations, severities, Alertmanager names)"
 "$py" queries.py --lint
 
 printf '\ndashboards/check.sh: all checks passed\n'

@@ -13,6 +13,8 @@ Sources
   - the Grafana alert provisioning file: data[].model.expr of every Prometheus query (math,
     reduce and threshold expressions are skipped);
   - the Prometheus rules file: the expr of every recording and alerting rule.
+(--lint also checks the example Alertmanager config, alertmanager/alertmanager.yml, against the
+rules: every alertname its routes and inhibit rules name must be an alert of the rules.)
 
 Grafana variables are substituted: $target, $probe (and any other dashboard variable) with
 `.*` (override with --var name=value), $__rate_interval and $__interval with 1m, $__range with
@@ -29,7 +31,11 @@ query with its status (data, empty or error), then the summary `N queries, E err
 data`. Exit 1 when any query errors, when the share of queries with data is below --min-data,
 or when a vector selector of any expression (metric name plus label matchers, e.g.
 `lastfm_condition{condition="service_offline"}`) matches no series in Prometheus
-(--allow-missing-metrics turns that into a warning). Alerting rules are expected to be empty
+(--allow-missing-metrics turns that into a warning). Metrics the daemon exports only in some
+configurations (OPTIONAL_METRICS: the TLS certificate gauge, the references) are the exception:
+when such a metric is absent altogether its selectors only warn, and a query reading nothing
+else is reported as "absent-optional" and left out of the data share (--require-optional makes
+them mandatory, for a run with https targets and references). Alerting rules are expected to be empty
 while nothing is wrong: they are evaluated and must not error, and their selectors must match
 live series, but they are left out of the data share unless --include-alerts is given.
 """
@@ -53,6 +59,20 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DASHBOARDS = [os.path.join(HERE, "lastfm-monitor.json")]
 DEFAULT_GRAFANA_ALERTS = [os.path.join(HERE, "provisioning", "alerting", "lastfm-monitor-alerts.yaml")]
 DEFAULT_RULES = [os.path.join(HERE, "prometheus", "lastfm-monitor.rules.yml")]
+DEFAULT_ALERTMANAGER = [os.path.join(HERE, "alertmanager", "alertmanager.yml")]
+
+# Metrics the daemon exports only in some configurations. With --prom, a selector of one of them
+# matches nothing only when the whole metric is absent is a warning (not an error), and a query
+# that is empty because it reads nothing but absent optional metrics is reported as
+# "absent-optional" and left out of the data share. --require-optional makes them mandatory (an
+# end-to-end run whose configuration has https targets and references).
+OPTIONAL_METRICS = {
+    "lastfm_tls_certificate_not_after_timestamp_seconds": "https targets only, after a handshake",
+    "lastfm_reference_up": "only with [[references]] configured",
+    "lastfm_reference_failures_total": "only with [[references]] configured",
+    "lastfm_reference_http_status_code": "only with [[references]] configured",
+    "lastfm_reference_last_check_timestamp_seconds": "only with [[references]] configured",
+}
 
 EXPR_DATASOURCE = "__expr__"
 
@@ -377,6 +397,7 @@ def _ignored_spans(expr):
 def selectors(expr):
     """The vector selectors of an expression, with their label matchers: `name{...}` or `{...}`."""
     masked = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', lambda m: '"' + "x" * (len(m.group()) - 2) + '"', expr)
+    masked = re.sub(r"#[^\n]*", lambda m: " " * len(m.group()), masked)  # PromQL comments (same length)
     ignored = _ignored_spans(masked)
     out = []
     for m in re.finditer(r"(?<![\w.:])([a-zA-Z_:][a-zA-Z0-9_:]*)?(\s*\{[^}]*\})?", masked):
@@ -408,9 +429,13 @@ def lint_dashboard(path):
     names = {v.get("name"): v for v in dash.get("templating", {}).get("list", [])}
     if names.get("datasource", {}).get("type") != "datasource":
         problems.append("no `datasource` variable of type datasource")
-    for v in ("target", "probe"):
+    for v in ("target", "probe", "vantage"):
         if v not in names:
             problems.append(f"no `{v}` variable")
+    v = names.get("vantage")
+    if v and not (v.get("multi") and v.get("includeAll") and v.get("allValue") == ".*"):
+        # ".*" also matches series without the label: one monitor without a vantage label
+        problems.append("`vantage` variable must be multi-value with All = \".*\"")
     ids = set()
     for p in iter_panels(dash.get("panels")):
         pid = p.get("id")
@@ -430,7 +455,7 @@ def lint_dashboard(path):
             if isinstance(ds, dict) and ds.get("type") == "prometheus" and ds.get("uid") != "${datasource}":
                 problems.append(f"{where}/{t.get('refId')}: datasource must be the ${{datasource}} variable")
             expr = t.get("expr", "")
-            for var, label in (("$target", "target"), ("$probe", "probe")):
+            for var, label in (("$target", "target"), ("$probe", "probe"), ("$vantage", "vantage")):
                 if var in expr and not re.search(label + r'=~"\$' + label + '"', expr):
                     problems.append(f"{where}/{t.get('refId')}: use {label}=~\"{var}\" (multi-value variable)")
     return problems
@@ -488,6 +513,62 @@ def lint_rules(path):
         for r in g.get("rules") or []:
             if "alert" in r:
                 _annotations_ok(f"alert {r['alert']}", r.get("annotations"), r.get("labels"), problems)
+    return problems
+
+
+def rule_alert_names(paths):
+    names = set()
+    for path in paths:
+        for g in (load_yaml(path) or {}).get("groups") or []:
+            names.update(r["alert"] for r in g.get("rules") or [] if "alert" in r)
+    return names
+
+
+MATCHER_RE = re.compile(r'^\s*alertname\s*(=~|=|!=|!~)\s*"?([^"]*)"?\s*$')
+
+
+def lint_alertmanager(path, alert_names):
+    """The example Alertmanager config: every alertname it routes or inhibits on is an alert of the
+    rules (a rename would silently break an inhibition), group_by keeps `target`, and the keys the
+    end-to-end test rewrites are where the config's comment says."""
+    problems = []
+    doc = load_yaml(path) or {}
+    route = doc.get("route") or {}
+    if "target" not in (route.get("group_by") or []):
+        problems.append("route.group_by must include target (one group per target across monitors)")
+    try:
+        doc["receivers"][0]["webhook_configs"][0]["url"]
+    except (KeyError, IndexError, TypeError):
+        problems.append("receivers[0].webhook_configs[0].url is missing")
+    for key in ("group_wait", "group_interval", "repeat_interval"):
+        if key not in route:
+            problems.append(f"route.{key} is missing")
+
+    def matchers(where, ms):
+        for m in ms or []:
+            mm = MATCHER_RE.match(m)
+            if not mm:
+                continue
+            op, value = mm.groups()
+            wanted = value.split("|") if op in ("=~", "!~") else [value]
+            for name in wanted:
+                if name not in alert_names:
+                    problems.append(f"{where}: alertname {name} is not an alert of the rules")
+
+    def walk(r, where):
+        matchers(where, r.get("matchers"))
+        for key in ("group_wait", "group_interval", "repeat_interval"):
+            if where != "route" and key in r:
+                problems.append(f"{where}: sets {key}; the timings belong to the root route only")
+        for i, child in enumerate(r.get("routes") or []):
+            walk(child, f"{where}.routes[{i}]")
+
+    walk(route, "route")
+    for i, rule in enumerate(doc.get("inhibit_rules") or []):
+        matchers(f"inhibit_rules[{i}].source_matchers", rule.get("source_matchers"))
+        matchers(f"inhibit_rules[{i}].target_matchers", rule.get("target_matchers"))
+        if not rule.get("equal"):
+            problems.append(f"inhibit_rules[{i}]: no `equal` labels (it would inhibit across monitors and targets)")
     return problems
 
 
@@ -559,6 +640,7 @@ def main(argv=None):
     ap.add_argument("--dashboard", action="append", help="Grafana dashboard JSON (repeatable)")
     ap.add_argument("--grafana-alerts", action="append", help="Grafana alert provisioning YAML (repeatable)")
     ap.add_argument("--rules", action="append", help="Prometheus rules YAML (repeatable)")
+    ap.add_argument("--alertmanager", action="append", help="Alertmanager config to lint against the rules (repeatable)")
     ap.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="value of a dashboard variable (default .*)")
     ap.add_argument("--rate-interval", default="1m")
     ap.add_argument("--interval", default="1m")
@@ -567,6 +649,8 @@ def main(argv=None):
     ap.add_argument("--min-data", type=float, default=0.9, help="minimum share of queries with data (default 0.9)")
     ap.add_argument("--include-alerts", action="store_true", help="count alerting rules in the data share")
     ap.add_argument("--allow-missing-metrics", action="store_true", help="selectors matching no series only warn")
+    ap.add_argument("--require-optional", action="store_true",
+                    help="the optional metrics (TLS certificate, references) must exist too")
     ap.add_argument("--time", type=float, help="evaluation time (unix seconds; default now)")
     ap.add_argument("--window", type=float, help="evaluate over the last N seconds (range query): "
                     "a query has data if it had data at any moment of the window")
@@ -580,6 +664,7 @@ def main(argv=None):
     args.dashboard = args.dashboard or DEFAULT_DASHBOARDS
     args.grafana_alerts = args.grafana_alerts or DEFAULT_GRAFANA_ALERTS
     args.rules = args.rules or DEFAULT_RULES
+    args.alertmanager = args.alertmanager or DEFAULT_ALERTMANAGER
 
     if args.lint:
         problems = []
@@ -592,6 +677,9 @@ def main(argv=None):
                 problems += [f"{os.path.basename(p)}: {x}" for x in lint_grafana_alerts(p)]
             for p in args.rules:
                 problems += [f"{os.path.basename(p)}: {x}" for x in lint_rules(p)]
+            names = rule_alert_names(args.rules)
+            for p in args.alertmanager:
+                problems += [f"{os.path.basename(p)}: {x}" for x in lint_alertmanager(p, names)]
         for x in problems:
             print("lint:", x, file=sys.stderr)
         if problems:
@@ -628,9 +716,20 @@ def main(argv=None):
             print(json.dumps(q.as_dict(), ensure_ascii=False))
         return 0
 
-    errors = with_data = counted = counted_data = 0
+    # Optional metrics (OPTIONAL_METRICS) that this Prometheus does not have at all.
+    absent_optional = set()
+    if not args.require_optional:
+        for name in sorted(OPTIONAL_METRICS):
+            status, err, n = prom_query(args.prom, f"count({name})", args.timeout, args.time, args.window)
+            if status == "empty":
+                absent_optional.add(name)
+
+    errors = with_data = counted = counted_data = skipped = 0
     for q in queries:
         status, err, n = prom_query(args.prom, q.expr, args.timeout, args.time, args.window)
+        used = metric_names(q.expr)
+        if status == "empty" and used and used <= absent_optional:
+            status = "absent-optional"  # e.g. a certificate panel when no target is https
         rec = q.as_dict()
         rec.update({"status": status, "series": n})
         if err:
@@ -638,22 +737,36 @@ def main(argv=None):
         print(json.dumps(rec, ensure_ascii=False))
         errors += status == "error"
         with_data += status == "data"
-        if q.kind != "alert" or args.include_alerts:
+        if status == "absent-optional":
+            skipped += 1
+        elif q.kind != "alert" or args.include_alerts:
             counted += 1
             counted_data += status == "data"
 
     # Every selector (metric name and label matchers) must match live series: an alert whose
     # selector has a typo would otherwise stay silent forever, and alerts are empty by design.
+    # Selectors of optional metrics that are absent altogether only warn.
     missing = []
+    optional_missing = []
     for sel in sorted(set().union(*(selectors(q.expr) for q in queries))):
         status, err, n = prom_query(args.prom, f"count({sel})", args.timeout, args.time)
         if status != "data":
-            missing.append(sel)
+            name = re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", sel)
+            if name and name.group() in absent_optional:
+                optional_missing.append(sel)
+            else:
+                missing.append(sel)
     share = counted_data / counted if counted else 0.0
     alerts = [q for q in queries if q.kind == "alert"]
     print(f"{len(queries)} queries, {errors} errors, {with_data} with data "
           f"({counted_data}/{counted} = {share:.1%} of the counted queries; "
-          f"{len(alerts)} alerting rules {'counted' if args.include_alerts else 'not counted'})")
+          f"{len(alerts)} alerting rules {'counted' if args.include_alerts else 'not counted'}; "
+          f"{skipped} left out: they read only optional metrics this Prometheus does not have)")
+    if absent_optional:
+        print("optional metrics absent (warning): " + ", ".join(
+            f"{m} ({OPTIONAL_METRICS[m]})" for m in sorted(absent_optional)))
+    if optional_missing:
+        print(f"selectors of absent optional metrics (warning): {', '.join(optional_missing)}")
     if missing:
         print(f"selectors matching no series in Prometheus: {', '.join(missing)}")
     failed = errors > 0 or share < args.min_data or (missing and not args.allow_missing_metrics)
