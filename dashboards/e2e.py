@@ -8,6 +8,11 @@ Starts, all on 127.0.0.1 with free ports:
   3. Prometheus, scraping the daemon every second with the shipped rules loaded
      (dashboards/prometheus/lastfm-monitor.rules.yml, evaluated every second).
 
+A second target, `lastfm-tls`, reaches the same simulator through a TLS front (a certificate the
+test's own CA signed, valid for 7 days, trusted through SSL_CERT_FILE), so the certificate
+gauge has data and LastfmCertificateExpiringSoon must fire; a `[[references]]` (the simulator's
+root, a 404 that counts as reachable) gives the reference series data.
+
 Then it asserts that the LastfmServiceOffline alert becomes pending or firing during the error-11
 phase and LastfmApiKeySuspended during the error-26 phase, and finally evaluates every PromQL
 expression of the dashboard JSON, the Grafana alert rules and the Prometheus rules through the
@@ -48,6 +53,24 @@ listen_address = "127.0.0.1:{daemon_port}"
 interval = "1s"
 timeout = "800ms"
 startup_jitter = "1s"
+
+[[references]]
+name = "simulator-root"
+url = "http://127.0.0.1:{sim_port}/"
+interval = "2s"
+timeout = "1s"
+
+[[targets]]
+name = "lastfm-tls"
+base_url = "https://localhost:{tls_port}/2.0/"
+api_key = {{ env = "LASTFM_API_KEY" }}
+max_requests_per_second = 5.0
+burst = 5
+
+[[targets.probes]]
+method = "artist.getInfo"
+params = {{ artist = "Cher" }}
+interval = "2s"
 
 [[targets]]
 name = "lastfm-sim"
@@ -101,6 +124,77 @@ scrape_configs:
     static_configs:
       - targets: ["127.0.0.1:{daemon_port}"]
 """
+
+
+def make_certificates(work):
+    """A CA and a 7-day leaf for localhost (openssl), so the certificate expires within 14 days."""
+    def openssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+    ca_key, ca, key, csr, leaf = (os.path.join(work, n) for n in
+                                  ("ca.key", "ca.pem", "leaf.key", "leaf.csr", "leaf.pem"))
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca,
+            "-days", "30", "-subj", "/CN=lastfm-monitor e2e CA",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+            "-subj", "/CN=localhost")
+    ext = os.path.join(work, "leaf.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n"
+                "extendedKeyUsage=serverAuth\n")
+    openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+            "-out", leaf, "-days", "7", "-extfile", ext)
+    return ca, leaf, key
+
+
+def tls_front(port, upstream_port, cert, key, stop):
+    """A TLS-terminating TCP relay on 127.0.0.1:port in front of the simulator, in threads."""
+    import ssl
+    import threading
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", port))
+    listener.settimeout(0.5)
+
+    def pipe(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def serve_one(raw):
+        try:
+            raw.settimeout(10)
+            tls = ctx.wrap_socket(raw, server_side=True)
+            up = socket.create_connection(("127.0.0.1", upstream_port), timeout=10)
+        except (OSError, ssl.SSLError):
+            raw.close()
+            return
+        threading.Thread(target=pipe, args=(up, tls), daemon=True).start()
+        pipe(tls, up)
+
+    def accept_loop():
+        while not stop.is_set():
+            try:
+                raw, _ = listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            threading.Thread(target=serve_one, args=(raw,), daemon=True).start()
+        listener.close()
+
+    threading.Thread(target=accept_loop, daemon=True).start()
 
 
 def free_port():
@@ -192,6 +286,13 @@ def scenario_checks(prom, t0, deadline, log):
         failures.append("LastfmServiceOffline never became pending or firing during the error-11 phase")
     if not wait_alert(prom, "LastfmApiKeySuspended", min(deadline, t0 + 120), log):
         failures.append("LastfmApiKeySuspended never became pending or firing during the error-26 phase")
+    # The TLS target's 7-day certificate: its gauge holds the leaf's notAfter, and the alert fires.
+    days = prom_query(prom, '(lastfm_tls_certificate_not_after_timestamp_seconds{target="lastfm-tls"} - time()) / 86400')
+    log(f"lastfm-tls certificate days left: {[r['value'][1] for r in days]}")
+    if not days or not 6.0 < float(days[0]["value"][1]) <= 7.0:
+        failures.append("the TLS target's certificate gauge is not the 7-day leaf's notAfter")
+    if not wait_alert(prom, "LastfmCertificateExpiringSoon", min(deadline, t0 + 125), log):
+        failures.append("LastfmCertificateExpiringSoon never became pending or firing for a 7-day certificate")
     # Let recovery produce a few healthy scrapes so rate() windows hold every kind of sample.
     while time.time() < min(deadline - 20, t0 + 125):
         time.sleep(1)
@@ -225,14 +326,23 @@ def main():
         raise SystemExit(f"e2e: build the daemon first ({args.binary} is missing): cargo build")
     work = tempfile.mkdtemp(prefix="lastfm-e2e-")
     sim_port, daemon_port, prom_port = free_port(), free_port(), free_port()
+    tls_port = free_port()
     prom = f"http://127.0.0.1:{prom_port}"
     with open(os.path.join(work, "config.toml"), "w") as f:
-        f.write(CONFIG.format(sim_port=sim_port, daemon_port=daemon_port))
+        f.write(CONFIG.format(sim_port=sim_port, daemon_port=daemon_port, tls_port=tls_port))
+    import threading
+    stop_front = threading.Event()
+    ca = None
+    if not args.demo:
+        ca, leaf, key = make_certificates(work)
+        tls_front(tls_port, sim_port, leaf, key, stop_front)
     with open(os.path.join(work, "prometheus.yml"), "w") as f:
         f.write(PROMETHEUS.format(rules=RULES, daemon_port=daemon_port))
 
     procs = []
     env = dict(os.environ, LASTFM_API_KEY="0123456789abcdef0123456789abcdef", RUST_LOG="warn")
+    if ca:
+        env["SSL_CERT_FILE"] = ca  # the daemon's system trust store, replaced by the test's CA
 
     def spawn(name, argv, **kw):
         out = open(os.path.join(work, f"{name}.log"), "w")
@@ -261,6 +371,7 @@ def main():
         else:
             ok = scenario_checks(prom, t0, deadline, log) == 0
     finally:
+        stop_front.set()
         for name, p in reversed(procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
