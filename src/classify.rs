@@ -1829,16 +1829,7 @@ mod tests {
             ),
         ];
         for (failure, outcome) in cases {
-            let got = run(
-                &ProbeOutcome {
-                    elapsed: Duration::from_secs(1),
-                    timings: Default::default(),
-                    tls: None,
-                    result: Err(failure),
-                },
-                Format::Json,
-                Expectation::Success,
-            );
+            let got = failed(failure);
             assert_eq!(got.outcome, outcome);
             assert_eq!(got.blame, Some(Blame::Upstream));
             assert_eq!(got.http_status, None);
