@@ -380,6 +380,18 @@ impl Service {
         text(&self.stderr)
     }
 
+    /// The stderr once `done` holds on it, waiting at most 5 s: log lines come through a pipe,
+    /// so one written before READY=1 may still be on its way after it.
+    async fn stderr_when(&self, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut stderr = self.stderr();
+        while Instant::now() < deadline && !done(&stderr) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            stderr = self.stderr();
+        }
+        stderr
+    }
+
     async fn request(&self, method: reqwest::Method, path: &str) -> (u16, String) {
         let response = self
             .client
@@ -643,7 +655,10 @@ async fn sighup_applies_a_changed_config_and_keeps_the_counters_of_unchanged_pro
         has_probe_series(&after, "tag.getInfo"),
         "the new probe's series exist at once:\n{after}"
     );
-    assert!(service.stderr().contains("configuration reloaded"));
+    let stderr = service
+        .stderr_when(|s| s.contains("configuration reloaded"))
+        .await;
+    assert!(stderr.contains("configuration reloaded"), "{stderr}");
 
     // Both probes of the new configuration run.
     service
@@ -719,12 +734,9 @@ async fn a_broken_config_is_refused_on_sighup_and_post_and_the_old_one_keeps_run
                 && l.contains("configuration reload refused")
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut stderr = service.stderr();
-    while Instant::now() < deadline && !located.iter().all(|(_, l)| logged(&stderr, l)) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        stderr = service.stderr();
-    }
+    let stderr = service
+        .stderr_when(|s| located.iter().all(|(_, l)| logged(s, l)))
+        .await;
     for (line, located) in &located {
         assert!(
             logged(&stderr, located),
