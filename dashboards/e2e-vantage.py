@@ -197,6 +197,17 @@ def sh(*argv, check=True, timeout=20, env=None):
     return r
 
 
+def veth(ns, name, address, peer_ns, peer, peer_address):
+    """A veth pair: `name` in `ns` with `address`/30, `peer` in `peer_ns` with `peer_address`/30,
+    both up."""
+    sh("ip", "link", "add", name, "netns", ns, "type", "veth", "peer", "name", peer,
+       "netns", peer_ns)
+    sh("ip", "-n", ns, "addr", "add", f"{address}/30", "dev", name)
+    sh("ip", "-n", peer_ns, "addr", "add", f"{peer_address}/30", "dev", peer)
+    sh("ip", "-n", ns, "link", "set", name, "up")
+    sh("ip", "-n", peer_ns, "link", "set", peer, "up")
+
+
 # ------------------------------------------------------------------------------------------------
 # Namespaces
 # ------------------------------------------------------------------------------------------------
@@ -267,22 +278,10 @@ class Topology:
         for i, v in enumerate(VANTAGES):
             ns = self.vns[v]
             inet_side, v_side = self.wan(i)
-            peer = f"wan-{v.lower()}"
-            sh("ip", "link", "add", "wan", "netns", ns, "type", "veth", "peer", "name", peer,
-               "netns", self.inet)
-            sh("ip", "-n", ns, "addr", "add", f"{v_side}/30", "dev", "wan")
-            sh("ip", "-n", self.inet, "addr", "add", f"{inet_side}/30", "dev", peer)
-            sh("ip", "-n", ns, "link", "set", "wan", "up")
-            sh("ip", "-n", self.inet, "link", "set", peer, "up")
+            veth(ns, "wan", v_side, self.inet, f"wan-{v.lower()}", inet_side)
             sh("ip", "-n", ns, "route", "add", "default", "via", inet_side)
             mon_side, v_lan = self.lan(i)
-            peer = f"lan-{v.lower()}"
-            sh("ip", "link", "add", "lan", "netns", ns, "type", "veth", "peer", "name", peer,
-               "netns", self.mon)
-            sh("ip", "-n", ns, "addr", "add", f"{v_lan}/30", "dev", "lan")
-            sh("ip", "-n", self.mon, "addr", "add", f"{mon_side}/30", "dev", peer)
-            sh("ip", "-n", ns, "link", "set", "lan", "up")
-            sh("ip", "-n", self.mon, "link", "set", peer, "up")
+            veth(ns, "lan", v_lan, self.mon, f"lan-{v.lower()}", mon_side)
             os.makedirs(f"/etc/netns/{ns}", exist_ok=True)
             self.set_resolver(v, DNS_IP)
 
