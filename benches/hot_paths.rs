@@ -8,9 +8,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use lastfm_monitor::classify::{self, Expectation, ProbeSpec, StatusTable};
+use lastfm_monitor::classify::{self, ProbeSpec};
+use lastfm_monitor::config::{self, Expectation, Format, StatusTable};
 use lastfm_monitor::metrics::Metrics;
-use lastfm_monitor::probe::{Format, ProbeOutcome, Response, sign};
+use lastfm_monitor::probe::{ProbeOutcome, Response, sign};
 
 const ARTIST_JSON: &str = r##"{"artist":{"name":"Cher","mbid":"bfcc6d75-a6a5-4bc6-8282-47aec8531818","url":"https://www.last.fm/music/Cher","image":[{"#text":"","size":"small"},{"#text":"","size":"medium"}],"streamable":"0","ontour":"0","stats":{"listeners":"1366557","playcount":"20330960"},"similar":{"artist":[{"name":"Madonna","url":"https://www.last.fm/music/Madonna"},{"name":"Kylie Minogue","url":"https://www.last.fm/music/Kylie+Minogue"}]},"tags":{"tag":[{"name":"pop","url":"https://www.last.fm/tag/pop"},{"name":"female vocalists","url":"https://www.last.fm/tag/female+vocalists"}]},"bio":{"published":"01 Jan 2006, 00:00","summary":"Cher (born Cherilyn Sarkisian; May 20, 1946) is an American singer, actress and television host.","content":"Cher (born Cherilyn Sarkisian; May 20, 1946) is an American singer, actress and television host. Described as embodying female autonomy in a male-dominated industry, she is known for her distinctive contralto singing voice."}}}"##;
 
@@ -43,9 +44,9 @@ fn outcome(status: u16, body: &str) -> ProbeOutcome {
 
 fn classification(c: &mut Criterion) {
     let table = StatusTable::default();
-    let checks = [classify::Check {
+    let checks = [config::Check {
         pointer: "/artist/name".into(),
-        rule: classify::CheckRule::Equals(serde_json::Value::String("Cher".into())),
+        rule: config::CheckRule::Equals(serde_json::Value::String("Cher".into())),
     }];
     let json_spec = ProbeSpec {
         format: Format::Json,

@@ -1,4 +1,5 @@
-//! The CPU floor of one HTTP/1.1 exchange on this machine (issue 6), cold and on a kept connection.
+//! The CPU floor of one HTTP/1.1 exchange on this machine (docs/PERFORMANCE.md), cold and on a
+//! kept connection.
 //!
 //! A minimal blocking client (std only: connect, write one POST, read the response, close; no
 //! runtime, no parsing beyond finding the end of the response, no allocation per request) against

@@ -1,6 +1,6 @@
-//! Scheduler accuracy under a burst (issue 6): many probes due at the same second.
+//! Scheduler accuracy under a burst (docs/PERFORMANCE.md): many probes due at the same second.
 //!
-//! The real daemon (`app::run_on`, on the runtime `entry::runtime` builds, with the real HTTP
+//! The real daemon (`daemon::run_on`, on the runtime `entry::runtime` builds, with the real HTTP
 //! prober) runs a programmatic configuration whose probes all share one cron slot every 10 s,
 //! without start-up jitter, against an upstream on 127.0.0.1. A wrapper around the prober notes
 //! when each request is handed to the HTTP client ("fired"); the bench then prints, per round,
@@ -33,13 +33,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Timelike, Utc};
-use lastfm_monitor::app::{self, ConfigSource, Options};
+use lastfm_monitor::config::secret::Environment;
 use lastfm_monitor::config::{Config, Probe, Target};
-use lastfm_monitor::notify::Notifier;
+use lastfm_monitor::daemon::systemd::Notifier;
+use lastfm_monitor::daemon::{self, ConfigSource, Options};
 use lastfm_monitor::probe::http::HttpProber;
 use lastfm_monitor::probe::{ProbeFuture, Prober};
 use lastfm_monitor::schedule::SystemClock;
-use lastfm_monitor::secret::Environment;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// The slot every probe shares: seconds 0, 10, 20… of each minute.
@@ -308,7 +308,7 @@ fn report(shape: &Shape, fires: &[FireRecord], rounds: usize) -> bool {
 }
 
 fn run_shape(shape: &Shape, upstream: &str, rounds: usize) -> bool {
-    let runtime = lastfm_monitor::entry::runtime().expect("the daemon's runtime starts");
+    let runtime = lastfm_monitor::cli::runtime().expect("the daemon's runtime starts");
     let text = config_text(shape, upstream);
     let recording = Arc::new(Recording {
         inner: HttpProber::try_new().expect("the HTTP client initialises"),
@@ -332,7 +332,7 @@ fn run_shape(shape: &Shape, upstream: &str, rounds: usize) -> bool {
         let wait = (f64::from(SLOT_SECONDS) - into_slot + 1.0) % f64::from(SLOT_SECONDS);
         tokio::time::sleep(Duration::from_secs_f64(wait)).await;
         let run_for = Duration::from_secs(u64::from(SLOT_SECONDS) * rounds as u64 + 2);
-        app::run_on(config, listener, options, tokio::time::sleep(run_for))
+        daemon::run_on(config, listener, options, tokio::time::sleep(run_for))
             .await
             .expect("the daemon runs");
     });
@@ -359,7 +359,7 @@ fn main() {
     }
     let upstream = std::env::var("SCHED_UPSTREAM").unwrap_or_else(|_| spawn_upstream());
     println!(
-        "scheduler bench: the daemon's runtime (entry::runtime), upstream {upstream}, cron {CRON}, {rounds} round(s)"
+        "scheduler bench: the daemon's runtime (cli::runtime), upstream {upstream}, cron {CRON}, {rounds} round(s)"
     );
     let shapes = [
         Shape {

@@ -4,5 +4,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    lastfm_monitor::entry::main(std::env::args_os())
+    lastfm_monitor::cli::main(std::env::args_os())
 }

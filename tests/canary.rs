@@ -1,5 +1,5 @@
-//! Secrets never leak (RELIABILITY.md S1): the real binary runs with canary credentials and
-//! `RUST_LOG=trace` through a simulator scenario that cycles through more than 20 fault cases,
+//! Secrets never leak (README.md, Configuration reference): the real binary runs with canary
+//! credentials and `RUST_LOG=trace` through a simulator scenario that cycles through more than 20 fault cases,
 //! including upstream pages that echo the credentials back. Every byte it writes (stderr, stdout)
 //! and every response of every endpoint is then searched for each canary, raw and encoded.
 //!
@@ -100,7 +100,7 @@ fn forms(secret: &str) -> Vec<String> {
         lower(&percent),
         form,
         percent,
-        lastfm_monitor::status_page::escape(secret),
+        lastfm_monitor::server::status_page::escape(secret),
         json.trim_matches('"').to_owned(),
     ];
     all.sort();

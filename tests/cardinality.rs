@@ -1,4 +1,4 @@
-//! Bounded series and valid exposition (RELIABILITY §3, bars C1–C4): 10 000 random upstream
+//! Bounded series and valid exposition (README.md, Metrics reference): 10 000 random upstream
 //! responses (random statuses, codes and bytes) cannot grow `/metrics` past a bound computed from
 //! the closed label sets, the series set is the same after 1 000 and after 10 000, and the text
 //! passes `promtool check metrics`, hostile label values included.
@@ -12,15 +12,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lastfm_monitor::classify::{
-    CODE_LABELS, KNOWN_CODES, MismatchKind, Outcome, STATUS_LABELS, StatusTable,
-};
-use lastfm_monitor::config::{Probe, Target};
-use lastfm_monitor::politeness::SkipReason;
+use lastfm_monitor::classify::{CODE_LABELS, KNOWN_CODES, MismatchKind, Outcome, STATUS_LABELS};
+use lastfm_monitor::config::{Format, Probe, StatusTable, Target};
+use lastfm_monitor::health::politeness::SkipReason;
 use lastfm_monitor::probe::{
-    Format, ProbeFuture, ProbeOutcome, Prober, Recorded, RequestTrace, Response, TransportFailure,
+    ProbeFuture, ProbeOutcome, Prober, Recorded, RequestTrace, Response, TransportFailure,
 };
-use lastfm_monitor::runner::{Mode, RunResult};
+use lastfm_monitor::run::{Mode, RunResult};
 use lastfm_monitor::schedule::SystemClock;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

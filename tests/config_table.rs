@@ -1,4 +1,5 @@
-//! Bad configurations, one file per broken rule (STYLE §5.5, SPEC §3): the real binary, run as
+//! Bad configurations, one file per broken rule (README.md, Configuration reference and the exit
+//! codes under Operations): the real binary, run as
 //! `lastfm-monitor --config.file F --config.check`, exits 64, names the line and the key, prints
 //! exactly the message in the sibling `.expected` file, and never panics.
 //!

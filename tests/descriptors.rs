@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use lastfm_monitor::descriptors::needed_for;
+use lastfm_monitor::daemon::descriptors::needed_for;
 
 use crate::support::{CANARY_KEY, spawn_with_stderr};
 

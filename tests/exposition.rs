@@ -1,4 +1,4 @@
-//! The exposition endpoint under hostile clients (RELIABILITY §6, bars E2, E3, E5): stalled
+//! The exposition endpoint under hostile clients (README.md, Endpoints): stalled
 //! connections are closed by the header-read timeout while scrapes still answer fast, requests
 //! beyond the concurrency cap get 503, a request that never finishes is cut at the request
 //! timeout, other methods get 405 and unknown paths a 404 that does not echo them.
@@ -23,7 +23,7 @@ use crate::support::{CANARY_KEY, Daemon, Offline};
 
 const ARTIST: &str = crate::support::ARTIST_EVERY_SECOND;
 
-/// The bar from the issue: every stalled connection closed within this.
+/// The bar for Slowloris-style clients: every stalled connection closed within this.
 const CLOSE_LIMIT: Duration = Duration::from_secs(15);
 /// The bar for a normal scrape while the stalled connections are open.
 const SCRAPE_LIMIT: Duration = Duration::from_secs(1);

@@ -1,5 +1,5 @@
-//! Hostile and broken upstreams (RELIABILITY §4, bars H1–H6, S1): every fault gets the outcome
-//! SPEC §6 prescribes, within its deadline + 1 s, the next run still happens, memory stays
+//! Hostile and broken upstreams: every fault gets the outcome README.md's Classification
+//! prescribes, within its deadline + 1 s, the next run still happens, memory stays
 //! bounded and no secret leaks into logs, `/metrics` or any response.
 //!
 //! The matrix runs in a process of its own ([`fault_matrix`] re-executes this test binary on
@@ -52,7 +52,7 @@ enum Upstream {
     Dns,
 }
 
-/// One fault and the outcome SPEC §6 prescribes for it.
+/// One fault and the outcome README.md's Classification prescribes for it.
 struct Row {
     /// Target name (and the row's name in messages).
     name: &'static str,
@@ -660,7 +660,7 @@ fn fault_matrix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "runs in a process of its own, started by faults::fault_matrix"]
 async fn fault_matrix_in_this_process() {
-    // Everything at TRACE, dependencies included, to a file: no secret may appear (bar S1).
+    // Everything at TRACE, dependencies included, to a file: no secret may appear.
     let log = tempfile::NamedTempFile::new().expect("a temp file");
     let writer = std::sync::Mutex::new(log.reopen().expect("reopen the log"));
     tracing_subscriber::fmt()
@@ -903,9 +903,10 @@ fn the_gzip_bomb_is_real() {
     );
 }
 
-fn spec_statuses() -> &'static classify::StatusTable {
-    static TABLE: std::sync::OnceLock<classify::StatusTable> = std::sync::OnceLock::new();
-    TABLE.get_or_init(classify::StatusTable::default)
+fn spec_statuses() -> &'static lastfm_monitor::config::StatusTable {
+    static TABLE: std::sync::OnceLock<lastfm_monitor::config::StatusTable> =
+        std::sync::OnceLock::new();
+    TABLE.get_or_init(lastfm_monitor::config::StatusTable::default)
 }
 
 /// Bodies worth more than random bytes: real payload shapes, cut, nested and mangled.
@@ -953,11 +954,11 @@ proptest! {
         expect_error in proptest::option::of(0..100_u32),
         pointer in "/[a-z@:/]{0,20}",
     ) {
-        let checks = [classify::Check { pointer, rule: classify::CheckRule::GreaterThan(0.0) }];
+        let checks = [lastfm_monitor::config::Check { pointer, rule: lastfm_monitor::config::CheckRule::GreaterThan(0.0) }];
         let spec = ProbeSpec {
-            format: if xml { lastfm_monitor::probe::Format::Xml } else { lastfm_monitor::probe::Format::Json },
+            format: if xml { lastfm_monitor::config::Format::Xml } else { lastfm_monitor::config::Format::Json },
             signed,
-            expect: expect_error.map_or(classify::Expectation::Success, classify::Expectation::Error),
+            expect: expect_error.map_or(lastfm_monitor::config::Expectation::Success, lastfm_monitor::config::Expectation::Error),
             checks: &checks,
             statuses: spec_statuses(),
             host: "127.0.0.1",

@@ -1,4 +1,4 @@
-//! Politeness proven on paused time (RELIABILITY §5, bars P1, P2, P3, P5): the monitor must never
+//! Politeness proven on paused time (docs/LASTFM-API.md §5): the monitor must never
 //! be the reason a key is banned.
 //!
 //! No sockets: a scripted [`Prober`] answers with canned responses after a simulated latency and
@@ -12,14 +12,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use lastfm_monitor::config::{Config, Probe, Target};
-use lastfm_monitor::fleet::Fleet;
+use lastfm_monitor::daemon::fleet::Fleet;
+use lastfm_monitor::daemon::state_file::StateFile;
+use lastfm_monitor::health::politeness::Gate;
 use lastfm_monitor::metrics::Metrics;
-use lastfm_monitor::politeness::Gate;
 use lastfm_monitor::probe::{ProbeFuture, ProbeOutcome, Prober, Recorded, RequestTrace, Response};
-use lastfm_monitor::references::References;
-use lastfm_monitor::runner::{Origin, Runner};
+use lastfm_monitor::run::references::References;
+use lastfm_monitor::run::{Origin, Runner};
 use lastfm_monitor::schedule::WallClock;
-use lastfm_monitor::state::StateFile;
 use proptest::prelude::*;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -815,7 +815,7 @@ async fn a_token_reserved_before_a_29_or_26_is_void() {
 /// backoff stays in force and the bucket is not refilled (a reload is not a burst either).
 #[tokio::test(start_paused = true)]
 async fn a_reload_with_a_new_budget_keeps_the_backoff_and_the_empty_bucket() {
-    use lastfm_monitor::runner::Generation;
+    use lastfm_monitor::run::Generation;
     let wall = Arc::new(PausedWall::new());
     let metrics = Metrics::try_new("test", "test").expect("the metrics register");
     let old_config = parse(

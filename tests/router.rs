@@ -8,8 +8,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use base64::Engine as _;
-use lastfm_monitor::runner::{Mode, RunResult};
-use lastfm_monitor::web_config::{PasswordHash, WebConfig};
+use lastfm_monitor::config::web::{PasswordHash, WebConfig};
+use lastfm_monitor::run::{Mode, RunResult};
 use tokio::time::Instant;
 
 use crate::support::{CANARY_KEY, CANARY_SECRET, CANARY_SK, FakeProber, RouterFixture};

@@ -1,5 +1,5 @@
-//! The real binary as systemd runs it (issue 4): sd_notify readiness and watchdog over a fake
-//! `NOTIFY_SOCKET`, reload on SIGHUP and `POST /-/reload`, shutdown on SIGTERM/SIGINT, secrets
+//! The real binary as systemd runs it (docs/SERVICE.md): sd_notify readiness and watchdog over a
+//! fake `NOTIFY_SOCKET`, reload on SIGHUP and `POST /-/reload`, shutdown on SIGTERM/SIGINT, secrets
 //! from `$CREDENTIALS_DIRECTORY`, and the exit codes of `--config.check` and start-up.
 //!
 //! Each test spawns `lastfm-monitor` with a cleared environment (so neither the CI's own

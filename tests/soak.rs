@@ -1,4 +1,4 @@
-//! The soak (bar K1, shortened for CI): the in-process daemon probes the simulator every second
+//! The soak (shortened for CI): the in-process daemon probes the simulator every second
 //! while a seeded random timeline of faults cycles (errors with every status, HTML, empty,
 //! truncated, cut-short, stalled, trickled and oversized bodies, 29, 26, 11), and after a
 //! warm-up of two cycles the process's RSS and open fds stay flat, no series vanishes and none

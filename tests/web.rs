@@ -10,8 +10,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use lastfm_monitor::config::web::WebConfig;
 use lastfm_monitor::sim::Scenario;
-use lastfm_monitor::web_config::WebConfig;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::support::{Access, CANARY_KEY, CANARY_SECRET, CANARY_SK, Daemon, target_toml};

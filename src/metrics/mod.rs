@@ -28,7 +28,7 @@ use crate::classify::{
     CODE_LABELS, Classification, Condition, MismatchKind, Outcome, code_index, code_label,
     status_label,
 };
-use crate::politeness::SkipReason;
+use crate::health::politeness::SkipReason;
 use crate::probe::{PhaseTimings, TIMED_PHASES, TransportFailure};
 
 /// Latency buckets (seconds): SLO thresholds at 0.25, 0.5, 1 and 2.5 s, up to the longest timeout.

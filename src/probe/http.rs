@@ -25,11 +25,12 @@ use tokio_rustls::rustls::pki_types::CertificateDer;
 use super::dns::{DnsFailure, SystemResolver};
 use super::progress::{self, MarkConnect};
 use super::{
-    Format, HttpMethod, Phase, ProbeFuture, ProbeOutcome, Prober, Reach, ReachFuture, Reason,
-    Recorded, RequestTrace, Response, TransportFailure, sign, tls,
+    Phase, ProbeFuture, ProbeOutcome, Prober, Reach, ReachFuture, Reason, Recorded, RequestTrace,
+    Response, TransportFailure, sign, tls,
 };
+use crate::config::secret::REDACTED;
+use crate::config::{Format, HttpMethod};
 use crate::config::{Probe, Target};
-use crate::secret::REDACTED;
 
 /// The User-Agent Last.fm asks for: who we are and where to read about us.
 pub const USER_AGENT: &str = concat!(
@@ -470,7 +471,7 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
-    use crate::secret::ProcessEnv;
+    use crate::config::secret::ProcessEnv;
 
     fn target(base_url: &str) -> Arc<Target> {
         let text = format!(

@@ -20,44 +20,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-/// The response format a probe asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// `format=json` is sent.
-    Json,
-    /// No `format` parameter: the API's default XML.
-    Xml,
-}
-
-impl Format {
-    /// Label and config text.
-    pub fn as_label(self) -> &'static str {
-        match self {
-            Self::Json => "json",
-            Self::Xml => "xml",
-        }
-    }
-}
-
-/// How the request is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HttpMethod {
-    /// Parameters in an `application/x-www-form-urlencoded` body: secrets stay out of URLs.
-    Post,
-    /// Parameters in the query string (the URL is then redacted wherever it is shown).
-    Get,
-}
-
-impl HttpMethod {
-    /// Config and trace text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Post => "POST",
-            Self::Get => "GET",
-        }
-    }
-}
-
 /// Where a run that got no complete response broke: the step of the exchange that failed.
 ///
 /// A closed set, exported as the `phase` label of `lastfm_probe_failures_total`: it is what tells

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::http::Params;
 use super::responses::{
-    self, Format, MISSING_PARAMETER, Method, Params, default_message, default_status, error_body,
+    self, Format, MISSING_PARAMETER, Method, default_message, default_status, error_body,
     html_page, success_body,
 };
 use super::scenario::{Phase, Respond, Rule, Scenario};

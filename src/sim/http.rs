@@ -5,9 +5,12 @@
 //! it does not send, stop mid-body, stall, trickle. One request per connection; every answer says
 //! `Connection: close`.
 
+use std::collections::BTreeMap;
+
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::responses::Params;
+/// The merged query-string and form parameters of one request.
+pub(crate) type Params = BTreeMap<String, String>;
 
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -6,14 +6,9 @@
 //! convention the API's own converter follows, so both formats always say the same thing. Like the
 //! real API, the XML of search results uses the `opensearch:` prefix without declaring it.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Map, Value, json};
 
-use super::http::reason_phrase;
-
-/// The merged query-string and form parameters of one request.
-pub(crate) type Params = BTreeMap<String, String>;
+use super::http::{Params, reason_phrase};
 
 /// The response format a request asked for: JSON with `format=json`, else XML.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

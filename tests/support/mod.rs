@@ -12,21 +12,21 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt as _;
-use lastfm_monitor::app::{self, ConfigSource, Options};
+use lastfm_monitor::config::secret::{Environment, REDACTED};
+use lastfm_monitor::config::web::WebConfig;
 use lastfm_monitor::config::{Config, Probe, Target};
+use lastfm_monitor::daemon::systemd::Notifier;
+use lastfm_monitor::daemon::{self, ConfigSource, Options};
 use lastfm_monitor::history::History;
 use lastfm_monitor::metrics::Metrics;
-use lastfm_monitor::notify::Notifier;
 use lastfm_monitor::probe::{
     ProbeFuture, ProbeOutcome, Prober, Recorded, RequestTrace, Response, TransportFailure,
 };
-use lastfm_monitor::references::References;
-use lastfm_monitor::runner::{Generation, Origin, Runner};
+use lastfm_monitor::run::references::References;
+use lastfm_monitor::run::{Generation, Origin, Runner};
 use lastfm_monitor::schedule::SystemClock;
-use lastfm_monitor::secret::{Environment, REDACTED};
 use lastfm_monitor::server::{self, ReloadReply, Shared};
 use lastfm_monitor::sim::{Scenario, Simulator};
-use lastfm_monitor::web_config::WebConfig;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -222,7 +222,7 @@ impl Daemon {
             state_directory: None,
         };
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(app::run_on(config, listener, options, async move {
+        let task = tokio::spawn(daemon::run_on(config, listener, options, async move {
             let _ = rx.await;
         }));
         let daemon = Self {
@@ -646,7 +646,7 @@ pub fn run_with_limit(command: &mut std::process::Command, limit: Duration) -> F
 
 /// The daemon's parts wired without a socket or a probe task: a router to call with
 /// `tower::ServiceExt::oneshot`, and the runner and targets to drive runs by hand. Safe under
-/// paused time (STYLE §8: never mix paused time with real sockets).
+/// paused time (paused time must never be mixed with real sockets).
 #[derive(Debug)]
 pub struct Offline {
     /// What the handlers share.
@@ -667,7 +667,7 @@ impl Offline {
         version: &str,
         revision: &str,
     ) -> Self {
-        use lastfm_monitor::runner::{Generation, Origin, Runner};
+        use lastfm_monitor::run::{Generation, Origin, Runner};
         let config = Config::parse(text, "test.toml", &TestEnv::default(), clock.now())
             .unwrap_or_else(|err| panic!("test config is invalid:\n{err}\n---\n{text}"));
         let metrics = lastfm_monitor::metrics::Metrics::try_new(version, revision)

@@ -8,6 +8,12 @@
 //! also where systemd's watchdog is fed: it pings only while no probe run is stuck past its
 //! deadline, so a wedged scheduler stops the pings and systemd restarts the service.
 
+pub mod descriptors;
+pub mod fleet;
+pub mod shutdown;
+pub mod state_file;
+pub mod systemd;
+
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,18 +30,19 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::descriptors::Descriptors;
-use crate::fleet::Fleet;
+use crate::config::secret::Environment;
+use crate::config::web::WebConfig;
+use crate::daemon::descriptors::Descriptors;
+use crate::daemon::fleet::Fleet;
+use crate::daemon::state_file::StateFile;
+use crate::daemon::systemd::Notifier;
 use crate::metrics::Metrics;
-use crate::notify::Notifier;
 use crate::probe::Prober;
 use crate::probe::http::HttpProber;
-use crate::runner::{Generation, Origin, Runner};
+use crate::run::saved::Snapshot;
+use crate::run::{Generation, Origin, Runner};
 use crate::schedule::{SystemClock, WallClock};
-use crate::secret::Environment;
 use crate::server::{self, ReloadReply, Shared};
-use crate::state::{Snapshot, StateFile};
-use crate::web_config::WebConfig;
 
 /// How long shutdown waits for tasks before giving up (systemd's stop timeout is longer).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
@@ -67,7 +74,7 @@ pub struct Options {
     /// TLS, basic auth and headers for every endpoint (`--web.config.file`); the default is
     /// plain HTTP without authentication. Read once, at start.
     pub web: WebConfig,
-    /// Where the request budgets and probe cadence survive restarts ([`crate::state`]);
+    /// Where the request budgets and probe cadence survive restarts ([`crate::daemon::state_file`]);
     /// nothing is kept without one.
     pub state_directory: Option<PathBuf>,
 }

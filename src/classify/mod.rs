@@ -7,11 +7,10 @@
 //! Every label this module produces comes from a closed enum through `as_label`, never from
 //! upstream text, so no response can grow the metric set.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
-use crate::probe::{Format, ProbeOutcome, Reason, Response, TransportFailure};
+use crate::config::{Check, CheckRule, Expectation, Format, StatusTable};
+use crate::probe::{ProbeOutcome, Reason, Response, TransportFailure};
 
 /// The closed set of run outcomes (SPEC §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -274,123 +273,39 @@ fn is_2xx(status: u16) -> bool {
     (200..300).contains(&status)
 }
 
-/// What a probe must observe to count as a success.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expectation {
-    /// A success payload that passes the checks.
-    Success,
-    /// A negative control: the API must answer with this error code.
-    Error(u32),
-}
-
-impl Expectation {
-    /// Text for traces and `--config.check`.
-    pub fn describe(self) -> String {
-        match self {
-            Self::Success => "success".to_owned(),
-            Self::Error(code) => format!("error {code}"),
+/// `None` when `check` holds on `payload`, else why not.
+fn check_failure(check: &Check, payload: &Value) -> Option<String> {
+    let Some(found) = payload.pointer(&check.pointer) else {
+        return Some(format!("{} is missing", check.pointer));
+    };
+    match &check.rule {
+        CheckRule::Equals(want) => {
+            let equal = found == want
+                || matches!((found, want), (Value::String(s), Value::Number(n)) if *s == n.to_string());
+            (!equal).then(|| format!("{} is {found}, expected {want}", check.pointer))
         }
-    }
-}
-
-/// A content check on a JSON success payload.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Check {
-    /// RFC 6901 JSON pointer, e.g. `/artist/name`.
-    pub pointer: String,
-    /// What must hold there.
-    pub rule: CheckRule,
-}
-
-/// The rule of a [`Check`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum CheckRule {
-    /// The value equals this (a string also matches a number with the same text, as Last.fm
-    /// sends counts as strings).
-    Equals(Value),
-    /// The value exists and is not null, `""`, `[]` or `{}`.
-    NonEmpty,
-    /// The value (number or numeric string) is greater than this.
-    GreaterThan(f64),
-}
-
-impl Check {
-    /// `None` when the check holds, else why not.
-    fn failure(&self, payload: &Value) -> Option<String> {
-        let Some(found) = payload.pointer(&self.pointer) else {
-            return Some(format!("{} is missing", self.pointer));
-        };
-        match &self.rule {
-            CheckRule::Equals(want) => {
-                let equal = found == want
-                    || matches!((found, want), (Value::String(s), Value::Number(n)) if *s == n.to_string());
-                (!equal).then(|| format!("{} is {found}, expected {want}", self.pointer))
-            }
-            CheckRule::NonEmpty => {
-                let empty = match found {
-                    Value::Null => true,
-                    Value::String(s) => s.is_empty(),
-                    Value::Array(a) => a.is_empty(),
-                    Value::Object(o) => o.is_empty(),
-                    Value::Bool(_) | Value::Number(_) => false,
-                };
-                empty.then(|| format!("{} is empty", self.pointer))
-            }
-            CheckRule::GreaterThan(min) => {
-                let number = match found {
-                    Value::Number(n) => n.as_f64(),
-                    Value::String(s) => s.trim().parse::<f64>().ok(),
-                    _ => None,
-                };
-                match number {
-                    Some(n) if n > *min => None,
-                    Some(n) => Some(format!("{} is {n}, expected > {min}", self.pointer)),
-                    None => Some(format!("{} is {found}, not a number", self.pointer)),
-                }
+        CheckRule::NonEmpty => {
+            let empty = match found {
+                Value::Null => true,
+                Value::String(s) => s.is_empty(),
+                Value::Array(a) => a.is_empty(),
+                Value::Object(o) => o.is_empty(),
+                Value::Bool(_) | Value::Number(_) => false,
+            };
+            empty.then(|| format!("{} is empty", check.pointer))
+        }
+        CheckRule::GreaterThan(min) => {
+            let number = match found {
+                Value::Number(n) => n.as_f64(),
+                Value::String(s) => s.trim().parse::<f64>().ok(),
+                _ => None,
+            };
+            match number {
+                Some(n) if n > *min => None,
+                Some(n) => Some(format!("{} is {n}, expected > {min}", check.pointer)),
+                None => Some(format!("{} is {found}, not a number", check.pointer)),
             }
         }
-    }
-}
-
-/// The documented HTTP statuses per error code (LASTFM-API.md §2), overridable per target.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusTable(BTreeMap<u32, Vec<u16>>);
-
-impl Default for StatusTable {
-    fn default() -> Self {
-        let table: [(u32, &[u16]); 13] = [
-            (29, &[429]),
-            (26, &[403]),
-            (10, &[403]),
-            (4, &[403]),
-            (9, &[403]),
-            (17, &[403]),
-            (13, &[400]),
-            (3, &[400]),
-            (5, &[400]),
-            (6, &[400, 404]),
-            (8, &[500, 503]),
-            (11, &[503]),
-            (16, &[503]),
-        ];
-        Self(
-            table
-                .into_iter()
-                .map(|(code, statuses)| (code, statuses.to_vec()))
-                .collect(),
-        )
-    }
-}
-
-impl StatusTable {
-    /// Replaces the documented statuses of `code`.
-    pub fn set(&mut self, code: u32, statuses: Vec<u16>) {
-        self.0.insert(code, statuses);
-    }
-
-    /// The documented statuses of `code`, empty when none are documented.
-    pub fn documented(&self, code: u32) -> &[u16] {
-        self.0.get(&code).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -556,8 +471,11 @@ fn success_verdict(
         code: None,
         status,
     });
-    let failed_check =
-        value.and_then(|payload| spec.checks.iter().find_map(|check| check.failure(payload)));
+    let failed_check = value.and_then(|payload| {
+        spec.checks
+            .iter()
+            .find_map(|check| check_failure(check, payload))
+    });
     let (outcome, detail) = match failed_check {
         Some(reason) => (Outcome::CheckFailed, Some(reason)),
         None => (Outcome::Success, None),
@@ -1532,8 +1450,8 @@ mod tests {
                     (Payload::Success(Some(fast_value)), Payload::Success(Some(full_value))) => {
                         for c in checks {
                             assert_eq!(
-                                c.failure(fast_value),
-                                c.failure(full_value),
+                                check_failure(c, fast_value),
+                                check_failure(c, full_value),
                                 "check {:?} on {body}",
                                 c.pointer
                             );
@@ -1722,8 +1640,8 @@ mod tests {
         let full: Value =
             serde_json::json!({"album": {"tracks": {"track": [{"name": "Believe"}]}}});
         let empty: Value = serde_json::json!({"album": {"tracks": {"track": []}}});
-        assert_eq!(check.failure(&full), None);
-        assert!(check.failure(&empty).is_some());
+        assert_eq!(check_failure(&check, &full), None);
+        assert!(check_failure(&check, &empty).is_some());
     }
 
     fn failed(failure: TransportFailure) -> Classification {

@@ -12,51 +12,19 @@
 //! than not at all. Times are wall-clock Unix milliseconds, the only clock that outlives the
 //! process.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::politeness::SavedGate;
+use crate::run::saved::{Snapshot, VERSION};
 
 /// The file's name inside the state directory.
 pub const FILE_NAME: &str = "state.json";
-/// The format written; a file of another version is set aside.
-const VERSION: u32 = 1;
 /// The least time between two writes while requests keep going out.
 const MIN_GAP: Duration = Duration::from_secs(1);
-
-/// Everything kept across a restart.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Snapshot {
-    /// The format version (1 for now).
-    pub version: u32,
-    /// Per target name.
-    pub targets: BTreeMap<String, TargetState>,
-}
-
-/// One target's kept state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TargetState {
-    /// The request budget.
-    pub gate: SavedGate,
-    /// Per probe name, when its last scheduled request went out (Unix milliseconds).
-    pub last_sent_ms: BTreeMap<String, i64>,
-}
-
-impl Snapshot {
-    /// An empty snapshot of the current version.
-    pub fn new() -> Self {
-        Self {
-            version: VERSION,
-            targets: BTreeMap::new(),
-        }
-    }
-}
 
 /// The state file.
 #[derive(Debug, Clone)]
@@ -169,7 +137,11 @@ impl StateFile {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::health::politeness::SavedGate;
+    use crate::run::saved::TargetState;
 
     fn gate() -> SavedGate {
         SavedGate {

@@ -1,10 +1,13 @@
 //! One run of a probe, end to end: politeness gate, one attempt, classification, recording.
 //!
-//! This is the only place the pieces meet: [`crate::politeness`] decides whether the request may
+//! This is the only place the pieces meet: [`crate::health::politeness`] decides whether the request may
 //! go, a [`Prober`] makes it, [`crate::classify`] judges it, and the verdict updates the target's
 //! gate and health, the metrics, the history and one log line. Scheduled runs (from the probe
 //! tasks) and on-demand runs (`/probe`) share this path, so `/probe` obeys the same budget; only
 //! scheduled runs move the exported series, as their HELP texts promise.
+
+pub mod references;
+pub mod saved;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,15 +19,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::classify::{self, Classification, Condition, ProbeSpec};
 use crate::config::{Probe, Target};
+use crate::health::politeness::{Gate, GateEvent, SkipReason};
 use crate::health::{Health, HealthEvent};
+use crate::history::trace::Trace;
 use crate::history::{History, RunRecord};
 use crate::metrics::{Metrics, ProbeMetrics, TargetMetrics};
-use crate::politeness::{Gate, GateEvent, SkipReason};
 use crate::probe::{Prober, Recorded};
-use crate::references::References;
+use crate::run::references::References;
 use crate::schedule::WallClock;
-use crate::state::{Snapshot, TargetState};
-use crate::trace::Trace;
+use saved::{Snapshot, TargetState};
 
 /// `last_sent` of a probe that has not sent yet.
 const NEVER: i64 = i64::MIN;
@@ -347,7 +350,7 @@ impl Runner {
         }
     }
 
-    /// Notified when there is state worth saving ([`crate::state::StateFile::keep_saved`]).
+    /// Notified when there is state worth saving (the daemon's state file).
     pub fn changed(&self) -> Arc<Notify> {
         Arc::clone(&self.changed)
     }
@@ -504,7 +507,7 @@ impl Runner {
         let mut kept = verdict.clone();
         kept.detail = kept
             .detail
-            .map(|detail| crate::trace::scrub_run(&rt.target, probe, detail));
+            .map(|detail| crate::history::trace::scrub_run(&rt.target, probe, detail));
         let id = self.history.record(RunRecord {
             id: 0,
             target: rt.target.name.clone(),

@@ -8,6 +8,8 @@
 //! that shows them, cleared by the next healthy answer (`session_invalid` by a healthy *signed*
 //! run, since unsigned probes say nothing about the session).
 
+pub mod politeness;
+
 use crate::classify::{Blame, Classification, Condition};
 
 /// A change worth a log line at info or warn.

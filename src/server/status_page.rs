@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use crate::classify::{Blame, Classification, Condition};
 use crate::history::{History, outcome_text};
-use crate::runner::Generation;
+use crate::run::Generation;
 
 /// How many recent runs the page lists.
 const RECENT_ROWS: usize = 60;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::logging::{LogFormat, LogLevel};
+use crate::cli::logging::{LogFormat, LogLevel};
 
 /// Probes the Last.fm API on a schedule, classifies every response, exports Prometheus metrics.
 #[derive(Debug, Parser)]

@@ -64,7 +64,7 @@ pub enum GateEvent {
     SuspendedModeCleared,
 }
 
-/// A gate as it is written to the state file ([`crate::state`]), so a restart does not hand the
+/// A gate as it is written to the state file ([`crate::daemon::state_file`]), so a restart does not hand the
 /// target a full bucket, end its backoff or leave slow mode. Instants become wall-clock Unix
 /// milliseconds, the only time that survives the process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -13,9 +13,9 @@ use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 
 use crate::classify::Classification;
+use crate::config::secret::REDACTED;
 use crate::config::{Probe, Target};
 use crate::probe::Recorded;
-use crate::secret::REDACTED;
 
 /// How much of the body a trace shows.
 pub const BODY_EXCERPT_BYTES: usize = 4096;

@@ -7,6 +7,12 @@
 //! column, target, probe and key, so an operator fixes a config in one pass. Defaults live here
 //! once, in [`defaults`], and are mirrored (and tested) in the shipped `config.toml`.
 
+pub mod declared;
+pub mod secret;
+pub mod web;
+
+pub use declared::{Check, CheckRule, Expectation, Format, HttpMethod, Schedule, StatusTable};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
@@ -19,10 +25,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
-use crate::classify::{Check, CheckRule, Expectation, StatusTable};
-use crate::probe::{Format, HttpMethod};
-use crate::schedule::Schedule;
-use crate::secret::{Environment, Secret, SecretSource};
+use crate::config::secret::{Environment, Secret, SecretSource};
 
 /// Every default in one place; `config.toml` mirrors these and a test keeps them in step.
 pub mod defaults {
@@ -323,7 +326,7 @@ impl Config {
                 target.base_url,
                 target.politeness.max_requests_per_second,
                 target.politeness.burst,
-                crate::secret::REDACTED,
+                crate::config::secret::REDACTED,
                 if target.api_secret.is_some() {
                     "set"
                 } else {
@@ -1743,7 +1746,7 @@ format = "yaml"
 
     #[test]
     fn shipped_config_validates_with_only_the_api_key_set() {
-        let text = include_str!("../config.toml");
+        let text = include_str!("../../config.toml");
         let config = Config::parse(text, "config.toml", &env(), now())
             .unwrap_or_else(|err| panic!("shipped config.toml is invalid:\n{err}"));
         let target = &config.targets[0];
@@ -1766,7 +1769,7 @@ format = "yaml"
 
     #[test]
     fn shipped_config_mirrors_every_default() {
-        let text = include_str!("../config.toml");
+        let text = include_str!("../../config.toml");
         for line in [
             &format!("listen_address = \"{}\"", defaults::LISTEN_ADDRESS),
             "interval = \"60s\"",

@@ -5,6 +5,8 @@
 //! its rendered debug trace (already redacted), so a trace link keeps working after the state it
 //! describes has moved on. Memory is bounded by the ring sizes and the trace excerpt cap.
 
+pub mod trace;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::classify::{Classification, Outcome};
-use crate::trace::Trace;
+use crate::history::trace::Trace;
 
 /// How many successful runs are kept.
 const KEEP_SUCCESSES: usize = 50;

@@ -11,10 +11,12 @@
 //! Other methods on these paths answer 405, other paths a fixed 404 that does not echo the path.
 //! axum's `serve` installs no header-read timeout (axum#2741), so [`serve`] runs its own hyper
 //! accept loop with one; a middleware caps requests in flight (503 beyond) and bounds each
-//! request's time. With a web config ([`crate::web_config`]), [`serve_tls`] does the TLS
+//! request's time. With a web config ([`crate::config::web`]), [`serve_tls`] does the TLS
 //! handshake inside each connection's task under a deadline, and every route, the 404 included,
 //! answers 401 without valid basic-auth credentials; the configured security headers go on every
 //! response.
+
+pub mod status_page;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -38,9 +40,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::config::web::{BasicAuth, WebConfig};
 use crate::metrics::Metrics;
-use crate::runner::{Generation, Mode, RunResult, Runner};
-use crate::web_config::{BasicAuth, WebConfig};
+use crate::run::{Generation, Mode, RunResult, Runner};
 
 /// Requests handled at once; beyond this, 503 at once (node_exporter's `--web.max-requests`).
 pub const MAX_IN_FLIGHT: usize = 40;
@@ -169,7 +171,7 @@ async fn authenticate(State(shared): State<Arc<Shared>>, request: Request, next:
         StatusCode::UNAUTHORIZED,
         [(
             header::WWW_AUTHENTICATE,
-            crate::web_config::WWW_AUTHENTICATE,
+            crate::config::web::WWW_AUTHENTICATE,
         )],
         "unauthorized\n",
     )
@@ -261,7 +263,7 @@ async fn not_found() -> Response {
 }
 
 async fn status_page(State(shared): State<Arc<Shared>>) -> Html<String> {
-    Html(crate::status_page::render(
+    Html(crate::server::status_page::render(
         &shared.generation(),
         shared.runner.history(),
         shared.runner.clock().now(),
@@ -609,7 +611,7 @@ mod tests {
                 retry_after: None,
             },
             on_demand: true,
-            trace: crate::trace::Trace::default(),
+            trace: crate::history::trace::Trace::default(),
         };
         let l = "target=\"lastfm\",probe=\"artist.getInfo\"";
         let mut want = String::new();

@@ -51,7 +51,7 @@ use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::server::danger::ClientCertVerifier;
 use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 
-use crate::secret::REDACTED;
+use crate::config::secret::REDACTED;
 
 /// The challenge sent with 401.
 pub const WWW_AUTHENTICATE: &str = "Basic realm=\"lastfm-monitor\", charset=\"UTF-8\"";
@@ -1321,7 +1321,7 @@ mod tests {
     /// The example in `docs/` is valid as shipped, once its certificate paths exist.
     #[tokio::test]
     async fn the_documented_example_is_valid() {
-        let text = include_str!("../docs/web-config.yml");
+        let text = include_str!("../../docs/web-config.yml");
         let pki = Pki::new();
         let text = text
             .replace("/etc/lastfm-monitor/tls/server.crt", "cert.pem")

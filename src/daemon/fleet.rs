@@ -17,11 +17,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::classify::Condition;
 use crate::config::Config;
+use crate::health::politeness::SkipReason;
 use crate::metrics::Metrics;
-use crate::politeness::SkipReason;
-use crate::references::References;
-use crate::runner::{Generation, Mode, Origin, RunResult, Runner, TargetRuntime};
+use crate::run::references::References;
+use crate::run::{Generation, Mode, Origin, RunResult, Runner, TargetRuntime};
 use crate::schedule;
 
 /// A run in flight this long past its useful end counts as stuck (watchdog).
@@ -53,10 +54,16 @@ impl Fleet {
         let clock = self.runner.clock();
         let references = References::new(&config.references, metrics);
         let targets = Generation::targets_of(config, metrics, clock, origin, &references);
+        let reached: Vec<Arc<TargetRuntime>> = targets.clone();
+        let on_reachable: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            for rt in &reached {
+                rt.clear_condition(Condition::LocalNetworkDown);
+            }
+        });
         references.start(
             self.runner.prober(),
             &self.runner.clock_arc(),
-            &targets,
+            &on_reachable,
             &self.tracker,
             &cancel,
         );
@@ -100,7 +107,7 @@ impl Fleet {
 async fn probe_task(
     rt: Arc<TargetRuntime>,
     index: usize,
-    schedule: schedule::Schedule,
+    schedule: crate::config::Schedule,
     first_delay: Duration,
     runner: Runner,
     cancel: CancellationToken,

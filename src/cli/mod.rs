@@ -5,20 +5,24 @@
 //! before any port is bound; runtime failures (a port in use) end with exit 1; a clean shutdown
 //! is 0.
 
+pub mod args;
+pub mod demo;
+pub mod logging;
+
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::app::{self, ConfigSource, Options};
-use crate::cli::{self, Cli, Command, Parsed};
 use crate::config::Config;
-use crate::secret::ProcessEnv;
-use crate::web_config::WebConfig;
+use crate::config::secret::ProcessEnv;
+use crate::config::web::WebConfig;
+use crate::daemon::{self, ConfigSource, Options};
+use args::{Cli, Command, Parsed};
 
 /// Runs the program with `args` and returns its exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let cli = match cli::parse(args) {
+    let cli = match args::parse(args) {
         Parsed::Run(cli) => cli,
         Parsed::Exit {
             text,
@@ -33,7 +37,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    crate::logging::init(cli.log_level, cli.log_format);
+    crate::cli::logging::init(cli.log_level, cli.log_format);
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -145,11 +149,11 @@ async fn daemon(cli: Cli, web: WebConfig) -> ExitCode {
     options.web = web;
     options.state_directory = state_directory;
     finish(
-        app::run(
+        daemon::run(
             config,
             cli.listen_address,
             options,
-            crate::shutdown::signal(),
+            crate::daemon::shutdown::signal(),
         )
         .await,
     )
@@ -197,7 +201,7 @@ async fn demo(listen: Option<SocketAddr>, web: WebConfig) -> ExitCode {
         }
     };
     let bound = listener.local_addr().unwrap_or(listen);
-    let text = crate::demo::config_text(sim_address, bound);
+    let text = crate::cli::demo::config_text(sim_address, bound);
     let env = Arc::new(ProcessEnv);
     let config = match Config::parse(&text, "<demo>", env.as_ref(), chrono::Utc::now()) {
         Ok(config) => config,
@@ -224,7 +228,7 @@ async fn demo(listen: Option<SocketAddr>, web: WebConfig) -> ExitCode {
     let mut options = Options::for_file(std::path::PathBuf::new(), env);
     options.source = ConfigSource::Fixed(text);
     options.web = web;
-    let result = app::run_on(config, listener, options, crate::shutdown::signal()).await;
+    let result = daemon::run_on(config, listener, options, crate::daemon::shutdown::signal()).await;
     drop(simulator);
     finish(result)
 }
@@ -252,7 +256,7 @@ async fn simulate(listen: SocketAddr, scenario: Option<std::path::PathBuf>) -> E
         "lastfm-monitor simulate: a simulated Last.fm API at http://{bound}/2.0/ (Ctrl-C stops)"
     );
     match crate::sim::Simulator::new(scenario)
-        .serve(listener, crate::shutdown::signal())
+        .serve(listener, crate::daemon::shutdown::signal())
         .await
     {
         Ok(()) => ExitCode::SUCCESS,

@@ -25,11 +25,10 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::classify::{Condition, LocalNetwork};
+use crate::classify::LocalNetwork;
 use crate::config::Reference;
 use crate::metrics::{Metrics, ReferenceMetrics};
 use crate::probe::{Prober, TransportFailure};
-use crate::runner::TargetRuntime;
 use crate::schedule::WallClock;
 
 /// The least time between two checks of one reference, however often a fresh one is asked for:
@@ -170,13 +169,15 @@ impl References {
         self.view(run_started)
     }
 
-    /// Spawns one checking task per reference, until `cancel`. A reachable reference clears
-    /// `local_network_down` on every one of `targets`.
+    /// Spawns one checking task per reference, until `cancel`. Every check that reaches its
+    /// reference calls `on_reachable` (the generation clears `local_network_down` there); a
+    /// callback rather than the targets themselves, so that this module does not depend on the
+    /// runtime that holds it.
     pub fn start(
         self: &Arc<Self>,
         prober: &Arc<dyn Prober>,
         clock: &Arc<dyn WallClock>,
-        targets: &[Arc<TargetRuntime>],
+        on_reachable: &Arc<dyn Fn() + Send + Sync>,
         tracker: &tokio_util::task::TaskTracker,
         cancel: &CancellationToken,
     ) {
@@ -186,7 +187,7 @@ impl References {
                 index,
                 Arc::clone(prober),
                 Arc::clone(clock),
-                targets.to_vec(),
+                Arc::clone(on_reachable),
                 cancel.clone(),
             ));
         }
@@ -225,7 +226,7 @@ async fn check_loop(
     index: usize,
     prober: Arc<dyn Prober>,
     clock: Arc<dyn WallClock>,
-    targets: Vec<Arc<TargetRuntime>>,
+    on_reachable: Arc<dyn Fn() + Send + Sync>,
     cancel: CancellationToken,
 ) {
     let Some(slot) = references.slots.get(index) else {
@@ -248,9 +249,7 @@ async fn check_loop(
         let now_unix = clock.now().timestamp_millis() as f64 / 1000.0;
         references.record(index, checked, reach.elapsed, now_unix);
         if checked.reachable {
-            for rt in &targets {
-                rt.clear_condition(Condition::LocalNetworkDown);
-            }
+            on_reachable();
         }
         // The next check at its time, or earlier when a failing run asks, never within
         // MIN_GAP of this one.

@@ -1,0 +1,3 @@
+use crate::{a::X, b};
+
+pub const Y: u32 = X + 1;

@@ -1,0 +1,40 @@
+//! What a generation hands the state file to keep across a restart: each target's request
+//! budget and when each probe last sent. The types are the run stage's; the daemon's state file
+//! only serialises them, so that later stages can hand over their own parts the same way.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::health::politeness::SavedGate;
+
+/// The format written; a file of another version is set aside.
+pub const VERSION: u32 = 1;
+
+/// Everything kept across a restart.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The format version (1 for now).
+    pub version: u32,
+    /// Per target name.
+    pub targets: BTreeMap<String, TargetState>,
+}
+
+/// One target's kept state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetState {
+    /// The request budget.
+    pub gate: SavedGate,
+    /// Per probe name, when its last scheduled request went out (Unix milliseconds).
+    pub last_sent_ms: BTreeMap<String, i64>,
+}
+
+impl Snapshot {
+    /// An empty snapshot of the current version.
+    pub fn new() -> Self {
+        Self {
+            version: VERSION,
+            targets: BTreeMap::new(),
+        }
+    }
+}
