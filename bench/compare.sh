@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Side by side: lastfm-monitor versus Debian's prometheus-blackbox-exporter, both probing the same
 # local nginx, which serves a 1.7 KB artist.getInfo JSON at /2.0/ (POST and GET), under the same
-# load (issue 6). Prints, per exporter: start-up to ready, idle RSS, CPU time per completed probe
-# under `wrk -c8` on /probe, RSS at the end of that load and its peak; the ratios; and, for
-# lastfm-monitor alone, CPU per scheduled probe (100 probes every second; first runs spread over
-# the second or all at once, with fresh or reused connections) and /metrics throughput.
+# load (the targets and past results are in docs/PERFORMANCE.md). Prints, per exporter: start-up
+# to ready, idle RSS, CPU time per completed probe under `wrk -c8` on /probe, RSS at the end of
+# that load and its peak; the ratios; and, for lastfm-monitor alone, CPU per scheduled probe
+# (100 probes every second; first runs spread over the second or all at once, with fresh or
+# reused connections) and /metrics throughput.
 # The /probe load runs ROUNDS times per exporter, alternating between them so both see the same
 # machine: as fast as each answers, then paced by a wrk script at the same rate for both.
 # Blackbox has no rate limit; ours holds every target to its politeness budget, which the config
@@ -468,5 +469,5 @@ if [ "$tls" = yes ]; then
 else
     echo "  $upstream_url (no openssl: plain HTTP)"
 fi
-echo "targets (issue 6): CPU/probe <= 0.25x blackbox; idle RSS <= 0.5x; RSS under load <= 16 MiB;"
+echo "targets: CPU/probe <= 0.25x blackbox; idle RSS <= 0.5x; RSS under load <= 16 MiB;"
 echo "scheduled <= 50 us/run; >= 10,000 scrapes/s; start-up <= 100 ms"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Load bar for /metrics (issue 5; RELIABILITY §6): under `wrk -c64 -d15s` the daemon answers every
-# request with 200, at >= 2000 requests/s on a 2-core machine, and its RSS after the load is within
-# 2x + 4 MiB of before.
+# Load bar for /metrics (results in docs/PERFORMANCE.md): under `wrk -c64 -d15s` the daemon
+# answers every request with 200, at >= 2000 requests/s on a 2-core machine, and its RSS after
+# the load is within 2x + 4 MiB of before.
 #
 # Builds the release binary, runs `lastfm-monitor demo` (the daemon against the built-in
 # simulator, no network), lets it probe for a few seconds so every series exists, loads /metrics

@@ -1,7 +1,8 @@
 //! Secrets never leak (README.md, Configuration reference): the real binary runs with canary
-//! credentials and `RUST_LOG=trace` through a simulator scenario that cycles through more than 20 fault cases,
-//! including upstream pages that echo the credentials back. Every byte it writes (stderr, stdout)
-//! and every response of every endpoint is then searched for each canary, raw and encoded.
+//! credentials and `RUST_LOG=trace` through a simulator scenario that cycles through more than 20
+//! fault cases, including upstream pages that echo the credentials back. Every byte it writes
+//! (stderr, stdout) and every response of every endpoint is then searched for each canary, raw
+//! and encoded.
 //!
 //! The key comes from the environment (`{ env = … }`), the secret and the session key from files
 //! (`{ file = … }`), so the canaries are in neither the config text nor the command line. The
