@@ -8,8 +8,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use lastfm_monitor::classify::{self, ProbeSpec};
-use lastfm_monitor::config::{self, Expectation, Format, StatusTable};
+use lastfm_monitor::classify::{self, CodeTable, ProbeSpec};
+use lastfm_monitor::config::{self, Expectation, Format};
 use lastfm_monitor::metrics::Metrics;
 use lastfm_monitor::probe::{ProbeOutcome, Response, sign};
 
@@ -43,7 +43,7 @@ fn outcome(status: u16, body: &str) -> ProbeOutcome {
 }
 
 fn classification(c: &mut Criterion) {
-    let table = StatusTable::default();
+    let table = CodeTable::lastfm();
     let checks = [config::Check {
         pointer: "/artist/name".into(),
         rule: config::CheckRule::Equals(serde_json::Value::String("Cher".into())),
@@ -53,7 +53,7 @@ fn classification(c: &mut Criterion) {
         signed: false,
         expect: Expectation::Success,
         checks: &checks,
-        statuses: &table,
+        codes: &table,
         host: "ws.audioscrobbler.com",
     };
     let xml_spec = ProbeSpec {
@@ -95,13 +95,13 @@ fn signing(c: &mut Criterion) {
 fn recording(c: &mut Criterion) {
     let metrics = Metrics::try_new("bench", "bench").expect("metrics register");
     let probe = metrics.probe("lastfm", "artist.getInfo", Duration::from_secs(60));
-    let table = StatusTable::default();
+    let table = CodeTable::lastfm();
     let spec = ProbeSpec {
         format: Format::Json,
         signed: false,
         expect: Expectation::Success,
         checks: &[],
-        statuses: &table,
+        codes: &table,
         host: "ws.audioscrobbler.com",
     };
     let verdict = classify::classify(&outcome(200, ERROR_JSON), &spec);

@@ -6,7 +6,7 @@ Usage: python3 scripts/check-layout.py [SRC_DIR]   (default: src next to this sc
 A module is a file: src/a/mod.rs is `a`, src/a/b.rs is `a::b`. Module A imports module B when
 A's code (not its #[cfg(test)] modules, not its comments or doc links) names a path into B:
 `use crate::b::X`, an inline `crate::b::X` in an expression, `super::X`, `self::x::Y`, grouped
-`use crate::{a, b::c}`. Declaring a child (`mod b;`) is not an import. A cycle is a set of
+`use crate::{a, b::c}`, and a path that starts at a child module (`use child::X`). Declaring a child (`mod b;`) is not an import. A cycle is a set of
 modules that import each other, directly or through others; each one found is printed with the
 lines that make it, and the exit code is 1. So is an import of a later stage (STAGES below):
 the tree reads as the data flow only while imports point back along it.
@@ -30,6 +30,8 @@ STAGES = ["config", "schedule", "probe", "classify", "health", "metrics", "histo
 TABLE_FILES = {"sim/responses.rs"}
 
 PATH_RE = re.compile(r"\b(crate|super|self)::")
+# A path that starts at a child module, as `use child::Item` or `child::function()` in mod.rs.
+CHILD_RE = re.compile(r"(?<![\w:])([a-z_][a-z0-9_]*)::")
 
 
 def module_of(src, path):
@@ -196,7 +198,11 @@ def main(argv):
         if module == ():
             continue
         text = "\n".join(code_only(l) for _, l in body)
-        for at, segs in paths_in(text):
+        found = paths_in(text)
+        for m in CHILD_RE.finditer(text):
+            if module + (m.group(1),) in modules:
+                found.append((m.start(), ["self", m.group(1)]))
+        for at, segs in found:
             target = resolve(module, segs, modules)
             if target == module or target == ():
                 continue

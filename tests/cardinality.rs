@@ -12,8 +12,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lastfm_monitor::classify::{CODE_LABELS, KNOWN_CODES, MismatchKind, Outcome, STATUS_LABELS};
-use lastfm_monitor::config::{Format, Probe, StatusTable, Target};
+use lastfm_monitor::classify::{
+    CODE_LABELS, CodeTable, KNOWN_CODES, MismatchKind, Outcome, STATUS_LABELS,
+};
+use lastfm_monitor::config::{Format, Probe, Target};
 use lastfm_monitor::health::politeness::SkipReason;
 use lastfm_monitor::probe::{
     ProbeFuture, ProbeOutcome, Prober, Recorded, RequestTrace, Response, TransportFailure,
@@ -190,7 +192,7 @@ impl Prober for RandomUpstream {
 
 /// The most series the closed label sets allow for `probes` probes of `targets` targets.
 fn series_bound(targets: usize, probes: usize) -> usize {
-    let table = StatusTable::default();
+    let table = CodeTable::lastfm();
     let two_xx = STATUS_LABELS.iter().filter(|l| l.starts_with('2')).count();
     let other_statuses = STATUS_LABELS.len() - two_xx;
     // status_disagrees_with_code: a code with documented statuses, with any other non-2xx.

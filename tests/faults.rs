@@ -700,7 +700,7 @@ async fn fault_matrix_in_this_process() {
                     signed: probe.signed,
                     expect: probe.expect,
                     checks: &probe.checks,
-                    statuses: &target.statuses,
+                    codes: &classify::CodeTable::lastfm().with_statuses(&target.statuses),
                     host: "127.0.0.1",
                 },
             );
@@ -903,10 +903,9 @@ fn the_gzip_bomb_is_real() {
     );
 }
 
-fn spec_statuses() -> &'static lastfm_monitor::config::StatusTable {
-    static TABLE: std::sync::OnceLock<lastfm_monitor::config::StatusTable> =
-        std::sync::OnceLock::new();
-    TABLE.get_or_init(lastfm_monitor::config::StatusTable::default)
+fn spec_codes() -> &'static classify::CodeTable {
+    static TABLE: std::sync::OnceLock<classify::CodeTable> = std::sync::OnceLock::new();
+    TABLE.get_or_init(classify::CodeTable::lastfm)
 }
 
 /// Bodies worth more than random bytes: real payload shapes, cut, nested and mangled.
@@ -960,7 +959,7 @@ proptest! {
             signed,
             expect: expect_error.map_or(lastfm_monitor::config::Expectation::Success, lastfm_monitor::config::Expectation::Error),
             checks: &checks,
-            statuses: spec_statuses(),
+            codes: spec_codes(),
             host: "127.0.0.1",
         };
         let outcome = ProbeOutcome {

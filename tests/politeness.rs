@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use lastfm_monitor::classify::{Classification, Condition, Outcome};
 use lastfm_monitor::config::{Config, Probe, Target};
 use lastfm_monitor::daemon::fleet::Fleet;
 use lastfm_monitor::daemon::state_file::StateFile;
@@ -859,18 +860,11 @@ async fn a_reload_with_a_new_budget_keeps_the_backoff_and_the_empty_bucket() {
     );
 
     // And a backoff in force survives a budget change.
-    let limited = lastfm_monitor::classify::Classification {
-        outcome: lastfm_monitor::classify::Outcome::ApiError,
+    let limited = Classification {
         http_status: Some(200),
         error_code: Some(29),
-        detail: None,
-        failure: None,
-        mismatch: None,
-        blame: None,
-        met_expectation: false,
-        api_healthy: false,
-        raises: vec![lastfm_monitor::classify::Condition::RateLimited],
-        retry_after: None,
+        raises: vec![Condition::RateLimited],
+        ..Classification::new(Outcome::ApiError)
     };
     gate.record(&limited, now, 0, 1.0);
     let current = Generation {

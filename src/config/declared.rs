@@ -90,35 +90,10 @@ pub enum CheckRule {
     GreaterThan(f64),
 }
 
-/// The documented HTTP statuses per error code (LASTFM-API.md §2), overridable per target.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The documented HTTP statuses per error code that a target's `documented_statuses` declares,
+/// in place of its service's own (the classifier's code table has those).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatusTable(BTreeMap<u32, Vec<u16>>);
-
-impl Default for StatusTable {
-    fn default() -> Self {
-        let table: [(u32, &[u16]); 13] = [
-            (29, &[429]),
-            (26, &[403]),
-            (10, &[403]),
-            (4, &[403]),
-            (9, &[403]),
-            (17, &[403]),
-            (13, &[400]),
-            (3, &[400]),
-            (5, &[400]),
-            (6, &[400, 404]),
-            (8, &[500, 503]),
-            (11, &[503]),
-            (16, &[503]),
-        ];
-        Self(
-            table
-                .into_iter()
-                .map(|(code, statuses)| (code, statuses.to_vec()))
-                .collect(),
-        )
-    }
-}
 
 impl StatusTable {
     /// Replaces the documented statuses of `code`.
@@ -126,9 +101,14 @@ impl StatusTable {
         self.0.insert(code, statuses);
     }
 
-    /// The documented statuses of `code`, empty when none are documented.
+    /// The statuses declared for `code`, when declared.
+    pub fn get(&self, code: u32) -> Option<&[u16]> {
+        self.0.get(&code).map(Vec::as_slice)
+    }
+
+    /// The statuses declared for `code`, empty when none are.
     pub fn documented(&self, code: u32) -> &[u16] {
-        self.0.get(&code).map_or(&[], Vec::as_slice)
+        self.get(code).unwrap_or(&[])
     }
 }
 

@@ -7,6 +7,7 @@
 //! column, target, probe and key, so an operator fixes a config in one pass. Defaults live here
 //! once, in [`defaults`], and are mirrored (and tested) in the shipped `config.toml`.
 
+pub mod closed_set;
 pub mod declared;
 pub mod secret;
 pub mod web;

@@ -48,27 +48,49 @@ impl Fleet {
         }
     }
 
-    /// Starts one task per probe of `config`, its state inherited from `origin`.
+    /// Starts one task per probe of `config` and per reference, its state inherited from
+    /// `origin`.
     pub fn start(&self, config: &Config, metrics: &Metrics, origin: Origin<'_>) -> Arc<Generation> {
-        let cancel = self.root.child_token();
-        let clock = self.runner.clock();
+        let generation = self.standby(config, metrics, origin);
+        self.spawn(&generation, config);
+        generation
+    }
+
+    /// The generation of `config`, its state inherited from `origin`, with no task started: its
+    /// runs are made only on request.
+    pub fn standby(
+        &self,
+        config: &Config,
+        metrics: &Metrics,
+        origin: Origin<'_>,
+    ) -> Arc<Generation> {
         let references = References::new(&config.references, metrics);
-        let targets = Generation::targets_of(config, metrics, clock, origin, &references);
-        let reached: Vec<Arc<TargetRuntime>> = targets.clone();
+        let targets =
+            Generation::targets_of(config, metrics, self.runner.clock(), origin, &references);
+        Arc::new(Generation {
+            targets,
+            references,
+            cancel: self.root.child_token(),
+        })
+    }
+
+    /// Starts the reference checks and one task per probe of `generation`.
+    fn spawn(&self, generation: &Generation, config: &Config) {
+        let reached: Vec<Arc<TargetRuntime>> = generation.targets.clone();
         let on_reachable: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
             for rt in &reached {
                 rt.clear_condition(Condition::LocalNetworkDown);
             }
         });
-        references.start(
+        generation.references.start(
             self.runner.prober(),
             &self.runner.clock_arc(),
             &on_reachable,
             &self.tracker,
-            &cancel,
+            &generation.cancel,
         );
-        let now_ms = clock.now().timestamp_millis();
-        for rt in &targets {
+        let now_ms = self.runner.clock().now().timestamp_millis();
+        for rt in &generation.targets {
             for (index, probe) in rt.target.probes.iter().enumerate() {
                 let since_last_send = rt.last_sent_ms(index).map(|at| {
                     // A send "in the future" (the wall clock stepped back) counts as just now.
@@ -86,16 +108,11 @@ impl Fleet {
                     probe.schedule.schedule.clone(),
                     delay,
                     self.runner.clone(),
-                    cancel.clone(),
+                    generation.cancel.clone(),
                     Arc::clone(&self.in_flight),
                 ));
             }
         }
-        Arc::new(Generation {
-            targets,
-            references,
-            cancel,
-        })
     }
 
     /// A run still going [`STUCK_AFTER`] past its deadline at `now`, if any ("target/probe").

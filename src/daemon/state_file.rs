@@ -2,9 +2,9 @@
 //!
 //! Without it every start would get a full token bucket, no backoff and a fresh start-up jitter:
 //! a crash loop or a deploy storm of ten restarts in a minute would send ten bursts, and a key
-//! backing off after error 29 (or slowed after error 26) would be probed again at once (issue 5,
-//! RELIABILITY bar P5). So the gates ([`SavedGate`]) and each probe's last scheduled send are kept
-//! in one small JSON file, `state.json` in the state directory (`--state.directory`, by default
+//! backing off after error 29 (or slowed after error 26) would be probed again at once. So the
+//! snapshot the run stage hands over ([`Snapshot`]: the gates and each probe's last scheduled
+//! send) is kept in one small JSON file, `state.json` in the state directory (`--state.directory`, by default
 //! systemd's `$STATE_DIRECTORY`; without either nothing is kept). It is written atomically
 //! (a temporary file, then a rename) at most once a second while requests go out, and at
 //! shutdown, so a crash loses at most the last second. A missing file is a first start; an

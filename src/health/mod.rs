@@ -128,22 +128,18 @@ mod tests {
     use crate::classify::Outcome;
 
     fn run(blame: Option<Blame>, healthy: bool, raises: Vec<Condition>) -> Classification {
+        let outcome = if healthy {
+            Outcome::Success
+        } else {
+            Outcome::ApiError
+        };
         Classification {
-            outcome: if healthy {
-                Outcome::Success
-            } else {
-                Outcome::ApiError
-            },
             http_status: Some(200),
-            error_code: None,
-            detail: None,
-            failure: None,
-            mismatch: None,
             blame,
             met_expectation: healthy,
             api_healthy: healthy,
             raises,
-            retry_after: None,
+            ..Classification::new(outcome)
         }
     }
 

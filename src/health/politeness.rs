@@ -15,39 +15,24 @@ use tokio::time::Instant;
 
 use crate::classify::{Classification, Condition, RetryAfter};
 use crate::config::Politeness;
+use crate::config::closed_set::closed_set;
 
 /// Less than this short of a token counts as a token (floating-point refills).
 const TOKEN_EPSILON: f64 = 1e-6;
 /// The shortest wait [`Gate::depart`] asks for: the timer's resolution.
 const MIN_RETRY: Duration = Duration::from_millis(1);
 
-/// Why a run was not sent (the `reason` label of `lastfm_probe_skipped_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SkipReason {
-    /// The target is in backoff after 29/429, or the budget had no token before the next fire.
-    RateLimited,
-    /// The key is suspended or invalid: one request per `suspended_interval`.
-    Suspended,
-    /// The previous run was still going when this fire came.
-    Overrun,
-}
-
-impl SkipReason {
-    /// Every reason, for pre-creating series.
-    pub const ALL: [Self; 3] = [Self::RateLimited, Self::Suspended, Self::Overrun];
-
-    /// The `reason` label value.
-    pub fn as_label(self) -> &'static str {
-        match self {
-            Self::RateLimited => "rate_limited",
-            Self::Suspended => "suspended",
-            Self::Overrun => "overrun",
-        }
-    }
-
-    /// Index into [`SkipReason::ALL`].
-    pub fn index(self) -> usize {
-        self as usize
+closed_set! {
+    /// Why a run was not sent (the `reason` label of `lastfm_probe_skipped_total`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum SkipReason {
+        /// The target is in backoff after 29/429, or the budget had no token before the next
+        /// fire.
+        RateLimited => "rate_limited",
+        /// The key is suspended or invalid: one request per `suspended_interval`.
+        Suspended => "suspended",
+        /// The previous run was still going when this fire came.
+        Overrun => "overrun",
     }
 }
 
@@ -378,22 +363,18 @@ mod tests {
         healthy: bool,
         retry_after: Option<RetryAfter>,
     ) -> Classification {
+        let outcome = if healthy {
+            Outcome::Success
+        } else {
+            Outcome::ApiError
+        };
         Classification {
-            outcome: if healthy {
-                Outcome::Success
-            } else {
-                Outcome::ApiError
-            },
             http_status: Some(200),
-            error_code: None,
-            detail: None,
-            failure: None,
-            mismatch: None,
-            blame: None,
             met_expectation: healthy,
             api_healthy: healthy,
             raises,
             retry_after,
+            ..Classification::new(outcome)
         }
     }
 

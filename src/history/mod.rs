@@ -174,21 +174,13 @@ mod tests {
             at: Utc::now(),
             latency: Duration::from_millis(5),
             verdict: Classification {
-                outcome: if success {
+                met_expectation: success,
+                api_healthy: success,
+                ..Classification::new(if success {
                     Outcome::Success
                 } else {
                     Outcome::Timeout
-                },
-                http_status: None,
-                error_code: None,
-                detail: None,
-                failure: None,
-                mismatch: None,
-                blame: None,
-                met_expectation: success,
-                api_healthy: success,
-                raises: Vec::new(),
-                retry_after: None,
+                })
             },
             on_demand: false,
             trace: Trace::default(),

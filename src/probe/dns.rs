@@ -38,7 +38,19 @@ impl fmt::Display for DnsFailure {
         let what = match self.reason {
             Reason::Nxdomain => "the name does not exist",
             Reason::NoAddress => "the name has no address record",
-            _ => "the resolver failed",
+            Reason::ResolverFailure => "the resolver failed",
+            // Not DNS reasons: the resolver never makes a failure of them.
+            Reason::Timeout
+            | Reason::Refused
+            | Reason::Unreachable
+            | Reason::Reset
+            | Reason::CertificateExpired
+            | Reason::CertificateNotYetValid
+            | Reason::CertificateUntrusted
+            | Reason::HostnameMismatch
+            | Reason::HandshakeFailed
+            | Reason::Interrupted
+            | Reason::TooLarge => "the resolver failed",
         };
         f.write_str(what)
     }

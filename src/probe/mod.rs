@@ -20,46 +20,30 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-/// Where a run that got no complete response broke: the step of the exchange that failed.
-///
-/// A closed set, exported as the `phase` label of `lastfm_probe_failures_total`: it is what tells
-/// a broken resolver or an egress proxy's certificate (our side of the wire) from a Last.fm edge
-/// that accepts and then drops (theirs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Phase {
-    /// Resolving the target's host name.
-    Dns,
-    /// Opening the TCP connection.
-    Connect,
-    /// The TLS handshake, certificate verification included.
-    Tls,
-    /// The request written, waiting for the response headers.
-    Request,
-    /// Reading the response body.
-    Body,
+use crate::config::closed_set::closed_set;
+
+closed_set! {
+    /// Where a run that got no complete response broke: the step of the exchange that failed.
+    ///
+    /// A closed set, exported as the `phase` label of `lastfm_probe_failures_total`: it is what
+    /// tells a broken resolver or an egress proxy's certificate (our side of the wire) from a
+    /// Last.fm edge that accepts and then drops (theirs).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum Phase {
+        /// Resolving the target's host name.
+        Dns => "dns",
+        /// Opening the TCP connection.
+        Connect => "connect",
+        /// The TLS handshake, certificate verification included.
+        Tls => "tls",
+        /// The request written, waiting for the response headers.
+        Request => "request",
+        /// Reading the response body.
+        Body => "body",
+    }
 }
 
 impl Phase {
-    /// Every phase, in exchange order.
-    pub const ALL: [Self; 5] = [
-        Self::Dns,
-        Self::Connect,
-        Self::Tls,
-        Self::Request,
-        Self::Body,
-    ];
-
-    /// Label text.
-    pub fn as_label(self) -> &'static str {
-        match self {
-            Self::Dns => "dns",
-            Self::Connect => "connect",
-            Self::Tls => "tls",
-            Self::Request => "request",
-            Self::Body => "body",
-        }
-    }
-
     /// Trace and status page text.
     pub fn describe(self) -> &'static str {
         match self {
@@ -100,58 +84,40 @@ impl Phase {
     }
 }
 
-/// Why a phase failed. Which reasons go with which phase is [`Phase::reasons`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Reason {
-    /// DNS: the name does not exist (NXDOMAIN).
-    Nxdomain,
-    /// DNS: the name exists but has no address record.
-    NoAddress,
-    /// DNS: the resolver failed or could not be reached (SERVFAIL, refused, gave up).
-    ResolverFailure,
-    /// The run's deadline passed during this phase.
-    Timeout,
-    /// Connect: the host answered with a reset (nothing listens on the port).
-    Refused,
-    /// Connect: no route to the host or its network.
-    Unreachable,
-    /// The peer reset or closed the connection.
-    Reset,
-    /// TLS: the certificate's `notAfter` has passed.
-    CertificateExpired,
-    /// TLS: the certificate's `notBefore` is still to come (or our clock is wrong).
-    CertificateNotYetValid,
-    /// TLS: the chain does not lead to a trusted root (unknown CA, self-signed, bad signature).
-    CertificateUntrusted,
-    /// TLS: the certificate is valid but not for this host name.
-    HostnameMismatch,
-    /// TLS: the handshake failed otherwise (protocol alert, no common cipher, reset mid-handshake).
-    HandshakeFailed,
-    /// Body: the body broke off before its end (reset, lying `Content-Length`, bad chunking).
-    Interrupted,
-    /// Body: the body grew past `max_body_bytes`; reading stopped there.
-    TooLarge,
-}
-
-impl Reason {
-    /// Label text.
-    pub fn as_label(self) -> &'static str {
-        match self {
-            Self::Nxdomain => "nxdomain",
-            Self::NoAddress => "no_address",
-            Self::ResolverFailure => "resolver_failure",
-            Self::Timeout => "timeout",
-            Self::Refused => "refused",
-            Self::Unreachable => "unreachable",
-            Self::Reset => "reset",
-            Self::CertificateExpired => "certificate_expired",
-            Self::CertificateNotYetValid => "certificate_not_yet_valid",
-            Self::CertificateUntrusted => "certificate_untrusted",
-            Self::HostnameMismatch => "hostname_mismatch",
-            Self::HandshakeFailed => "handshake_failed",
-            Self::Interrupted => "interrupted",
-            Self::TooLarge => "too_large",
-        }
+closed_set! {
+    /// Why a phase failed. Which reasons go with which phase is [`Phase::reasons`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum Reason {
+        /// DNS: the name does not exist (NXDOMAIN).
+        Nxdomain => "nxdomain",
+        /// DNS: the name exists but has no address record.
+        NoAddress => "no_address",
+        /// DNS: the resolver failed or could not be reached (SERVFAIL, refused, gave up).
+        ResolverFailure => "resolver_failure",
+        /// The run's deadline passed during this phase.
+        Timeout => "timeout",
+        /// Connect: the host answered with a reset (nothing listens on the port).
+        Refused => "refused",
+        /// Connect: no route to the host or its network.
+        Unreachable => "unreachable",
+        /// The peer reset or closed the connection.
+        Reset => "reset",
+        /// TLS: the certificate's `notAfter` has passed.
+        CertificateExpired => "certificate_expired",
+        /// TLS: the certificate's `notBefore` is still to come (or our clock is wrong).
+        CertificateNotYetValid => "certificate_not_yet_valid",
+        /// TLS: the chain does not lead to a trusted root (unknown CA, self-signed, bad
+        /// signature).
+        CertificateUntrusted => "certificate_untrusted",
+        /// TLS: the certificate is valid but not for this host name.
+        HostnameMismatch => "hostname_mismatch",
+        /// TLS: the handshake failed otherwise (protocol alert, no common cipher, reset
+        /// mid-handshake).
+        HandshakeFailed => "handshake_failed",
+        /// Body: the body broke off before its end (reset, lying `Content-Length`, bad chunking).
+        Interrupted => "interrupted",
+        /// Body: the body grew past `max_body_bytes`; reading stopped there.
+        TooLarge => "too_large",
     }
 }
 

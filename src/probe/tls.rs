@@ -70,6 +70,11 @@ pub(crate) fn client_config(
 }
 
 /// The reason of a handshake that failed with `err`.
+#[expect(
+    clippy::wildcard_enum_match_arm,
+    reason = "rustls' Error and CertificateError are non_exhaustive: a new variant is a handshake \
+              or trust failure of a kind we do not tell apart"
+)]
 pub(crate) fn reason_of(err: &Error) -> Reason {
     match err {
         Error::InvalidCertificate(cert) => match cert {

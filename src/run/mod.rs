@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::classify::{self, Classification, Condition, ProbeSpec};
+use crate::classify::{self, Classification, CodeTable, Condition, ProbeSpec};
 use crate::config::{Probe, Target};
 use crate::health::politeness::{Gate, GateEvent, SkipReason};
 use crate::health::{Health, HealthEvent};
@@ -51,6 +51,9 @@ pub struct TargetRuntime {
     last_sent_ms: Vec<AtomicI64>,
     /// The generation's reference checks, shared by its targets: whether a failed run is ours.
     references: Arc<References>,
+    /// The service's error codes with the target's documented statuses, built once per
+    /// generation rather than per run.
+    codes: CodeTable,
 }
 
 /// What a new [`TargetRuntime`] inherits.
@@ -96,7 +99,7 @@ impl TargetRuntime {
             .collect();
         let carry_running = match carry {
             Carry::Running(old) => Some(old),
-            _ => None,
+            Carry::Nothing | Carry::Saved(_) => None,
         };
         let probes = target
             .probes
@@ -137,6 +140,7 @@ impl TargetRuntime {
             ))),
         };
         let runtime = Self {
+            codes: CodeTable::lastfm().with_statuses(&target.statuses),
             metrics: metrics.target(&target.name),
             next_runs: target.probes.iter().map(|_| Mutex::new(None)).collect(),
             last_sent_ms,
@@ -443,7 +447,7 @@ impl Runner {
                 signed: probe.signed,
                 expect: probe.expect,
                 checks: &probe.checks,
-                statuses: &rt.target.statuses,
+                codes: &rt.codes,
                 host: rt.target.base_url.host_str().unwrap_or(""),
             },
         );

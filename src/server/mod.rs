@@ -598,17 +598,9 @@ mod tests {
             at: chrono::Utc::now(),
             latency: Duration::from_micros(123_456),
             verdict: Classification {
-                outcome: Outcome::ApiError,
                 http_status: Some(200),
                 error_code: Some(8),
-                detail: None,
-                failure: None,
-                mismatch: None,
-                blame: None,
-                met_expectation: false,
-                api_healthy: false,
-                raises: Vec::new(),
-                retry_after: None,
+                ..Classification::new(Outcome::ApiError)
             },
             on_demand: true,
             trace: crate::history::trace::Trace::default(),

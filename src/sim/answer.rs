@@ -87,7 +87,14 @@ fn from_rule(
     let status = rule.status.unwrap_or(match &rule.respond {
         Respond::Error { code, .. } => default_status(*code, method_name),
         Respond::Html => 502,
-        _ => 200,
+        Respond::Success
+        | Respond::Empty
+        | Respond::Truncated
+        | Respond::Reset
+        | Respond::Stall
+        | Respond::Trickle
+        | Respond::Raw { .. }
+        | Respond::Oversized { .. } => 200,
     });
     let success = || success_body(method, params, format).into_bytes();
     let (content_type, body, delivery) = match &rule.respond {

@@ -342,7 +342,7 @@ fn xml_element(out: &mut String, name: &str, value: &Value) {
             }
             out.push_str(&format!("</{name}>\n"));
         }
-        scalar_value => {
+        scalar_value @ (Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_)) => {
             let text = escape(&scalar(scalar_value));
             out.push_str(&format!("<{name}>{text}</{name}>\n"));
         }
@@ -353,7 +353,9 @@ fn scalar(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
-        other => other.to_string(),
+        other @ (Value::Bool(_) | Value::Number(_) | Value::Array(_) | Value::Object(_)) => {
+            other.to_string()
+        }
     }
 }
 

@@ -197,7 +197,7 @@ async fn deliver(stream: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
     let body_len = match reply.delivery {
         Delivery::Stall => return stall(stream).await,
         Delivery::Filler { bytes } => bytes,
-        _ => reply.body.len() as u64,
+        Delivery::Whole | Delivery::CutShort | Delivery::Trickle => reply.body.len() as u64,
     };
     let head = http::response_head(
         reply.status,

@@ -15,21 +15,18 @@ use http_body_util::BodyExt as _;
 use lastfm_monitor::config::secret::{Environment, REDACTED};
 use lastfm_monitor::config::web::WebConfig;
 use lastfm_monitor::config::{Config, Probe, Target};
+use lastfm_monitor::daemon::assembly::{Assembly, Parts, assemble};
 use lastfm_monitor::daemon::systemd::Notifier;
 use lastfm_monitor::daemon::{self, ConfigSource, Options};
-use lastfm_monitor::history::History;
-use lastfm_monitor::metrics::Metrics;
 use lastfm_monitor::probe::{
     ProbeFuture, ProbeOutcome, Prober, Recorded, RequestTrace, Response, TransportFailure,
 };
-use lastfm_monitor::run::references::References;
-use lastfm_monitor::run::{Generation, Origin, Runner};
-use lastfm_monitor::schedule::SystemClock;
+use lastfm_monitor::run::Origin;
+use lastfm_monitor::schedule::{SystemClock, WallClock};
 use lastfm_monitor::server::{self, ReloadReply, Shared};
 use lastfm_monitor::sim::{Scenario, Simulator};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
 /// The key every test target uses: a canary that must never appear in any output.
@@ -466,50 +463,25 @@ impl RouterFixture {
 
     /// Like [`RouterFixture::new`], on a complete config `text`.
     pub fn with_config(text: &str, prober: FakeProber, web: &WebConfig) -> Self {
-        let config = Config::parse(text, "router.toml", &TestEnv::default(), chrono::Utc::now())
-            .unwrap_or_else(|err| panic!("test config is invalid:\n{err}\n---\n{text}"));
-        let metrics = Metrics::try_new("test", "test").expect("a fresh registry registers");
         let prober = Arc::new(prober);
-        let runner = Runner::new(
+        let wired = wire(
+            text,
             Arc::clone(&prober) as Arc<dyn Prober>,
-            Arc::new(History::default()),
             Arc::new(SystemClock),
+            ("test", "test"),
+            web,
         );
-        let targets = Generation::targets_of(
-            &config,
-            &metrics,
-            runner.clock(),
-            Origin::Fresh,
-            &References::none(),
-        );
-        let generation = Arc::new(Generation {
-            targets,
-            references: References::none(),
-            cancel: CancellationToken::new(),
-        });
-        let (tx, rx) = mpsc::channel(4);
-        let shared = Arc::new(Shared::new(metrics, runner, generation, tx).with_web_config(web));
         Self {
-            shared,
+            shared: wired.shared,
             prober,
-            reloads: Mutex::new(Some(rx)),
+            reloads: Mutex::new(Some(wired.reloads)),
         }
     }
 
     /// Sends `request` through a fresh router, no sockets involved.
     pub async fn send(&self, request: Request<Body>) -> Answer {
-        let response = server::router(Arc::clone(&self.shared))
-            .oneshot(request)
-            .await
-            .expect("the router is infallible");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("an in-memory body")
-            .to_bytes();
+        let (status, headers, bytes) =
+            oneshot(server::router(Arc::clone(&self.shared)), request).await;
         Answer {
             status,
             headers,
@@ -522,6 +494,48 @@ impl RouterFixture {
         self.send(Request::get(uri).body(Body::empty()).expect("a valid URI"))
             .await
     }
+}
+
+/// The daemon's parts for `text` (a complete config) through the daemon's own assembly, with
+/// no probe or reference task: runs happen only on request.
+fn wire(
+    text: &str,
+    prober: Arc<dyn Prober>,
+    clock: Arc<dyn WallClock>,
+    (version, revision): (&str, &str),
+    web: &WebConfig,
+) -> Assembly {
+    let config = Config::parse(text, "test.toml", &TestEnv::default(), clock.now())
+        .unwrap_or_else(|err| panic!("test config is invalid:\n{err}\n---\n{text}"));
+    let parts = Parts {
+        prober,
+        clock,
+        version,
+        revision,
+        web,
+        start_tasks: false,
+    };
+    assemble(&config, parts, Origin::Fresh).expect("the metrics register")
+}
+
+/// `request` through `router`, no sockets involved: status, headers and body bytes.
+async fn oneshot(
+    router: axum::Router,
+    request: Request<Body>,
+) -> (StatusCode, HeaderMap, axum::body::Bytes) {
+    let response = router
+        .oneshot(request)
+        .await
+        .expect("the router is infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("an in-memory body")
+        .to_bytes();
+    (status, headers, bytes)
 }
 
 /// Series in an exposition: every line that is not a comment or blank.
@@ -667,32 +681,14 @@ impl Offline {
         version: &str,
         revision: &str,
     ) -> Self {
-        use lastfm_monitor::run::{Generation, Origin, Runner};
-        let config = Config::parse(text, "test.toml", &TestEnv::default(), clock.now())
-            .unwrap_or_else(|err| panic!("test config is invalid:\n{err}\n---\n{text}"));
-        let metrics = lastfm_monitor::metrics::Metrics::try_new(version, revision)
-            .expect("the metrics register");
-        let runner = Runner::new(
+        let wired = wire(
+            text,
             prober,
-            Arc::new(lastfm_monitor::history::History::default()),
-            Arc::clone(&clock),
+            clock,
+            (version, revision),
+            &WebConfig::default(),
         );
-        let targets = Generation::targets_of(
-            &config,
-            &metrics,
-            clock.as_ref(),
-            Origin::Fresh,
-            &References::none(),
-        );
-        let generation = Arc::new(Generation {
-            targets,
-            references: References::none(),
-            cancel: tokio_util::sync::CancellationToken::new(),
-        });
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let shared = Arc::new(lastfm_monitor::server::Shared::new(
-            metrics, runner, generation, tx,
-        ));
+        let shared = wired.shared;
         shared
             .ready
             .store(true, std::sync::atomic::Ordering::Release);
@@ -700,33 +696,22 @@ impl Offline {
         Self {
             shared,
             router,
-            _reload: rx,
+            _reload: wired.reloads,
         }
     }
 
     /// One request through the router: status and body.
     pub async fn request(&self, method: &str, path: &str) -> (u16, String) {
-        use http_body_util::BodyExt as _;
-        use tower::ServiceExt as _;
         let request = axum::http::Request::builder()
             .method(method)
             .uri(path)
             .body(axum::body::Body::empty())
             .expect("a valid request");
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("the router is infallible");
-        let status = response.status().as_u16();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("the body is readable")
-            .to_bytes();
-        (status, String::from_utf8_lossy(&bytes).into_owned())
+        let (status, _, bytes) = oneshot(self.router.clone(), request).await;
+        (
+            status.as_u16(),
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
     }
 }
 

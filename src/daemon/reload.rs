@@ -1,0 +1,115 @@
+//! A reload: read and validate the configuration again, then swap the new generation in, or
+//! refuse it and keep the running one.
+//!
+//! The old generation's probe tasks are cancelled and the new ones started; gates, health and the
+//! counters of probes that stay carry on (the run stage's `Origin::Reload`). The series and
+//! recent runs of probes, targets and references that are gone are removed, so a reload leaves no
+//! dead series behind.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::descriptors::Descriptors;
+use super::fleet::Fleet;
+use super::options::{ConfigSource, Options};
+use crate::config::{Config, ConfigError};
+use crate::run::{Generation, Origin};
+use crate::schedule::WallClock;
+use crate::server::Shared;
+
+/// Validates the new configuration and swaps it in, or keeps the old one: the sentence the
+/// caller of `POST /-/reload` gets.
+pub(super) fn reload(
+    config: &mut Config,
+    descriptors: &mut Descriptors,
+    options: &Options,
+    shared: &Arc<Shared>,
+    fleet: &Fleet,
+) -> Result<String, String> {
+    options.notifier.reloading();
+    let now_unix = unix_now(options.clock.as_ref());
+    let result = match load(options) {
+        Err(err) => {
+            for problem in err.to_string().lines() {
+                tracing::error!(
+                    problem,
+                    "configuration reload refused; the previous configuration keeps running"
+                );
+            }
+            shared.metrics.record_reload(false, now_unix);
+            Err(err.to_string())
+        }
+        Ok(new) => {
+            if new.web.listen_address != config.web.listen_address {
+                tracing::warn!("web.listen_address changed; it takes effect at the next restart");
+            }
+            let old = shared.generation();
+            old.cancel.cancel();
+            retire(&old, &new, shared);
+            let probes = new.probe_count();
+            descriptors.prepare(probes);
+            let generation = fleet.start(&new, &shared.metrics, Origin::Reload(&old));
+            shared.set_generation(generation);
+            shared.metrics.record_reload(true, now_unix);
+            let summary = format!(
+                "configuration reloaded: {} target(s), {probes} probe(s)",
+                new.targets.len()
+            );
+            tracing::info!(
+                targets = new.targets.len(),
+                probes,
+                "configuration reloaded"
+            );
+            *config = new;
+            Ok(summary)
+        }
+    };
+    options.notifier.ready();
+    result
+}
+
+/// The configuration from where reloads read it.
+fn load(options: &Options) -> Result<Config, ConfigError> {
+    match &options.source {
+        ConfigSource::File(path) => Config::load(path, options.env.as_ref()),
+        ConfigSource::Fixed(text) => Config::parse(
+            text,
+            "<built-in>",
+            options.env.as_ref(),
+            options.clock.now(),
+        ),
+    }
+}
+
+/// Removes the series and recent runs of what `old` has and `new` no longer does.
+fn retire(old: &Generation, new: &Config, shared: &Shared) {
+    let kept: BTreeSet<(String, String)> = new
+        .targets
+        .iter()
+        .flat_map(|t| t.probes.iter().map(|p| (t.name.clone(), p.name.clone())))
+        .collect();
+    for rt in &old.targets {
+        for probe in &rt.target.probes {
+            if !kept.contains(&(rt.target.name.clone(), probe.name.clone())) {
+                shared.metrics.remove_probe(&rt.target.name, &probe.name);
+            }
+        }
+        if new.target(&rt.target.name).is_none() {
+            shared.metrics.remove_target(&rt.target.name);
+        }
+    }
+    for name in old.references.names() {
+        if !new.references.iter().any(|r| r.name == name) {
+            shared.metrics.remove_reference(name);
+        }
+    }
+    shared
+        .runner
+        .history()
+        .retain(|t, p| kept.contains(&(t.to_owned(), p.to_owned())));
+}
+
+/// The wall clock's now, as Unix seconds for the exporter.
+pub(super) fn unix_now(clock: &dyn WallClock) -> f64 {
+    clock.now().timestamp_millis() as f64 / 1000.0
+}
