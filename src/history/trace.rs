@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use crate::classify::Classification;
 use crate::config::secret::REDACTED;
 use crate::config::{Probe, Target};
-use crate::probe::Recorded;
+use crate::probe::{Recorded, RequestTrace};
 
 /// How much of the body a trace shows.
 pub const BODY_EXCERPT_BYTES: usize = 4096;
@@ -120,8 +120,19 @@ fn render(
     };
     // One allocation for the usual trace; lines are pushed piecewise (this runs on every run).
     let mut out = String::with_capacity(excerpt_len + 2048);
-    let request = &recorded.request;
     let _ = writeln!(out, "probe {} of target {}", probe.name, target.name);
+    write_request(&mut out, &recorded.request);
+    write_response(&mut out, recorded, excerpt_len, body_len, verdict);
+    write_verdict(&mut out, probe, verdict);
+    write_timing(&mut out, recorded, verdict);
+    let mut out = scrub_run(target, probe, out);
+    // Kept in the history for a while: give back the growth slack.
+    out.shrink_to_fit();
+    out
+}
+
+/// The request as sent (secrets are scrubbed from the whole trace afterwards).
+fn write_request(out: &mut String, request: &RequestTrace) {
     let _ = writeln!(out, "\n== request");
     let _ = writeln!(out, "{} {}", request.http_method, request.url);
     for (name, value) in &request.params {
@@ -129,6 +140,16 @@ fn render(
             out.push_str(part);
         }
     }
+}
+
+/// The response: status, headers and the body's excerpt, or why none arrived.
+fn write_response(
+    out: &mut String,
+    recorded: &Recorded,
+    excerpt_len: usize,
+    body_len: usize,
+    verdict: &Classification,
+) {
     let _ = writeln!(out, "\n== response");
     match &recorded.outcome.result {
         Ok(response) => {
@@ -161,6 +182,10 @@ fn render(
             let _ = writeln!(out, "no complete response: {words}");
         }
     }
+}
+
+/// The verdict, line by line.
+fn write_verdict(out: &mut String, probe: &Probe, verdict: &Classification) {
     let _ = writeln!(out, "\n== classification");
     let _ = writeln!(out, "outcome: {}", verdict.outcome.as_label());
     let _ = match verdict.http_status {
@@ -199,6 +224,10 @@ fn render(
     for condition in &verdict.raises {
         let _ = writeln!(out, "raises condition: {}", condition.as_label());
     }
+}
+
+/// Latency, the phase a failure broke in, where the time went per phase, and the TLS facts.
+fn write_timing(out: &mut String, recorded: &Recorded, verdict: &Classification) {
     let _ = writeln!(
         out,
         "latency: {:.3}s",
@@ -231,14 +260,10 @@ fn render(
         }
         out.push('\n');
     }
-    let mut out = scrub_run(target, probe, out);
-    // Kept in the history for a while: give back the growth slack.
-    out.shrink_to_fit();
-    out
 }
 
 /// [`scrub`], plus the probe's `api_sig`: it can be replayed like `sk`, and an upstream that
-/// echoes its request sends it back too (issue 5, bar S1).
+/// echoes its request sends it back too.
 pub fn scrub_run(target: &Target, probe: &Probe, text: String) -> String {
     let mut text = scrub(target, text);
     if probe.signed {

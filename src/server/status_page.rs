@@ -122,6 +122,18 @@ fn references_table(
 
 pub fn render(generation: &Generation, history: &History, now: DateTime<Utc>) -> String {
     let mut out = String::with_capacity(32 * 1024);
+    head(&mut out, now);
+    let instant = tokio::time::Instant::now();
+    targets_table(&mut out, generation, instant);
+    references_table(&mut out, generation, now, instant);
+    probes_table(&mut out, generation, history, now, instant);
+    recent_table(&mut out, history);
+    out.push_str("</table>\n</body></html>\n");
+    out
+}
+
+/// The document head, its style, and the line of links.
+fn head(out: &mut String, now: DateTime<Utc>) {
     out.push_str(concat!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
         "<meta http-equiv=\"refresh\" content=\"15\">",
@@ -140,8 +152,11 @@ pub fn render(generation: &Generation, history: &History, now: DateTime<Utc>) ->
         env!("CARGO_PKG_VERSION"),
         now.format("%Y-%m-%d %H:%M:%S")
     );
+}
+
+/// One row per target: availability, conditions, backoff.
+fn targets_table(out: &mut String, generation: &Generation, instant: tokio::time::Instant) {
     out.push_str("<h2>Targets</h2>\n<table id=\"targets\"><tr><th>target</th><th>base URL</th><th>available</th><th>conditions</th><th>backoff</th></tr>\n");
-    let instant = tokio::time::Instant::now();
     for rt in &generation.targets {
         let health = rt.health_snapshot();
         let raised: Vec<&str> = Condition::ALL
@@ -171,7 +186,16 @@ pub fn render(generation: &Generation, history: &History, now: DateTime<Utc>) ->
         );
     }
     out.push_str("</table>\n");
-    references_table(&mut out, generation, now, instant);
+}
+
+/// One row per probe: its last run, when it last succeeded, when it runs next.
+fn probes_table(
+    out: &mut String,
+    generation: &Generation,
+    history: &History,
+    now: DateTime<Utc>,
+    instant: tokio::time::Instant,
+) {
     out.push_str("<h2>Probes</h2>\n<table id=\"probes\"><tr><th>target</th><th>probe</th><th>schedule</th><th>last outcome</th><th>code</th><th>status</th><th>latency</th><th>last run</th><th>last success</th><th>next run</th><th>message</th><th></th></tr>\n");
     for rt in &generation.targets {
         for (index, probe) in rt.target.probes.iter().enumerate() {
@@ -225,6 +249,10 @@ pub fn render(generation: &Generation, history: &History, now: DateTime<Utc>) ->
             }
         }
     }
+}
+
+/// The most recent runs, newest first; the table is closed by the caller.
+fn recent_table(out: &mut String, history: &History) {
     out.push_str("</table>\n<h2>Recent runs</h2>\n<p>Failures are kept longer than successes.</p>\n<table id=\"recent\"><tr><th>when</th><th>target</th><th>probe</th><th>outcome</th><th>code</th><th>status</th><th>latency</th><th>trace</th></tr>\n");
     for run in history.recent(RECENT_ROWS) {
         let v = &run.verdict;
@@ -243,8 +271,6 @@ pub fn render(generation: &Generation, history: &History, now: DateTime<Utc>) ->
             run.id,
         );
     }
-    out.push_str("</table>\n</body></html>\n");
-    out
 }
 
 #[cfg(test)]
