@@ -1091,7 +1091,8 @@ async fn a_taken_port_with_a_valid_config_exits_1_without_ready() {
 
 // ---- state across restarts ----------------------------------------------------------------------
 
-/// Bar P5 with the real binary as systemd runs it: `$STATE_DIRECTORY` (what `StateDirectory=`
+/// Restarts keep the request budget (README.md, Operations; docs/SERVICE.md, Restarts are not
+/// bursts) with the real binary as systemd runs it: `$STATE_DIRECTORY` (what `StateDirectory=`
 /// sets) keeps the backoff of an error 29 across a restart, so the restarted daemon sends nothing
 /// until it ends; the state file holds no secret.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
