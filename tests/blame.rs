@@ -35,6 +35,19 @@ const REFUSED: [(&str, &str); 2] = [("phase", "connect"), ("reason", "refused")]
 async fn a_refused_connection_is_ours_while_every_reference_fails_and_theirs_once_one_answers() {
     let reference = closed_port();
     let daemon = daemon(closed_port(), Some(reference)).await;
+    assert_blamed_on_our_network(&daemon).await;
+
+    // The reference comes back: the condition clears, and the same refusal is Last.fm's again.
+    let server = serve_reference(reference).await;
+    assert_blamed_on_last_fm_once_the_reference_answers(&daemon).await;
+    daemon.stop().await;
+    server.abort();
+}
+
+/// While every reference is refused: three refused runs, the reference down with its own
+/// failure counted, `local_network_down` raised, availability untouched, and the debug trace
+/// and the status page both say "our network".
+async fn assert_blamed_on_our_network(daemon: &Daemon) {
     let text = daemon
         .wait_for(Duration::from_secs(10), |text| {
             metric_sum(
@@ -85,12 +98,14 @@ async fn a_refused_connection_is_ours_while_every_reference_fails_and_theirs_onc
     );
     let (_, page) = daemon.get("/").await;
     assert!(page.contains("at connect (refused), our network"), "{page}");
+}
 
-    // The reference comes back: the condition clears, and the same refusal is Last.fm's again.
+/// Rebinds the reference's port and answers every connection with `204 No Content`.
+async fn serve_reference(reference: SocketAddr) -> tokio::task::JoinHandle<()> {
     let listener = tokio::net::TcpListener::bind(reference)
         .await
         .expect("rebind the reference port");
-    let server = tokio::spawn(async move {
+    tokio::spawn(async move {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         while let Ok((mut stream, _)) = listener.accept().await {
             let mut buf = [0u8; 1024];
@@ -99,7 +114,12 @@ async fn a_refused_connection_is_ours_while_every_reference_fails_and_theirs_onc
                 .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
                 .await;
         }
-    });
+    })
+}
+
+/// Once the reference answers: it is up with its status code, `local_network_down` clears,
+/// and the target goes unavailable.
+async fn assert_blamed_on_last_fm_once_the_reference_answers(daemon: &Daemon) {
     let text = daemon
         .wait_for(Duration::from_secs(10), |text| {
             metric(text, "lastfm_service_available", &[TARGET]) == Some(0.0)
@@ -124,8 +144,6 @@ async fn a_refused_connection_is_ours_while_every_reference_fails_and_theirs_onc
         0.0,
     );
     assert_metric(&text, "lastfm_service_available", &[TARGET], 0.0);
-    daemon.stop().await;
-    server.abort();
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lastfm_monitor::classify::Outcome;
 use lastfm_monitor::sim::{Scenario, Simulator};
 
 /// The canary API key (a well-formed 32-hex-digit key, as Last.fm issues them).
@@ -372,13 +373,24 @@ async fn run_through_faults(format: &str) -> (Transcript, Simulator) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let config = dir.path().join("config.toml");
     std::fs::write(&config, config_text(sim_addr, closed, dir.path())).expect("write the config");
-    let binary = env!("CARGO_BIN_EXE_lastfm-monitor");
     let mut transcript = Transcript(Vec::new());
 
-    // --config.check on the same config, same environment.
-    let check = Command::new(binary)
+    check_config(&config, format, &mut transcript);
+    let (mut child, stdout, stderr) = spawn_daemon(&config, format);
+    let started = tokio::time::Instant::now();
+    let addr = wait_for_address(&mut child, &stderr, started).await;
+    let metrics = scrape_through_the_cycle(addr, started, &mut transcript).await;
+    stop_cleanly(child, &stdout, &stderr, &mut transcript).await;
+    assert_the_faults_happened(&sim, &metrics, &stderr.text());
+    (transcript, sim)
+}
+
+/// `--config.check` on the same config, same environment: it accepts the config, and what it
+/// says goes into the transcript.
+fn check_config(config: &Path, format: &str, transcript: &mut Transcript) {
+    let check = Command::new(env!("CARGO_BIN_EXE_lastfm-monitor"))
         .arg("--config.file")
-        .arg(&config)
+        .arg(config)
         .arg("--config.check")
         .args(["--log.format", format])
         .env("RUST_LOG", "trace")
@@ -396,10 +408,13 @@ async fn run_through_faults(format: &str) -> (Transcript, Simulator) {
         "--config.check stderr",
         String::from_utf8_lossy(&check.stderr),
     );
+}
 
-    let mut child = Command::new(binary)
+/// Starts the daemon on `127.0.0.1:0` with `RUST_LOG=trace`; its stdout and stderr are drained.
+fn spawn_daemon(config: &Path, format: &str) -> (ChildGuard, Captured, Captured) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lastfm-monitor"))
         .arg("--config.file")
-        .arg(&config)
+        .arg(config)
         .args(["--web.listen-address", "127.0.0.1:0"])
         .args(["--log.format", format])
         .env("RUST_LOG", "trace")
@@ -412,12 +427,18 @@ async fn run_through_faults(format: &str) -> (Transcript, Simulator) {
     let (stdout, stderr) = (Captured::default(), Captured::default());
     stdout.drain(child.stdout.take().expect("piped stdout"));
     stderr.drain(child.stderr.take().expect("piped stderr"));
-    let mut child = ChildGuard(child);
+    (ChildGuard(child), stdout, stderr)
+}
 
-    let started = tokio::time::Instant::now();
-    let addr = loop {
+/// The address the daemon logs, within 15 s of `started`; fails if it exits first.
+async fn wait_for_address(
+    child: &mut ChildGuard,
+    stderr: &Captured,
+    started: tokio::time::Instant,
+) -> SocketAddr {
+    loop {
         if let Some(addr) = listening_address(&stderr.text()) {
-            break addr;
+            return addr;
         }
         if let Ok(Some(status)) = child.0.try_wait() {
             panic!("the daemon exited with {status}:\n{}", stderr.text());
@@ -428,8 +449,17 @@ async fn run_through_faults(format: &str) -> (Transcript, Simulator) {
             stderr.text()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    }
+}
 
+/// Until `RUN_FOR` after `started`, every 1.2 s: `/metrics`, `/`, one probe's `/probe` (with and
+/// without the debug trace) and the runs the status page links to; then a reload. Returns the
+/// final `/metrics`.
+async fn scrape_through_the_cycle(
+    addr: SocketAddr,
+    started: tokio::time::Instant,
+    transcript: &mut Transcript,
+) -> String {
     let client = crate::support::http_client()
         .timeout(Duration::from_secs(10))
         .build()
@@ -472,9 +502,19 @@ async fn run_through_faults(format: &str) -> (Transcript, Simulator) {
     transcript.add("POST /-/reload", body);
     let (_, metrics) = fetch(&client, addr, "GET", "/metrics").await;
     transcript.add("GET /metrics (final)", metrics.clone());
+    metrics
+}
 
-    // A clean stop, so shutdown logging is searched too. The shell's `kill` builtin, because
-    // `/bin/kill` is not on every machine; the guard kills if this fails.
+/// A clean stop, so shutdown logging is searched too: SIGTERM, then the daemon exits
+/// successfully within 10 s. Its stderr and stdout go into the transcript.
+async fn stop_cleanly(
+    mut child: ChildGuard,
+    stdout: &Captured,
+    stderr: &Captured,
+    transcript: &mut Transcript,
+) {
+    // The shell's `kill` builtin, because `/bin/kill` is not on every machine; the guard kills
+    // if this fails.
     let _ = Command::new("/bin/sh")
         .args(["-c", &format!("kill -TERM {}", child.0.id())])
         .status();
@@ -503,9 +543,11 @@ async fn run_through_faults(format: &str) -> (Transcript, Simulator) {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
 
-    // The faults did happen: the canaries reached the simulator, signed requests verified,
-    // and the run covered most outcomes.
+/// The faults did happen: the canaries reached the simulator, signed requests verified, the run
+/// covered every outcome, and `RUST_LOG=trace` logged plenty.
+fn assert_the_faults_happened(sim: &Simulator, metrics: &str, stderr_text: &str) {
     let seen = sim.requests();
     assert!(
         seen.len() >= 50,
@@ -516,19 +558,9 @@ async fn run_through_faults(format: &str) -> (Transcript, Simulator) {
         seen.iter()
             .any(|r| r.params.get("api_key").map(String::as_str) == Some(KEY))
     );
-    let outcomes = [
-        "success",
-        "api_error",
-        "http_error",
-        "malformed",
-        "check_failed",
-        "timeout",
-        "connection_error",
-        "body_too_large",
-    ];
-    let missing: Vec<&str> = outcomes
-        .iter()
-        .copied()
+    let missing: Vec<&str> = Outcome::ALL
+        .map(Outcome::as_label)
+        .into_iter()
         .filter(|outcome| {
             !metrics.lines().any(|line| {
                 line.starts_with("lastfm_probe_runs_total{")
@@ -541,12 +573,10 @@ async fn run_through_faults(format: &str) -> (Transcript, Simulator) {
         missing.is_empty(),
         "outcomes never seen during the fault cycle: {missing:?}\n{metrics}"
     );
-    let stderr_text = stderr.text();
     assert!(
         stderr_text.lines().count() > 100,
         "RUST_LOG=trace logs plenty:\n{stderr_text}"
     );
-    (transcript, sim)
 }
 
 /// The canaries and every `api_sig` the simulator received (replayable, so secret too).

@@ -31,7 +31,8 @@ use crate::support::{CANARY_KEY, Offline, promtool_check_metrics, series_count};
 
 const RESPONSES: usize = 10_000;
 const CHECKPOINT: usize = 1_000;
-/// Bar C2.
+/// The most bytes `/metrics` may take for one probe, whatever the responses (the series are
+/// bounded by the closed label sets: README.md, Metrics reference).
 const MAX_EXPOSITION_BYTES: usize = 64 * 1024;
 /// One status per `status` label: the listed ones, then one of each class, then `other`.
 const STATUS_REPRESENTATIVES: [u16; 22] = [
@@ -250,11 +251,35 @@ async fn saturate(probe: &str) {
         "1.0.0",
         "abc",
     );
+    let bound = series_bound(1, 1);
+    let (_, fresh) = offline.request("GET", "/metrics").await;
+    let at_checkpoint = feed_every_response(&offline, &upstream).await;
+    let (status, last) = offline.request("GET", "/metrics").await;
+    assert_eq!(status, 200);
+    let buckets = fresh
+        .lines()
+        .filter(|l| l.starts_with("lastfm_probe_duration_seconds_bucket{"))
+        .count();
+    assert_eq!(buckets, HISTOGRAM_BOUNDS + 1, "histogram bounds changed");
+    let process = last.lines().filter(|l| l.starts_with("process_")).count();
+    assert!(process <= MAX_PROCESS_SERIES, "{process} process_* series");
+    println!(
+        "cardinality ({probe}; seed {seed}): {} series at start, {} after {CHECKPOINT}, {} after {RESPONSES} responses; bound {bound}; /metrics {} bytes",
+        series_count(&fresh),
+        series_count(&at_checkpoint),
+        series_count(&last),
+        last.len()
+    );
+    assert_the_series_set_is_unchanged(&at_checkpoint, &last, seed);
+    assert_bounded_and_valid(&last, bound, seed);
+}
+
+/// Runs the probe until the upstream has given [`RESPONSES`] responses, waiting out backoff and
+/// slow mode on the paused clock; returns `/metrics` as it was at [`CHECKPOINT`].
+async fn feed_every_response(offline: &Offline, upstream: &RandomUpstream) -> String {
     let generation = offline.shared.generation();
     let rt = Arc::clone(&generation.targets[0]);
     let cancel = CancellationToken::new();
-    let bound = series_bound(1, 1);
-    let (_, fresh) = offline.request("GET", "/metrics").await;
     let mut at_checkpoint = None;
     while upstream.given() < RESPONSES {
         let latest = Instant::now() + Duration::from_secs(3600);
@@ -273,23 +298,11 @@ async fn saturate(probe: &str) {
             at_checkpoint = Some(offline.request("GET", "/metrics").await.1);
         }
     }
-    let (status, last) = offline.request("GET", "/metrics").await;
-    assert_eq!(status, 200);
-    let at_checkpoint = at_checkpoint.expect("the checkpoint was reached");
-    let buckets = fresh
-        .lines()
-        .filter(|l| l.starts_with("lastfm_probe_duration_seconds_bucket{"))
-        .count();
-    assert_eq!(buckets, HISTOGRAM_BOUNDS + 1, "histogram bounds changed");
-    let process = last.lines().filter(|l| l.starts_with("process_")).count();
-    assert!(process <= MAX_PROCESS_SERIES, "{process} process_* series");
-    println!(
-        "cardinality ({probe}; seed {seed}): {} series at start, {} after {CHECKPOINT}, {} after {RESPONSES} responses; bound {bound}; /metrics {} bytes",
-        series_count(&fresh),
-        series_count(&at_checkpoint),
-        series_count(&last),
-        last.len()
-    );
+    at_checkpoint.expect("the checkpoint was reached")
+}
+
+/// The same series (names and labels) at [`CHECKPOINT`] and after [`RESPONSES`] responses.
+fn assert_the_series_set_is_unchanged(at_checkpoint: &str, last: &str, seed: u64) {
     let names = |text: &str| -> Vec<String> {
         let mut series: Vec<String> = text
             .lines()
@@ -299,16 +312,21 @@ async fn saturate(probe: &str) {
         series.sort();
         series
     };
-    let (before, after) = (names(&at_checkpoint), names(&last));
+    let (before, after) = (names(at_checkpoint), names(last));
     let new: Vec<&String> = after.iter().filter(|s| !before.contains(s)).collect();
     assert!(
         new.is_empty() && before.len() == after.len(),
         "the series set changed between {CHECKPOINT} and {RESPONSES} responses (seed {seed}); new: {new:#?}"
     );
+}
+
+/// The final `/metrics`: within the series bound and [`MAX_EXPOSITION_BYTES`], its runs
+/// counters add up to the responses given, and promtool accepts it.
+fn assert_bounded_and_valid(last: &str, bound: usize, seed: u64) {
     assert!(
-        series_count(&last) <= bound,
+        series_count(last) <= bound,
         "{} series, bound {bound} (seed {seed})",
-        series_count(&last)
+        series_count(last)
     );
     assert!(
         last.len() <= MAX_EXPOSITION_BYTES,
@@ -322,13 +340,13 @@ async fn saturate(probe: &str) {
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum();
     assert_eq!(runs as usize, RESPONSES);
-    match promtool_check_metrics(&last) {
+    match promtool_check_metrics(last) {
         None | Some(Ok(())) => {}
         Some(Err(findings)) => panic!("promtool check metrics (seed {seed}):\n{findings}"),
     }
 }
 
-/// Bar C4: label values with `"`, `\` and a newline are escaped, and promtool accepts them.
+/// Label values (README.md, Metrics reference) with `"`, `\` and a newline are escaped, and promtool accepts them.
 /// Config names cannot carry them (validation refuses), so they are injected through the
 /// metrics' own API and the build revision.
 #[tokio::test(start_paused = true)]

@@ -184,6 +184,15 @@ async fn json_logs_are_one_event_per_line_with_label_names_and_no_secrets() {
     std::fs::write(&path, config(sim_addr)).unwrap();
     let daemon = Running::start(&path, "json");
 
+    let address = wait_for_the_json_events(&daemon).await;
+    assert_the_endpoints_show_no_secret(&address).await;
+    let lines = daemon.stop();
+    assert_json_lines_with_label_names_and_no_secrets(&lines);
+}
+
+/// Waits, as JSON events, for the start-up line, a run of each probe and the condition raised
+/// on `hostile`; returns the address from the start-up line.
+async fn wait_for_the_json_events(daemon: &Running) -> String {
     let address = daemon
         .wait_for("the start-up line", |line| {
             let event: serde_json::Value = serde_json::from_str(line).ok()?;
@@ -216,7 +225,12 @@ async fn json_logs_are_one_event_per_line_with_label_names_and_no_secrets() {
                 .then_some(())
         })
         .await;
-    // The surfaces that quote upstream text: page, traces, on-demand runs.
+    address
+}
+
+/// The surfaces that quote upstream text (page, traces, on-demand runs) answer, show the signed
+/// trace and the echoing message scrubbed, and hold no canary.
+async fn assert_the_endpoints_show_no_secret(address: &str) {
     let base = format!("http://{address}");
     let mut shown = String::new();
     for path in [
@@ -246,11 +260,14 @@ async fn json_logs_are_one_event_per_line_with_label_names_and_no_secrets() {
         "the echoing message is shown, scrubbed"
     );
     assert_no_canary(&shown, "the endpoints");
+}
 
-    let lines = daemon.stop();
+/// Plenty of lines, each one JSON event; every `probe run` event at DEBUG with the label
+/// names as fields (three or more of them); no canary anywhere.
+fn assert_json_lines_with_label_names_and_no_secrets(lines: &[String]) {
     assert!(lines.len() > 20, "trace level logs plenty: {}", lines.len());
     let mut probe_runs = 0;
-    for line in &lines {
+    for line in lines {
         let event: serde_json::Value = serde_json::from_str(line)
             .unwrap_or_else(|err| panic!("not one JSON event per line ({err}): {line}"));
         if field(&event, "message").and_then(|m| m.as_str()) == Some("probe run") {

@@ -678,7 +678,6 @@ async fn a_broken_config_is_refused_on_sighup_and_post_and_the_old_one_keeps_run
     let (_sim, sim_addr) = simulator(Scenario::healthy()).await;
     let good = config(sim_addr, ARTIST);
     let files = Files::new(&good);
-    let path = files.config.display().to_string();
     let mut systemd = FakeSystemd::new();
     let service = Service::start(
         &files,
@@ -693,7 +692,39 @@ async fn a_broken_config_is_refused_on_sighup_and_post_and_the_old_one_keeps_run
         .await;
     let loaded_at = gauge(&before, RELOAD_AT);
 
-    // 1. SIGHUP with two problems the validator finds together: each is logged with its line.
+    let runs =
+        refuse_two_problems_on_sighup(&service, &mut systemd, &files, sim_addr, loaded_at).await;
+    refuse_an_unknown_key_on_post(&service, &files, &good).await;
+    reload_the_fixed_file(&service, &files, &good, loaded_at, runs).await;
+    // The POSTs' READY=1 went out before their answers; collect what is still queued.
+    systemd
+        .count_during("WATCHDOG=1", Duration::from_millis(300))
+        .await;
+    assert_eq!(
+        systemd.states(),
+        [
+            "READY=1",
+            "RELOADING=1",
+            "READY=1",
+            "RELOADING=1",
+            "READY=1",
+            "RELOADING=1",
+            "READY=1"
+        ],
+        "every reload, good or bad, is RELOADING=1 then READY=1"
+    );
+}
+
+/// Step 1, SIGHUP with two problems the validator finds together: the reload is refused (the
+/// gauge 0, the success timestamp kept at `loaded_at`, nothing of it applied), each problem is
+/// logged with its line, and the old probe keeps running. Returns its successes at the refusal.
+async fn refuse_two_problems_on_sighup(
+    service: &Service,
+    systemd: &mut FakeSystemd,
+    files: &Files,
+    sim_addr: SocketAddr,
+    loaded_at: f64,
+) -> f64 {
     let two_problems = config(
         sim_addr,
         &format!(
@@ -718,12 +749,32 @@ async fn a_broken_config_is_refused_on_sighup_and_post_and_the_old_one_keeps_run
         !has_probe_series(&refused, "tag.getInfo"),
         "nothing of the refused config is applied"
     );
+    assert_each_problem_is_logged_with_its_line(service, files, &two_problems).await;
+    let runs = successes(&refused, "artist.getInfo");
+    service
+        .wait_for(
+            Duration::from_secs(5),
+            "the old probe keeps running",
+            |text| successes(text, "artist.getInfo") > runs,
+        )
+        .await;
+    runs
+}
+
+/// The refused reload of `two_problems` logs each of its two timeouts as a problem at
+/// `path:line:`.
+async fn assert_each_problem_is_logged_with_its_line(
+    service: &Service,
+    files: &Files,
+    two_problems: &str,
+) {
+    let path = files.config.display().to_string();
     // READY=1 comes over the notify socket, the log lines through a pipe the test drains on
     // another thread: give those a moment to arrive.
     let located: Vec<(usize, String)> = ["timeout = \"2s\"", "timeout = \"3s\""]
         .iter()
         .map(|needle| {
-            let line = line_of(&two_problems, needle);
+            let line = line_of(two_problems, needle);
             (line, format!("{path}:{line}:"))
         })
         .collect();
@@ -743,16 +794,12 @@ async fn a_broken_config_is_refused_on_sighup_and_post_and_the_old_one_keeps_run
             "the problem at line {line} is logged with its line:\n{stderr}"
         );
     }
-    let runs = successes(&refused, "artist.getInfo");
-    service
-        .wait_for(
-            Duration::from_secs(5),
-            "the old probe keeps running",
-            |text| successes(text, "artist.getInfo") > runs,
-        )
-        .await;
+}
 
-    // 2. POST /-/reload with an unknown key: 400 naming the key and its line.
+/// Step 2, POST /-/reload with an unknown key: 400 naming the key and its line, and the gauge
+/// stays 0.
+async fn refuse_an_unknown_key_on_post(service: &Service, files: &Files, good: &str) {
+    let path = files.config.display().to_string();
     let unknown_key = good.replace("interval = \"1s\"", "intervall = \"1s\"");
     files.write_config(&unknown_key);
     let (status, body) = service.post("/-/reload").await;
@@ -764,9 +811,18 @@ async fn a_broken_config_is_refused_on_sighup_and_post_and_the_old_one_keeps_run
     );
     assert!(body.contains("the previous one keeps running"), "{body}");
     assert_eq!(gauge(&service.metrics().await, RELOAD_OK), 0.0);
+}
 
-    // 3. The fixed file reloads: the gauge is back to 1 and the timestamp moves on.
-    files.write_config(&good);
+/// Step 3, the fixed file reloads: the gauge is back to 1, the timestamp moves on past
+/// `loaded_at`, and the unchanged probe's counter goes on from `runs`.
+async fn reload_the_fixed_file(
+    service: &Service,
+    files: &Files,
+    good: &str,
+    loaded_at: f64,
+    runs: f64,
+) {
+    files.write_config(good);
     let (status, body) = service.post("/-/reload").await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("1 probe(s)"), "{body}");
@@ -776,23 +832,6 @@ async fn a_broken_config_is_refused_on_sighup_and_post_and_the_old_one_keeps_run
     assert!(
         successes(&fixed, "artist.getInfo") > runs,
         "an unchanged probe's counter survives reloads:\n{fixed}"
-    );
-    // The POSTs' READY=1 went out before their answers; collect what is still queued.
-    systemd
-        .count_during("WATCHDOG=1", Duration::from_millis(300))
-        .await;
-    assert_eq!(
-        systemd.states(),
-        [
-            "READY=1",
-            "RELOADING=1",
-            "READY=1",
-            "RELOADING=1",
-            "READY=1",
-            "RELOADING=1",
-            "READY=1"
-        ],
-        "every reload, good or bad, is RELOADING=1 then READY=1"
     );
 }
 
@@ -808,28 +847,7 @@ async fn credentials_reach_the_upstream_trimmed_and_never_the_logs() {
     ))
     .expect("the scenario is valid");
     let (sim, sim_addr) = simulator(scenario).await;
-    let text = format!(
-        r#"[defaults]
-startup_jitter = "0s"
-
-[[targets]]
-name = "sim"
-base_url = "http://{sim_addr}/2.0/"
-api_key = {{ credential = "api_key" }}
-api_secret = {{ credential = "api_secret" }}
-session_key = {{ credential = "session_key" }}
-max_requests_per_second = 50.0
-burst = 50
-{ARTIST}
-[[targets.probes]]
-name = "user.getInfo.signed"
-method = "user.getInfo"
-signed = true
-interval = "1s"
-timeout = "800ms"
-"#
-    );
-    let files = Files::new(&text);
+    let files = Files::new(&credentials_config(sim_addr));
     let credentials = files.credentials(&[
         ("api_key", CANARY_KEY),
         ("api_secret", CANARY_SECRET),
@@ -860,7 +878,43 @@ timeout = "800ms"
             .await
             .1,
     ];
+    assert_the_credentials_arrived_trimmed(&sim);
 
+    service.signal("TERM");
+    let (status, _) = service.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_no_secret_in_the_logs_or(&service.stderr(), &pages);
+}
+
+/// Target `sim` with the artist probe and a signed one, every secret a systemd credential.
+fn credentials_config(sim_addr: SocketAddr) -> String {
+    format!(
+        r#"[defaults]
+startup_jitter = "0s"
+
+[[targets]]
+name = "sim"
+base_url = "http://{sim_addr}/2.0/"
+api_key = {{ credential = "api_key" }}
+api_secret = {{ credential = "api_secret" }}
+session_key = {{ credential = "session_key" }}
+max_requests_per_second = 50.0
+burst = 50
+{ARTIST}
+[[targets.probes]]
+name = "user.getInfo.signed"
+method = "user.getInfo"
+signed = true
+interval = "1s"
+timeout = "800ms"
+"#
+    )
+}
+
+/// The signed request carried the key, the session key and a signature; every request carried
+/// the key trimmed, and none the shared secret.
+fn assert_the_credentials_arrived_trimmed(sim: &Simulator) {
     let requests = sim.requests();
     let signed = requests
         .iter()
@@ -883,12 +937,10 @@ timeout = "800ms"
             "the shared secret is never sent: {request:?}"
         );
     }
+}
 
-    service.signal("TERM");
-    let (status, _) = service.wait_exit(Duration::from_secs(10)).await;
-    assert_eq!(status.code(), Some(0));
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let stderr = service.stderr();
+/// Trace logging was on, and no secret is in the logs (`stderr`) or any of `pages`.
+fn assert_no_secret_in_the_logs_or(stderr: &str, pages: &[String]) {
     assert!(
         stderr.contains("level=trace"),
         "trace logging was on:\n{stderr}"
@@ -902,7 +954,7 @@ timeout = "800ms"
             !stderr.contains(secret),
             "the {name} leaked into the logs:\n{stderr}"
         );
-        for page in &pages {
+        for page in pages {
             assert!(!page.contains(secret), "the {name} leaked:\n{page}");
         }
     }
@@ -1091,7 +1143,8 @@ async fn a_taken_port_with_a_valid_config_exits_1_without_ready() {
 
 // ---- state across restarts ----------------------------------------------------------------------
 
-/// Bar P5 with the real binary as systemd runs it: `$STATE_DIRECTORY` (what `StateDirectory=`
+/// Restarts keep the request budget (README.md, Operations; docs/SERVICE.md, Restarts are not
+/// bursts) with the real binary as systemd runs it: `$STATE_DIRECTORY` (what `StateDirectory=`
 /// sets) keeps the backoff of an error 29 across a restart, so the restarted daemon sends nothing
 /// until it ends; the state file holds no secret.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

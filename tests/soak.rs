@@ -26,9 +26,9 @@ use crate::support::{
 /// One phase's length: with 1 s intervals and 1 s backoffs every probe sees every phase.
 const PHASE: Duration = Duration::from_secs(3);
 const PHASES: usize = 8;
-/// RSS may grow this much over the measured stretch (K1: < 10 %).
+/// RSS may grow this much over the measured stretch: it stays flat (README.md, Tests).
 const MAX_RSS_GROWTH: f64 = 0.10;
-/// Open descriptors may drift this much (K1: ±5).
+/// Open descriptors may drift this much: they stay flat (README.md, Tests).
 const MAX_FD_DRIFT: usize = 5;
 
 const METHODS: [(&str, &str); 8] = [
@@ -134,8 +134,30 @@ async fn soak() {
         "soak: {:?} with seed {seed}, cycle {cycle:?}, warm-up {warm_up:?}",
         total
     );
+    let panics = count_panics();
+    let daemon = start_daemon(seed).await;
+    let observed = observe(&daemon, total, warm_up).await;
+    let text = daemon.metrics().await;
+    let (_, page) = daemon.get("/").await;
+    let hwm = proc_status_bytes("VmHWM");
+    daemon.stop().await;
 
-    // Panics anywhere (a probe task, the server) are counted, then reported as usual.
+    assert!(
+        !observed.after_warm_up.is_empty() && !observed.last.is_empty(),
+        "the soak was too short"
+    );
+    let runs = metric_sum(&text, "lastfm_probe_runs_total", &[]);
+    assert_flat_and_no_panic(&observed, runs, hwm, panics.load(Ordering::Relaxed), seed);
+    assert_the_series_stay(&observed, seed);
+    assert_every_probe_kept_running(&text, runs, total, &observed.runs_seen);
+    for secret in [CANARY_KEY, CANARY_SECRET, CANARY_SK] {
+        assert!(!text.contains(secret), "/metrics shows a secret");
+        assert!(!page.contains(secret), "the status page shows a secret");
+    }
+}
+
+/// Panics anywhere (a probe task, the server) are counted, then reported as usual.
+fn count_panics() -> Arc<AtomicUsize> {
     let panics = Arc::new(AtomicUsize::new(0));
     {
         let panics = Arc::clone(&panics);
@@ -145,7 +167,12 @@ async fn soak() {
             previous(info);
         }));
     }
+    panics
+}
 
+/// The daemon with one target probing every method of [`METHODS`] each second through the
+/// seeded random timeline, with 1 s backoffs and suspended interval.
+async fn start_daemon(seed: u64) -> Daemon {
     let scenario = Scenario::from_toml_str(&random_scenario(seed)).expect("a valid scenario");
     let mut probes = String::new();
     for (method, extra) in METHODS {
@@ -153,50 +180,63 @@ async fn soak() {
             "\n[[targets.probes]]\nmethod = \"{method}\"\ninterval = \"1s\"\ntimeout = \"800ms\"\n{extra}\n"
         ));
     }
-    let daemon = Daemon::start(
+    Daemon::start(
         scenario,
         "",
         "suspended_interval = \"1s\"\nbackoff_initial = \"1s\"\nbackoff_max = \"1s\"",
         &probes,
     )
-    .await;
+    .await
+}
+
+/// What the soak saw, sampled each second.
+struct Observed {
+    /// The first five samples after the warm-up.
+    after_warm_up: Vec<Sample>,
+    /// The samples of the last 5 s.
+    last: Vec<Sample>,
+    /// When, and the total of `lastfm_probe_runs_total` then.
+    runs_seen: Vec<(Duration, f64)>,
+}
+
+/// Samples the process and `/metrics` every second for `total`.
+async fn observe(daemon: &Daemon, total: Duration, warm_up: Duration) -> Observed {
     let started = Instant::now();
     let sample = |text: &str| Sample {
         rss: proc_status_bytes("VmRSS"),
         fds: open_fds(),
         series: series_set(text),
     };
-    let mut after_warm_up: Vec<Sample> = Vec::new();
-    let mut last: Vec<Sample> = Vec::new();
-    let mut runs_seen = Vec::new();
+    let mut observed = Observed {
+        after_warm_up: Vec::new(),
+        last: Vec::new(),
+        runs_seen: Vec::new(),
+    };
     while started.elapsed() < total {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let text = daemon.metrics().await;
         let now = sample(&text);
         let elapsed = started.elapsed();
-        if elapsed >= warm_up && after_warm_up.len() < 5 {
-            after_warm_up.push(now.clone());
+        if elapsed >= warm_up && observed.after_warm_up.len() < 5 {
+            observed.after_warm_up.push(now.clone());
         }
         if total.saturating_sub(elapsed) <= Duration::from_secs(5) {
-            last.push(now);
+            observed.last.push(now);
         }
-        runs_seen.push((elapsed, metric_sum(&text, "lastfm_probe_runs_total", &[])));
+        observed
+            .runs_seen
+            .push((elapsed, metric_sum(&text, "lastfm_probe_runs_total", &[])));
     }
-    let text = daemon.metrics().await;
-    let (_, page) = daemon.get("/").await;
-    let hwm = proc_status_bytes("VmHWM");
-    daemon.stop().await;
+    observed
+}
 
-    assert!(
-        !after_warm_up.is_empty() && !last.is_empty(),
-        "the soak was too short"
-    );
-    let base = after_warm_up[0].clone();
-    let end = last.last().expect("samples").clone();
+/// Nothing panicked, and RSS and open fds stayed flat from the warm-up to the end.
+fn assert_flat_and_no_panic(observed: &Observed, runs: f64, hwm: u64, panics: usize, seed: u64) {
+    let base = &observed.after_warm_up[0];
+    let end = observed.last.last().expect("samples");
     let min_fds = |s: &[Sample]| s.iter().map(|x| x.fds).min().unwrap_or(0);
-    let (fds_base, fds_end) = (min_fds(&after_warm_up), min_fds(&last));
+    let (fds_base, fds_end) = (min_fds(&observed.after_warm_up), min_fds(&observed.last));
     let growth = end.rss as f64 / base.rss as f64 - 1.0;
-    let runs = metric_sum(&text, "lastfm_probe_runs_total", &[]);
     println!(
         "soak: {runs} runs; RSS {:.1} MiB after warm-up, {:.1} MiB at the end ({:+.1} %), VmHWM {:.1} MiB; fds {fds_base} -> {fds_end}; series {} -> {}; panics {}",
         mib(base.rss),
@@ -205,9 +245,9 @@ async fn soak() {
         mib(hwm),
         base.series.len(),
         end.series.len(),
-        panics.load(Ordering::Relaxed)
+        panics
     );
-    assert_eq!(panics.load(Ordering::Relaxed), 0, "something panicked");
+    assert_eq!(panics, 0, "something panicked");
     assert!(
         growth < MAX_RSS_GROWTH,
         "RSS grew {:.1} % after warm-up (seed {seed})",
@@ -220,12 +260,16 @@ async fn soak() {
         fds_end <= fds_base + MAX_FD_DRIFT,
         "open fds grew {fds_base} -> {fds_end} (seed {seed})"
     );
-    // Series stay: none vanishes after warm-up, and the only new ones are a sparse family's first
-    // sight of a status or mismatch that a probe had not met yet (a probe held back by a
-    // target-wide backoff or slow mode can miss a phase for a cycle or two). Anything else new
-    // (a label from upstream text, a per-run series) would be a leak.
+}
+
+/// Series stay: none vanishes after warm-up, and the only new ones are a sparse family's first
+/// sight of a status or mismatch that a probe had not met yet (a probe held back by a
+/// target-wide backoff or slow mode can miss a phase for a cycle or two). Anything else new
+/// (a label from upstream text, a per-run series) would be a leak.
+fn assert_the_series_stay(observed: &Observed, seed: u64) {
+    let base = &observed.after_warm_up[0];
     let mut seen = base.series.clone();
-    for sample in after_warm_up.iter().chain(&last) {
+    for sample in observed.after_warm_up.iter().chain(&observed.last) {
         let gone: Vec<_> = base.series.difference(&sample.series).collect();
         assert!(
             gone.is_empty(),
@@ -243,10 +287,19 @@ async fn soak() {
     if !added.is_empty() {
         println!("soak: first seen after warm-up: {added:?}");
     }
-    // Every probe kept running to the end.
+}
+
+/// Every probe kept running to the end: runs and skips for at least half the seconds, and some
+/// run in the last 10 s.
+fn assert_every_probe_kept_running(
+    text: &str,
+    runs: f64,
+    total: Duration,
+    runs_seen: &[(Duration, f64)],
+) {
     for (method, _) in METHODS {
-        let n = metric_sum(&text, "lastfm_probe_runs_total", &[("probe", method)])
-            + metric_sum(&text, "lastfm_probe_skipped_total", &[("probe", method)]);
+        let n = metric_sum(text, "lastfm_probe_runs_total", &[("probe", method)])
+            + metric_sum(text, "lastfm_probe_skipped_total", &[("probe", method)]);
         assert!(
             n >= total.as_secs_f64() * 0.5,
             "{method}: only {n} runs and skips in {total:?}"
@@ -258,8 +311,4 @@ async fn soak() {
         .find(|(at, _)| total.saturating_sub(*at) >= Duration::from_secs(10))
         .map_or(0.0, |(_, n)| *n);
     assert!(runs > recent, "no run in the last 10 s");
-    for secret in [CANARY_KEY, CANARY_SECRET, CANARY_SK] {
-        assert!(!text.contains(secret), "/metrics shows a secret");
-        assert!(!page.contains(secret), "the status page shows a secret");
-    }
 }

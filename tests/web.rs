@@ -355,6 +355,30 @@ fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     path
 }
 
+/// Web configs the daemon refuses: file name, contents, and what the refusal says.
+const BAD_WEB_CONFIGS: [(&str, &str, &str); 4] = [
+    (
+        "typo.yml",
+        "tls_server_confg:\n  cert_file: x\n",
+        "typo.yml:1:1: unknown field `tls_server_confg`",
+    ),
+    (
+        "missing-cert.yml",
+        "tls_server_config:\n  cert_file: nowhere.crt\n  key_file: nowhere.key\n",
+        "missing-cert.yml: key `tls_server_config.cert_file`: cannot read",
+    ),
+    (
+        "plain-password.yml",
+        "basic_auth_users:\n  prometheus: hunter2\n",
+        "plain-password.yml: key `basic_auth_users.prometheus`: not a bcrypt hash",
+    ),
+    (
+        "old-tls.yml",
+        "tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: TLS10\n",
+        "key `tls_server_config.min_version`",
+    ),
+];
+
 #[test]
 fn a_bad_web_config_is_exit_64_before_binding() {
     let dir = tempfile::tempdir().unwrap();
@@ -369,29 +393,7 @@ fn a_bad_web_config_is_exit_64_before_binding() {
     // Hold the port: a daemon that got as far as binding would fail with exit 1 instead.
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = held.local_addr().unwrap().to_string();
-    let cases = [
-        (
-            "typo.yml",
-            "tls_server_confg:\n  cert_file: x\n",
-            "typo.yml:1:1: unknown field `tls_server_confg`",
-        ),
-        (
-            "missing-cert.yml",
-            "tls_server_config:\n  cert_file: nowhere.crt\n  key_file: nowhere.key\n",
-            "missing-cert.yml: key `tls_server_config.cert_file`: cannot read",
-        ),
-        (
-            "plain-password.yml",
-            "basic_auth_users:\n  prometheus: hunter2\n",
-            "plain-password.yml: key `basic_auth_users.prometheus`: not a bcrypt hash",
-        ),
-        (
-            "old-tls.yml",
-            "tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: TLS10\n",
-            "key `tls_server_config.min_version`",
-        ),
-    ];
-    for (name, text, expected) in cases {
+    for (name, text, expected) in BAD_WEB_CONFIGS {
         let web = write(dir.path(), name, text);
         let output = binary()
             .arg("--config.file")
@@ -415,15 +417,20 @@ fn a_bad_web_config_is_exit_64_before_binding() {
         );
         assert!(!stderr.contains("cannot listen"), "{stderr}");
     }
-    // A valid one passes --config.check, which describes it.
+    assert_a_valid_web_config_passes_the_check(dir.path(), &config);
+    drop(held);
+}
+
+/// A valid web config passes `--config.check`, which describes it.
+fn assert_a_valid_web_config_passes_the_check(dir: &Path, config: &Path) {
     let good = write(
-        dir.path(),
+        dir,
         "good.yml",
         &format!("basic_auth_users:\n  prometheus: '{}'\n", hash("x")),
     );
     let output = binary()
         .arg("--config.file")
-        .arg(&config)
+        .arg(config)
         .arg("--config.check")
         .arg("--web.config.file")
         .arg(&good)
@@ -440,5 +447,4 @@ fn a_bad_web_config_is_exit_64_before_binding() {
         stdout.contains("plain HTTP, basic auth for 1 user(s)"),
         "{stdout}"
     );
-    drop(held);
 }
