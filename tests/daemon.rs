@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use lastfm_monitor::sim::Scenario;
 
-use crate::support::{CANARY_KEY, CANARY_SECRET, CANARY_SK, Daemon, metric, target_toml};
+use crate::support::{
+    CANARY_KEY, CANARY_SECRET, CANARY_SK, Daemon, OUTCOME_LABELS, metric, target_toml,
+};
 
 /// The longest any single wait may take.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -293,16 +295,12 @@ async fn every_outcome_code_and_condition_series_exists_at_zero_from_start_up() 
     let daemon = Daemon::start(Scenario::healthy(), "", "", &probes).await;
     let text = daemon.metrics().await;
     let (t, p) = (("target", "sim"), ("probe", "user.getInfo"));
-    for outcome in [
-        "success",
-        "api_error",
-        "http_error",
-        "malformed",
-        "check_failed",
-        "timeout",
-        "connection_error",
-        "body_too_large",
-    ] {
+    assert_eq!(
+        lastfm_monitor::classify::Outcome::ALL.map(|o| o.as_label()),
+        OUTCOME_LABELS,
+        "the exporter's outcomes are the contract's"
+    );
+    for outcome in OUTCOME_LABELS {
         let labels = [t, p, ("outcome", outcome)];
         check(&text, &[eq("lastfm_probe_runs_total", &labels, 0.0)]);
     }

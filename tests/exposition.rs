@@ -131,7 +131,7 @@ async fn stalled_connections_are_closed_while_scrapes_answer() {
     daemon.stop().await;
 }
 
-/// Bar E4: `/metrics` renders from memory; a stalled upstream does not slow it.
+/// `/metrics` renders from memory; a stalled upstream does not slow it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scrapes_do_not_wait_on_a_stalled_upstream() {
     let upstream = RawServer::always(Reply::Stall).await;

@@ -269,7 +269,7 @@ fn max_in_window(sorted: &[Instant], width: Duration) -> usize {
     best
 }
 
-/// Bar P1: for 24 simulated hours, a target whose probes ask far more than its budget (ten
+/// For 24 simulated hours, a target whose probes ask far more than its budget (ten
 /// probes every second, the shortest interval allowed, against 1 request/s with the largest
 /// burst allowed, all starting at once) never exceeds its token bucket, and a second target
 /// with a smaller budget keeps its own.
@@ -387,7 +387,7 @@ fn nominal_backoff(rank: u32) -> Duration {
 /// The slack after a wait: the next fire of one of ten probes a minute apart, and a token.
 const NEXT_FIRE: Duration = Duration::from_secs(61);
 
-/// Bar P2: six hours of error 29 (with 200, as Last.fm sends it): the target backs off
+/// Six hours of error 29 (with 200, as Last.fm sends it): the target backs off
 /// exponentially, with jitter, capped at an hour; it never comes back early, never stays away
 /// longer than the backoff plus one interval, and two runs do not align.
 #[tokio::test(start_paused = true)]
@@ -461,7 +461,7 @@ fn http_date(at: DateTime<Utc>) -> String {
     at.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
-/// Bar P2 with `Retry-After`: seconds are honoured (not the exponential backoff), a wait longer
+/// Error 29 with `Retry-After`: seconds are honoured (not the exponential backoff), a wait longer
 /// than `backoff_max` is clamped to it, and an HTTP date is honoured too.
 #[tokio::test(start_paused = true)]
 async fn retry_after_is_honoured_and_clamped() {
@@ -506,7 +506,7 @@ async fn retry_after_is_honoured_and_clamped() {
     }
 }
 
-/// Bar P3: error 26 (and 10) slows the target to one request per `suspended_interval`, raises
+/// Error 26 (and 10) slows the target to one request per `suspended_interval`, raises
 /// the condition, counts the skipped runs, and a success ends it.
 #[tokio::test(start_paused = true)]
 async fn a_dead_key_gets_one_request_per_suspended_interval_until_a_success() {
@@ -608,7 +608,7 @@ async fn ten_restarts(
     (per_restart, prober.calls(), wall)
 }
 
-/// Bar P5: ten restarts in 60 s make at most ten requests per target. With the state kept
+/// Ten restarts in 60 s make at most ten requests per target. With the state kept
 /// (`--state.directory`, systemd's `StateDirectory=`) every probe of the shipped pace (ten probes
 /// a minute, 30 s start-up spread, budget 1/s + 3) sends at most once in the minute, whatever the
 /// jitter draws: a probe that sent resumes one interval after that send, the bucket is not

@@ -1,4 +1,4 @@
-//! The command line (SPEC §3), in the Prometheus exporters' flag style (`--config.file`, …).
+//! The command line (README.md, Operations), in the Prometheus exporters' flag style (`--config.file`, …).
 //!
 //! Parsing never exits the process itself: [`parse`] returns what to do, or the text to print and
 //! the exit code (0 for `--help`/`--version`, 64 for a bad command line), so `main` stays the one

@@ -57,7 +57,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 ///
 /// One thread (tokio's current-thread scheduler, plus its blocking pool for DNS lookups): the
 /// daemon's work is a few requests a second and the odd scrape, and on a 2-core host a second
-/// worker cost more than it gave (issue 6, docs/PERFORMANCE.md): cross-thread wake-ups and work
+/// worker cost more than it gave (docs/PERFORMANCE.md): cross-thread wake-ups and work
 /// stealing raised the CPU per `/probe` by about 15 %, each worker added a stack and a malloc
 /// arena to the RSS, and a burst of 1,000 probes due at the same second fired later, not sooner.
 /// The price: a task that computes for long delays the others (a run's measured latency

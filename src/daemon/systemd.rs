@@ -10,7 +10,7 @@
 //!
 //! Why our own code rather than the `sd-notify` crate (0.5): that crate reads `NOTIFY_SOCKET`
 //! and `WATCHDOG_USEC` from the process environment inside every call, so testing it means
-//! `std::env::set_var`, which is `unsafe` in edition 2024 and banned here (STYLE.md §9); it
+//! `std::env::set_var`, which is `unsafe` in edition 2024 and banned here (clippy.toml); it
 //! returns an `io::Result` from every call, leaving "warn once" to each call site; and it brings
 //! `libc`. The protocol itself is one datagram over [`UnixDatagram`] (abstract `@` names
 //! included, through `SocketAddrExt::from_abstract_name`), which needs no `unsafe` and no
@@ -26,7 +26,7 @@
 //! - The watchdog is honoured as sd_watchdog_enabled(3) does: `WATCHDOG_USEC` must be a positive
 //!   integer, and a `WATCHDOG_PID` naming another process means the watchdog is not ours. The
 //!   daemon pings at half the interval, from the probe scheduler loop so that a wedged scheduler
-//!   stops the pings (docs/RELIABILITY.md §1).
+//!   stops the pings (docs/SERVICE.md).
 //! - The variables are not unset after reading (that needs `set_var`): the daemon spawns no
 //!   children, and `NotifyAccess=main` makes systemd ignore any other sender anyway.
 

@@ -90,7 +90,7 @@ struct GateState {
     /// In slow mode, the earliest next request.
     next_suspended_slot: Instant,
     /// Bumped whenever a backoff or slow mode begins: a token reserved for later under an
-    /// older epoch is void, since the upstream said stop after it was reserved (issue 5).
+    /// older epoch is void, since the upstream said stop after it was reserved.
     epoch: u64,
     /// The same bucket over the instants requests actually leave ([`Gate::depart`]).
     departures: f64,
@@ -224,7 +224,7 @@ impl Gate {
     /// Reservations keep the budget over the instants [`Gate::admit`] hands out, but a runtime
     /// busy with a burst can wake a reserved request late, together with the ones reserved after
     /// it, and the bunch would leave faster than the budget allows (the scheduler bench saw 3
-    /// requests too many in a 10 ms window, issue 6). This second bucket, over actual departures,
+    /// requests too many in a 10 ms window; docs/PERFORMANCE.md). This second bucket, over actual departures,
     /// holds such a bunch back; when nothing runs late it always has the token the reservation
     /// promised, and never waits.
     pub fn depart(&self, now: Instant) -> Result<(), Instant> {

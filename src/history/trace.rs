@@ -7,7 +7,7 @@
 //!
 //! Every run keeps a [`Trace`] (the status page links the recent ones), but few are ever read:
 //! rendering and scrubbing some 4 KB of text on every run was a measurable part of a scheduled
-//! run's CPU (issue 6), so a run keeps what its text is made from and renders it on first read.
+//! run's CPU (docs/PERFORMANCE.md), so a run keeps what its text is made from and renders it on first read.
 
 use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};

@@ -1,7 +1,7 @@
 //! Name resolution through the system resolver, keeping the reason a lookup failed.
 //!
 //! reqwest's default resolver calls `getaddrinfo` too, but hands back an `io::Error` whose text is
-//! all that is left of the `EAI_*` code, and STYLE.md §4 forbids matching on text. This resolver
+//! all that is left of the `EAI_*` code, and classifying by error text breaks silently. This resolver
 //! makes the same call (so `/etc/hosts`, nsswitch and `/etc/resolv.conf` are honoured exactly as
 //! before) on tokio's blocking pool, and fails with a [`DnsFailure`] that carries the [`Reason`]
 //! for `failure_of` in `http.rs` to find in reqwest's source chain. It also marks the start and

@@ -234,7 +234,7 @@ fn client(
         .connect_timeout(CONNECT_TIMEOUT)
         // A connection lives for one request or at most POOL_IDLE_TIMEOUT idle, shorter than any
         // keepalive probe: setting TCP keepalive would only cost four `setsockopt` calls per new
-        // connection (issue 6).
+        // connection.
         .tcp_keepalive(None)
         .tcp_keepalive_interval(None)
         .tcp_keepalive_retries(None);
@@ -316,8 +316,8 @@ async fn exchange(
         .collect();
     let status = response.status().as_u16();
     // A body declared longer than the cap is refused before a byte of it is buffered: reading
-    // `max_body_bytes` of it first only costs memory and time (issue 5: the fault matrix's RSS
-    // bar). A declared length is never trusted the other way: the loop below counts the bytes
+    // `max_body_bytes` of it first only costs memory and time (the fault matrix in
+    // tests/faults.rs bounds the RSS). A declared length is never trusted the other way: the loop below counts the bytes
     // that actually arrive, so `Content-Length: 10` in front of 1 GiB changes nothing.
     if response
         .content_length()
@@ -327,7 +327,7 @@ async fn exchange(
     }
     let cap = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
     // Sized from Content-Length when it is sent (a hint only: the cap below is what holds), so a
-    // typical 2 KB answer does not take a 64 KiB block from the heap on every run (issue 6).
+    // typical 2 KB answer does not take a 64 KiB block from the heap on every run.
     let hint = response
         .content_length()
         .and_then(|len| usize::try_from(len).ok())

@@ -413,7 +413,7 @@ impl Runner {
             tokio::time::sleep_until(at).await;
             loop {
                 // A 29/429 or 26/10 that another probe received while this one waited for its
-                // token voids the reservation: the upstream said stop after it was made (issue 5).
+                // token voids the reservation: the upstream said stop after it was made.
                 rt.gate.still_admitted(epoch)?;
                 match rt.gate.depart(Instant::now()) {
                     Ok(()) => break,
@@ -507,7 +507,7 @@ impl Runner {
         log_events(&rt.target, &gate_events, &health_events);
         // `detail` can be upstream text (an error message), which a hostile or buggy upstream
         // may fill with our key, sk or api_sig; the status page shows it, so it is scrubbed
-        // like the trace before it is kept (issue 5, bar S1).
+        // like the trace before it is kept.
         let mut kept = verdict.clone();
         kept.detail = kept
             .detail

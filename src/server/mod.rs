@@ -1,4 +1,4 @@
-//! The HTTP surface (SPEC §8) and the accept loop that keeps it safe from slow or hostile clients.
+//! The HTTP surface (README.md, Endpoints) and the accept loop that keeps it safe from slow or hostile clients.
 //!
 //! Routes:
 //! - `GET /metrics`: the exposition, from memory; never waits on a probe.
@@ -271,7 +271,7 @@ async fn status_page(State(shared): State<Arc<Shared>>) -> Html<String> {
 }
 
 async fn run_trace(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    // Parsed here, not by `Path<u64>`: axum's rejection would echo the path back (issue 5, E5).
+    // Parsed here, not by `Path<u64>`: axum's rejection would echo the path back.
     let record = id
         .parse::<u64>()
         .ok()
@@ -366,7 +366,7 @@ async fn probe(State(shared): State<Arc<Shared>>, Query(query): Query<ProbeQuery
 fn single_run_exposition(record: &crate::history::RunRecord) -> String {
     let labels = format!("target=\"{}\",probe=\"{}\"", record.target, record.probe);
     let v = &record.verdict;
-    // Written piecewise into one buffer: this answer is made for every `/probe` (issue 6).
+    // Written piecewise into one buffer: this answer is made for every `/probe`.
     let mut out = String::with_capacity(2048);
     let gauges: [(&str, &str, f64); 4] = [
         (

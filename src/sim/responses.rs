@@ -412,7 +412,7 @@ pub(crate) fn default_message(code: u32) -> &'static str {
 pub(crate) const MISSING_PARAMETER: &str =
     "Invalid parameters - Your request is missing a required parameter";
 
-/// The status the API is documented to send with `code` for `method` (LASTFM-API.md §2).
+/// The status the API is documented to send with `code` for `method` (docs/LASTFM-API.md §2).
 pub(crate) fn default_status(code: u32, method: Option<&str>) -> u16 {
     let family = method
         .and_then(|m| m.split_once('.'))

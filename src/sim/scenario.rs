@@ -126,7 +126,7 @@ pub(crate) struct Rule {
     pub(crate) respond: Respond,
     pub(crate) status: Option<u16>,
     pub(crate) delay: Duration,
-    /// Seconds for a `Retry-After` header; the real API never sends one (LASTFM-API.md §3), but
+    /// Seconds for a `Retry-After` header; the real API never sends one (docs/LASTFM-API.md §3), but
     /// the monitor must honour it when it does, so tests need a way to send it.
     pub(crate) retry_after: Option<u64>,
 }

@@ -29,6 +29,19 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tower::ServiceExt as _;
 
+/// The `outcome` label values as the contract states them (README.md, Classification), in
+/// their order: the one list the tests check the exporter against.
+pub const OUTCOME_LABELS: [&str; 8] = [
+    "success",
+    "api_error",
+    "http_error",
+    "malformed",
+    "check_failed",
+    "timeout",
+    "connection_error",
+    "body_too_large",
+];
+
 /// The key every test target uses: a canary that must never appear in any output.
 pub const CANARY_KEY: &str = "c0ffee00c0ffee00c0ffee00c0ffee00";
 /// A canary shared secret.
