@@ -410,6 +410,48 @@ mod tests {
     }
 
     #[test]
+    fn the_owners_give_the_families_a_reload_removes() {
+        let names = |owner| {
+            Family::owned_by(owner)
+                .map(Family::name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(Owner::Target),
+            [
+                "lastfm_tls_certificate_not_after_timestamp_seconds",
+                "lastfm_service_available",
+                "lastfm_condition",
+                "lastfm_target_backoff_seconds",
+            ]
+        );
+        assert_eq!(
+            names(Owner::Reference),
+            [
+                "lastfm_reference_up",
+                "lastfm_reference_failures_total",
+                "lastfm_reference_http_status_code",
+                "lastfm_reference_duration_seconds",
+                "lastfm_reference_last_check_timestamp_seconds",
+            ]
+        );
+        assert_eq!(
+            names(Owner::Process),
+            [
+                "lastfm_monitor_config_last_reload_successful",
+                "lastfm_monitor_config_last_reload_success_timestamp_seconds",
+                "lastfm_monitor_build_info",
+            ]
+        );
+        for name in names(Owner::Probe) {
+            assert!(
+                name.starts_with("lastfm_probe_") || name.ends_with("_total"),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
     fn listing_helps_splice_the_labels_of_their_set() {
         assert_eq!(
             Family::ProbeRuns.declaration().help.render(),

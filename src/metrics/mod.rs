@@ -285,4 +285,38 @@ mod tests {
         assert!(!text.contains("probe=\"gone\""));
         assert!(text.contains("probe=\"kept\""));
     }
+
+    #[test]
+    fn removing_a_target_or_a_reference_drops_only_its_series() {
+        let metrics = Metrics::try_new("1", "r").unwrap();
+        metrics.probe("gone", "kept", Duration::from_secs(60));
+        for target in ["gone", "kept"] {
+            metrics.target(target).set_certificate_not_after(1);
+            metrics.reference(target);
+        }
+        metrics.remove_target("gone");
+        metrics.remove_reference("gone");
+        let text = metrics.render();
+        for family in [
+            "lastfm_service_available",
+            "lastfm_condition",
+            "lastfm_target_backoff",
+        ] {
+            assert!(
+                !text.contains(&format!("{family}{{target=\"gone\"")),
+                "{family}"
+            );
+        }
+        assert!(
+            !text.contains("lastfm_tls_certificate_not_after_timestamp_seconds{target=\"gone\"}")
+        );
+        assert!(!text.contains("reference=\"gone\""));
+        assert!(text.contains("lastfm_service_available{target=\"kept\"} 0"));
+        assert!(
+            text.contains("lastfm_tls_certificate_not_after_timestamp_seconds{target=\"kept\"} 1")
+        );
+        assert!(text.contains("lastfm_reference_up{reference=\"kept\"} 0"));
+        // The probe's series stay: a probe is removed on its own.
+        assert!(text.contains("lastfm_probe_success{probe=\"kept\",target=\"gone\"} 0"));
+    }
 }
