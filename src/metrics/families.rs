@@ -5,9 +5,10 @@
 //! (`metrics/handles.rs`), the process-wide series (`metrics/mod.rs`) and the reload, which drops
 //! a probe's, a target's or a reference's series by the families [`Family::owned_by`] derives
 //! from the table. A misspelt family does not compile, and a new one is a variant whose missing
-//! table row the compiler points at (every `match` over it is exhaustive, without a wildcard arm). The
-//! HELP texts that list the values of a closed set (outcomes, phases, ...) are built from that
-//! set's `ALL` and `as_label()` by [`Help`], so the text cannot drift from the labels exported.
+//! table row the compiler points at (every `match` over it is exhaustive, without a wildcard
+//! arm). The HELP texts that list the values of a closed set (outcomes, phases, ...) are built
+//! from that set's `ALL` and `as_label()` by [`Help`], so the text cannot drift from the labels
+//! exported.
 //! The families are documented in README.md, "Metrics reference".
 
 use crate::classify::{Condition, MismatchKind, Outcome};
