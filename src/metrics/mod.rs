@@ -125,7 +125,8 @@ impl Metrics {
 ///
 /// Reading them (`/proc/self/stat`, `limits`, a walk of `fd/`) costs more than encoding a few
 /// hundred series, and their resolution is coarser than that anyway (the CPU counter is in whole
-/// seconds), so a burst of scrapes shares one reading instead of repeating it (docs/PERFORMANCE.md, "What changed in the third session").
+/// seconds), so a burst of scrapes shares one reading instead of repeating it (docs/PERFORMANCE.md,
+/// "What changed in the third session").
 #[cfg(target_os = "linux")]
 #[derive(Debug, Default)]
 struct ProcessMetrics {
