@@ -1,8 +1,9 @@
 //! Where each series keeps its value: one shared atomic (or, for a histogram, a few), nothing else.
 //!
 //! The prometheus crate's series carry a copy of their family's description and their label pairs
-//! as protobuf messages: about 0.6 KiB a series, 65 KiB a probe (issue 6, measured with massif).
-//! The exposition index in [`super`] already holds each series' name, labels and text, so a series
+//! as protobuf messages: about 0.6 KiB a series, 65 KiB a probe (measured with massif;
+//! docs/PERFORMANCE.md, "What changed in the third session"). The exposition index
+//! (`metrics/exposition.rs`) already holds each series' name, labels and text, so a series
 //! needs only its number. A handle is an `Arc` of atomics: cloning it shares the series, recording
 //! is one atomic operation, and a scrape reads without a lock.
 

@@ -1,0 +1,466 @@
+//! Every metric family the monitor exports, declared once: [`Family`] is the closed set, and
+//! [`Family::declaration`] its one table of name, HELP text, type and owner.
+//!
+//! Everything else names a family by its variant, never by a string: the series handles
+//! (`metrics/handles.rs`), the process-wide series (`metrics/mod.rs`) and the reload, which drops
+//! a probe's, a target's or a reference's series by the families [`Family::owned_by`] derives
+//! from the table. A misspelt family does not compile, and a new one is a variant whose missing
+//! table row the compiler points at (every `match` over it is exhaustive, without a wildcard
+//! arm). The HELP texts that list the values of a closed set (outcomes, phases, ...) are built
+//! from that set's `ALL` and `as_label()` by [`Help`], so the text cannot drift from the labels
+//! exported.
+//! The families are documented in README.md, "Metrics reference".
+
+use crate::classify::{Condition, MismatchKind, Outcome};
+use crate::health::politeness::SkipReason;
+use crate::probe::{Phase, TIMED_PHASES};
+
+/// Latency buckets (seconds): SLO thresholds at 0.25, 0.5, 1 and 2.5 s, up to the longest timeout.
+pub(super) const DURATION_BUCKETS: [f64; 10] =
+    [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// Appended to the HELP of the gauges that describe the last scheduled run.
+const CACHED: &str = "Values come from the last scheduled run, not from the scrape.";
+
+/// Declares the enum and its `ALL` from one list, so that `ALL` holds every variant.
+macro_rules! families {
+    ($($variant:ident),* $(,)?) => {
+        /// A metric family of the monitor; its row in [`Family::declaration`] says which.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(super) enum Family {
+            $($variant),*
+        }
+
+        impl Family {
+            /// Every family, in the order of the table.
+            pub(super) const ALL: &'static [Self] = &[$(Self::$variant),*];
+        }
+    };
+}
+
+families!(
+    ProbeRuns,
+    ApiErrors,
+    HttpResponses,
+    StatusMismatch,
+    ProbeDuration,
+    ProbeFailures,
+    ProbePhaseDuration,
+    TlsCertificateNotAfter,
+    ReferenceUp,
+    ReferenceFailures,
+    ReferenceHttpStatusCode,
+    ReferenceDuration,
+    ReferenceLastCheck,
+    ProbeSuccess,
+    ProbeHttpStatusCode,
+    ProbeLastErrorCode,
+    ProbeLastRun,
+    ProbeLastSuccess,
+    ProbeInterval,
+    ProbeSkipped,
+    ServiceAvailable,
+    Condition,
+    TargetBackoff,
+    ConfigLastReloadSuccessful,
+    ConfigLastReloadSuccessTimestamp,
+    BuildInfo,
+);
+
+/// Whose series a family holds: what a reload removes them with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Owner {
+    /// Labelled `target` and `probe`; removed with the probe.
+    Probe,
+    /// Labelled `target` only; removed with the target (its probes separately).
+    Target,
+    /// Labelled `reference`; removed with the reference.
+    Reference,
+    /// One set for the whole process, never removed.
+    Process,
+}
+
+/// A metric type, as the `# TYPE` line names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Kind {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Self::Counter => "counter",
+            Self::Gauge => "gauge",
+            Self::Histogram => "histogram",
+        }
+    }
+}
+
+/// A row of the table: what the exposition declares for a family, and who owns its series.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Declaration {
+    pub(super) name: &'static str,
+    pub(super) help: Help,
+    pub(super) kind: Kind,
+    pub(super) owner: Owner,
+}
+
+impl Family {
+    /// The metric name.
+    pub(super) fn name(self) -> &'static str {
+        self.declaration().name
+    }
+
+    /// The families whose series `owner` holds.
+    pub(super) fn owned_by(owner: Owner) -> impl Iterator<Item = Self> {
+        Self::ALL
+            .iter()
+            .copied()
+            .filter(move |family| family.declaration().owner == owner)
+    }
+
+    /// The table: name, HELP, type and owner of every family.
+    #[expect(clippy::too_many_lines, reason = "a table: one row per family")]
+    pub(super) fn declaration(self) -> Declaration {
+        use Kind::{Counter, Gauge, Histogram};
+        use Owner::{Probe, Process, Reference, Target};
+        let row = |name, help, kind, owner| Declaration {
+            name,
+            help,
+            kind,
+            owner,
+        };
+        match self {
+            Self::ProbeRuns => row(
+                "lastfm_probe_runs_total",
+                Help::listing("Probe runs by outcome (", Listed::Outcomes, ")."),
+                Counter,
+                Probe,
+            ),
+            Self::ApiErrors => row(
+                "lastfm_api_errors_total",
+                Help::text(
+                    "Last.fm error payloads by error code (unlisted codes as \"other\"), whatever the HTTP status.",
+                ),
+                Counter,
+                Probe,
+            ),
+            Self::HttpResponses => row(
+                "lastfm_http_responses_total",
+                Help::text("HTTP responses by status (unlisted statuses as their class, e.g. \"4xx\")."),
+                Counter,
+                Probe,
+            ),
+            Self::StatusMismatch => row(
+                "lastfm_status_mismatch_total",
+                Help::listing(
+                    "Runs whose HTTP status disagrees with the payload (",
+                    Listed::MismatchKinds,
+                    ").",
+                ),
+                Counter,
+                Probe,
+            ),
+            Self::ProbeDuration => row(
+                "lastfm_probe_duration_seconds",
+                Help::text(
+                    "Duration of probe runs, from sending the request to the end of the body or the failure.",
+                ),
+                Histogram,
+                Probe,
+            ),
+            Self::ProbeFailures => row(
+                "lastfm_probe_failures_total",
+                Help::listing(
+                    "Runs that got no complete response, by where the exchange broke (phase: ",
+                    Listed::Phases,
+                    ") and why (reason). Refines the timeout, connection_error and body_too_large outcomes.",
+                ),
+                Counter,
+                Probe,
+            ),
+            Self::ProbePhaseDuration => row(
+                "lastfm_probe_phase_duration_seconds",
+                Help::listing(
+                    "Time the last run spent in each phase (",
+                    Listed::TimedPhases,
+                    "); 0 for a phase a kept connection skipped or the run never reached.",
+                )
+                .cached(),
+                Gauge,
+                Probe,
+            ),
+            Self::TlsCertificateNotAfter => row(
+                "lastfm_tls_certificate_not_after_timestamp_seconds",
+                Help::text(
+                    "Unix time of the earliest notAfter of the certificate chain the target presented at the last TLS handshake; absent for plain http.",
+                ),
+                Gauge,
+                Target,
+            ),
+            Self::ReferenceUp => row(
+                "lastfm_reference_up",
+                Help::text(
+                    "1 if the last check of the reference got any HTTP answer, else 0. References are not Last.fm: they tell the monitor's own network's faults from Last.fm's.",
+                ),
+                Gauge,
+                Reference,
+            ),
+            Self::ReferenceFailures => row(
+                "lastfm_reference_failures_total",
+                Help::text("Reference checks that got no answer, by phase and reason."),
+                Counter,
+                Reference,
+            ),
+            Self::ReferenceHttpStatusCode => row(
+                "lastfm_reference_http_status_code",
+                Help::text(
+                    "HTTP status of the last reference check, 0 when none (reported, not judged).",
+                ),
+                Gauge,
+                Reference,
+            ),
+            Self::ReferenceDuration => row(
+                "lastfm_reference_duration_seconds",
+                Help::text(
+                    "Duration of the last reference check, to the response headers or the failure.",
+                ),
+                Gauge,
+                Reference,
+            ),
+            Self::ReferenceLastCheck => row(
+                "lastfm_reference_last_check_timestamp_seconds",
+                Help::text("Unix time the last reference check ended."),
+                Gauge,
+                Reference,
+            ),
+            Self::ProbeSuccess => row(
+                "lastfm_probe_success",
+                Help::text("1 if the last run met the probe's expectation, else 0.").cached(),
+                Gauge,
+                Probe,
+            ),
+            Self::ProbeHttpStatusCode => row(
+                "lastfm_probe_http_status_code",
+                Help::text("HTTP status of the last run, 0 when there was no response.").cached(),
+                Gauge,
+                Probe,
+            ),
+            Self::ProbeLastErrorCode => row(
+                "lastfm_probe_last_error_code",
+                Help::text("Last.fm error code of the last run, 0 when none.").cached(),
+                Gauge,
+                Probe,
+            ),
+            Self::ProbeLastRun => row(
+                "lastfm_probe_last_run_timestamp_seconds",
+                Help::text("Unix time the last run ended.").cached(),
+                Gauge,
+                Probe,
+            ),
+            Self::ProbeLastSuccess => row(
+                "lastfm_probe_last_success_timestamp_seconds",
+                Help::text("Unix time of the last run that met its expectation, 0 if none yet.")
+                    .cached(),
+                Gauge,
+                Probe,
+            ),
+            Self::ProbeInterval => row(
+                "lastfm_probe_interval_seconds",
+                Help::text("The probe's nominal gap between scheduled runs, for staleness alerts."),
+                Gauge,
+                Probe,
+            ),
+            Self::ProbeSkipped => row(
+                "lastfm_probe_skipped_total",
+                Help::listing("Scheduled runs not sent, by reason (", Listed::SkipReasons, ")."),
+                Counter,
+                Probe,
+            ),
+            Self::ServiceAvailable => row(
+                "lastfm_service_available",
+                Help::text(
+                    "1 unless down_after upstream failures in a row made the target unavailable; back after up_after healthy runs.",
+                )
+                .cached(),
+                Gauge,
+                Target,
+            ),
+            Self::Condition => row(
+                "lastfm_condition",
+                Help::listing("1 while a condition holds (", Listed::Conditions, ").").cached(),
+                Gauge,
+                Target,
+            ),
+            Self::TargetBackoff => row(
+                "lastfm_target_backoff_seconds",
+                Help::text("Remaining backoff of the target after a rate-limit answer, 0 when none."),
+                Gauge,
+                Target,
+            ),
+            Self::ConfigLastReloadSuccessful => row(
+                "lastfm_monitor_config_last_reload_successful",
+                Help::text("1 if the last configuration load or reload succeeded, else 0."),
+                Gauge,
+                Process,
+            ),
+            Self::ConfigLastReloadSuccessTimestamp => row(
+                "lastfm_monitor_config_last_reload_success_timestamp_seconds",
+                Help::text("Unix time of the last successful configuration load or reload."),
+                Gauge,
+                Process,
+            ),
+            Self::BuildInfo => row(
+                "lastfm_monitor_build_info",
+                Help::text(
+                    "Always 1; labels carry the version and VCS revision of the running binary.",
+                ),
+                Gauge,
+                Process,
+            ),
+        }
+    }
+}
+
+/// A HELP text: fixed text, optionally with the label values of a closed set spliced in, and
+/// optionally followed by the note that the values come from the last scheduled run.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Help {
+    before: &'static str,
+    /// The set listed after `before` (its labels joined by ", "), and the text that follows it.
+    listing: Option<(Listed, &'static str)>,
+    cached: bool,
+}
+
+impl Help {
+    const fn text(text: &'static str) -> Self {
+        Self {
+            before: text,
+            listing: None,
+            cached: false,
+        }
+    }
+
+    const fn listing(before: &'static str, listed: Listed, after: &'static str) -> Self {
+        Self {
+            before,
+            listing: Some((listed, after)),
+            cached: false,
+        }
+    }
+
+    /// The same text, then [`CACHED`].
+    const fn cached(self) -> Self {
+        Self {
+            cached: true,
+            ..self
+        }
+    }
+
+    /// The text of the `# HELP` line (before escaping).
+    pub(super) fn render(self) -> String {
+        let mut text = self.before.to_owned();
+        if let Some((listed, after)) = self.listing {
+            text.push_str(&listed.labels().join(", "));
+            text.push_str(after);
+        }
+        if self.cached {
+            text.push(' ');
+            text.push_str(CACHED);
+        }
+        text
+    }
+}
+
+/// A closed set whose label values a HELP text lists.
+#[derive(Debug, Clone, Copy)]
+enum Listed {
+    Outcomes,
+    MismatchKinds,
+    Phases,
+    TimedPhases,
+    SkipReasons,
+    Conditions,
+}
+
+impl Listed {
+    fn labels(self) -> Vec<&'static str> {
+        match self {
+            Self::Outcomes => Outcome::ALL.map(Outcome::as_label).to_vec(),
+            Self::MismatchKinds => MismatchKind::ALL.map(MismatchKind::as_label).to_vec(),
+            Self::Phases => Phase::ALL.map(Phase::as_label).to_vec(),
+            Self::TimedPhases => TIMED_PHASES.to_vec(),
+            Self::SkipReasons => SkipReason::ALL.map(SkipReason::as_label).to_vec(),
+            Self::Conditions => Condition::ALL.map(Condition::as_label).to_vec(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_is_in_all_once_with_a_distinct_name() {
+        let mut names: Vec<&str> = Family::ALL.iter().map(|f| f.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Family::ALL.len());
+    }
+
+    #[test]
+    fn the_owners_give_the_families_a_reload_removes() {
+        let names = |owner| {
+            Family::owned_by(owner)
+                .map(Family::name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(Owner::Target),
+            [
+                "lastfm_tls_certificate_not_after_timestamp_seconds",
+                "lastfm_service_available",
+                "lastfm_condition",
+                "lastfm_target_backoff_seconds",
+            ]
+        );
+        assert_eq!(
+            names(Owner::Reference),
+            [
+                "lastfm_reference_up",
+                "lastfm_reference_failures_total",
+                "lastfm_reference_http_status_code",
+                "lastfm_reference_duration_seconds",
+                "lastfm_reference_last_check_timestamp_seconds",
+            ]
+        );
+        assert_eq!(
+            names(Owner::Process),
+            [
+                "lastfm_monitor_config_last_reload_successful",
+                "lastfm_monitor_config_last_reload_success_timestamp_seconds",
+                "lastfm_monitor_build_info",
+            ]
+        );
+        for name in names(Owner::Probe) {
+            assert!(
+                name.starts_with("lastfm_probe_") || name.ends_with("_total"),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn listing_helps_splice_the_labels_of_their_set() {
+        assert_eq!(
+            Family::ProbeRuns.declaration().help.render(),
+            "Probe runs by outcome (success, api_error, http_error, malformed, check_failed, timeout, connection_error, body_too_large)."
+        );
+        assert_eq!(
+            Family::Condition.declaration().help.render(),
+            "1 while a condition holds (service_offline, api_key_suspended, api_key_invalid, session_invalid, rate_limited, local_network_down). Values come from the last scheduled run, not from the scrape."
+        );
+    }
+}

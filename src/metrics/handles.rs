@@ -1,0 +1,373 @@
+//! The handles a probe, a target and a reference record through, and the series each exports.
+//!
+//! A handle's series are resolved once, when it is registered (`Metrics::probe`, `target`,
+//! `reference`): recording a run touches atomics only, and `/metrics` never waits on a probe.
+//! Every series of a known label value is created at zero at registration, so `increase()` and
+//! alerts see the first event; only the series whose label sets are too large to create up front
+//! (a probe's statuses and mismatches, a target's certificate expiry) enter the exposition on
+//! first use. Label values come from config (`target`, `probe`, `reference`) or from `as_label()`
+//! of a closed enum, never from upstream text. Families are named by [`Family`] variants, so a
+//! handle cannot name one the table (`metrics/families.rs`) does not declare. README.md, "Metrics
+//! reference", lists what each exports.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::cell::{Counter, Gauge, Histogram, IntGauge};
+use super::exposition::{Batch, Exposition, lock};
+use super::families::Family;
+use crate::classify::{
+    CODE_LABELS, Classification, Condition, MismatchKind, Outcome, code_index, code_label,
+    status_label,
+};
+use crate::health::politeness::SkipReason;
+use crate::probe::{PhaseTimings, TIMED_PHASES, TransportFailure};
+
+/// One probe's series, resolved once.
+#[derive(Clone, Debug)]
+pub struct ProbeMetrics {
+    runs: [Counter; Outcome::ALL.len()],
+    codes: [Counter; CODE_LABELS.len()],
+    skipped: [Counter; SkipReason::ALL.len()],
+    duration: Histogram,
+    success: IntGauge,
+    http_status: IntGauge,
+    last_error_code: IntGauge,
+    last_run: Gauge,
+    last_success: Gauge,
+    /// Per (phase, reason) pair, in [`TransportFailure::all`] order.
+    failures: Arc<Vec<(TransportFailure, Counter)>>,
+    /// Per phase of [`TIMED_PHASES`].
+    phases: [Gauge; TIMED_PHASES.len()],
+    /// Statuses and mismatches are sparse: resolved on first use from a bounded label set.
+    sparse: Arc<Sparse>,
+}
+
+impl ProbeMetrics {
+    /// Creates (or finds) a probe's series, all known ones at zero.
+    pub(super) fn register(
+        exposition: &Arc<Exposition>,
+        target: &str,
+        probe: &str,
+        interval: Duration,
+    ) -> Self {
+        let tp = [("target", target), ("probe", probe)];
+        let mut batch = Batch::new(exposition);
+        let counters = ProbeCounters::register(&mut batch, &tp);
+        batch
+            .series::<Gauge>(Family::ProbeInterval, &tp)
+            .set(interval.as_secs_f64());
+        let metrics = Self {
+            runs: counters.runs,
+            codes: counters.codes,
+            skipped: counters.skipped,
+            failures: Arc::new(failure_series(&mut batch, Family::ProbeFailures, &tp)),
+            phases: TIMED_PHASES.map(|phase| {
+                batch.series::<Gauge>(
+                    Family::ProbePhaseDuration,
+                    &[tp[0], tp[1], ("phase", phase)],
+                )
+            }),
+            duration: batch.series::<Histogram>(Family::ProbeDuration, &tp),
+            success: batch.series::<IntGauge>(Family::ProbeSuccess, &tp),
+            http_status: batch.series::<IntGauge>(Family::ProbeHttpStatusCode, &tp),
+            last_error_code: batch.series::<IntGauge>(Family::ProbeLastErrorCode, &tp),
+            last_run: batch.series::<Gauge>(Family::ProbeLastRun, &tp),
+            last_success: batch.series::<Gauge>(Family::ProbeLastSuccess, &tp),
+            sparse: Arc::new(Sparse {
+                target: target.to_owned(),
+                probe: probe.to_owned(),
+                exposition: Arc::clone(exposition),
+                statuses: Mutex::default(),
+                mismatch_series: Mutex::default(),
+            }),
+        };
+        batch.commit(exposition);
+        metrics
+    }
+
+    /// Records one run and where its time went.
+    pub fn record_run(
+        &self,
+        verdict: &Classification,
+        elapsed: Duration,
+        timings: &PhaseTimings,
+        now_unix: f64,
+    ) {
+        self.runs[verdict.outcome.index()].inc();
+        if let Some(failure) = verdict.failure {
+            count_failure(&self.failures, failure);
+        }
+        for (gauge, spent) in self.phases.iter().zip(timings.as_array()) {
+            gauge.set(spent.as_secs_f64());
+        }
+        self.duration.observe(elapsed.as_secs_f64());
+        self.success.set(i64::from(verdict.met_expectation));
+        self.http_status
+            .set(verdict.http_status.map_or(0, i64::from));
+        self.last_error_code
+            .set(verdict.error_code.map_or(0, i64::from));
+        self.last_run.set(now_unix);
+        if verdict.met_expectation {
+            self.last_success.set(now_unix);
+        }
+        if let Some(code) = verdict.error_code {
+            self.codes[code_index(code)].inc();
+        }
+        if let Some(status) = verdict.http_status {
+            self.sparse.count_status(status_label(status));
+        }
+        if let Some(mismatch) = verdict.mismatch {
+            self.sparse.count_mismatch(
+                mismatch.kind.as_label(),
+                mismatch.code.map_or("none", code_label),
+                status_label(mismatch.status),
+            );
+        }
+    }
+
+    /// Counts `n` skipped runs.
+    pub fn record_skip(&self, reason: SkipReason, n: u64) {
+        self.skipped[reason.index()].inc_by(n);
+    }
+}
+
+/// A probe's counters by a closed label set, and the series of the sparse families that exist
+/// from start-up.
+struct ProbeCounters {
+    runs: [Counter; Outcome::ALL.len()],
+    codes: [Counter; CODE_LABELS.len()],
+    skipped: [Counter; SkipReason::ALL.len()],
+}
+
+impl ProbeCounters {
+    fn register(batch: &mut Batch, tp: &[(&'static str, &str); 2]) -> Self {
+        let runs = Outcome::ALL.map(|o| {
+            batch.series::<Counter>(
+                Family::ProbeRuns,
+                &[tp[0], tp[1], ("outcome", o.as_label())],
+            )
+        });
+        let codes = CODE_LABELS
+            .map(|c| batch.series::<Counter>(Family::ApiErrors, &[tp[0], tp[1], ("code", c)]));
+        let skipped = SkipReason::ALL.map(|r| {
+            batch.series::<Counter>(
+                Family::ProbeSkipped,
+                &[tp[0], tp[1], ("reason", r.as_label())],
+            )
+        });
+        // The quirk that matters most (an error delivered with 200) is visible from start-up.
+        for code in CODE_LABELS {
+            batch.series::<Counter>(
+                Family::StatusMismatch,
+                &[
+                    tp[0],
+                    tp[1],
+                    ("kind", MismatchKind::ErrorWithSuccessStatus.as_label()),
+                    ("code", code),
+                    ("status", "200"),
+                ],
+            );
+        }
+        batch.series::<Counter>(Family::HttpResponses, &[tp[0], tp[1], ("status", "200")]);
+        Self {
+            runs,
+            codes,
+            skipped,
+        }
+    }
+}
+
+/// A probe's series whose label sets are too large to create up front (22 statuses; 3 kinds ×
+/// 17 codes × 22 statuses of mismatches): each is created, and entered in the exposition, the
+/// first time a run needs it. The handles found so far are kept in short lists (a probe sees a
+/// handful of statuses), so later runs neither hash label values nor touch the exposition.
+#[derive(Debug)]
+struct Sparse {
+    target: String,
+    probe: String,
+    exposition: Arc<Exposition>,
+    /// `status` label → its counter.
+    statuses: Mutex<Vec<(&'static str, Counter)>>,
+    /// (`kind`, `code`, `status`) labels → their counter.
+    mismatch_series: Mutex<Vec<([&'static str; 3], Counter)>>,
+}
+
+impl Sparse {
+    fn count_status(&self, status: &'static str) {
+        self.count(
+            &self.statuses,
+            status,
+            Family::HttpResponses,
+            &[("status", status)],
+        );
+    }
+
+    fn count_mismatch(&self, kind: &'static str, code: &'static str, status: &'static str) {
+        self.count(
+            &self.mismatch_series,
+            [kind, code, status],
+            Family::StatusMismatch,
+            &[("kind", kind), ("code", code), ("status", status)],
+        );
+    }
+
+    /// Counts one on the series `key` names in `known`, resolving it (the probe's labels plus
+    /// `labels`) the first time.
+    fn count<K: PartialEq>(
+        &self,
+        known: &Mutex<Vec<(K, Counter)>>,
+        key: K,
+        family: Family,
+        labels: &[(&'static str, &'static str)],
+    ) {
+        let mut known = lock(known);
+        if let Some((_, counter)) = known.iter().find(|(k, _)| *k == key) {
+            counter.inc();
+            return;
+        }
+        let mut all = vec![
+            ("target", self.target.as_str()),
+            ("probe", self.probe.as_str()),
+        ];
+        all.extend_from_slice(labels);
+        let mut batch = Batch::new(&self.exposition);
+        let series = batch.series::<Counter>(family, &all);
+        batch.commit(&self.exposition);
+        series.inc();
+        known.push((key, series));
+    }
+}
+
+/// A counter per (phase, reason) pair of `family`, in [`TransportFailure::all`] order, labelled
+/// `owner` and the pair.
+fn failure_series(
+    batch: &mut Batch,
+    family: Family,
+    owner: &[(&'static str, &str)],
+) -> Vec<(TransportFailure, Counter)> {
+    TransportFailure::all()
+        .map(|f| {
+            let mut labels = owner.to_vec();
+            labels.push(("phase", f.phase.as_label()));
+            labels.push(("reason", f.reason.as_label()));
+            (f, batch.series::<Counter>(family, &labels))
+        })
+        .collect()
+}
+
+/// Counts one `failure` on its series of `all` (every pair is there from start-up).
+fn count_failure(all: &[(TransportFailure, Counter)], failure: TransportFailure) {
+    if let Some((_, counter)) = all.iter().find(|(f, _)| *f == failure) {
+        counter.inc();
+    }
+}
+
+/// One reference's series.
+#[derive(Clone, Debug)]
+pub struct ReferenceMetrics {
+    up: IntGauge,
+    status: IntGauge,
+    duration: Gauge,
+    last_check: Gauge,
+    failures: Arc<Vec<(TransportFailure, Counter)>>,
+}
+
+impl ReferenceMetrics {
+    /// Creates (or finds) a reference's series: down and never checked until its first check.
+    pub(super) fn register(exposition: &Exposition, reference: &str) -> Self {
+        let r = [("reference", reference)];
+        let mut batch = Batch::new(exposition);
+        let metrics = Self {
+            failures: Arc::new(failure_series(&mut batch, Family::ReferenceFailures, &r)),
+            up: batch.series::<IntGauge>(Family::ReferenceUp, &r),
+            status: batch.series::<IntGauge>(Family::ReferenceHttpStatusCode, &r),
+            duration: batch.series::<Gauge>(Family::ReferenceDuration, &r),
+            last_check: batch.series::<Gauge>(Family::ReferenceLastCheck, &r),
+        };
+        batch.commit(exposition);
+        metrics
+    }
+
+    /// Records one check.
+    pub fn record(
+        &self,
+        reachable: bool,
+        status: Option<u16>,
+        failure: Option<TransportFailure>,
+        elapsed: Duration,
+        now_unix: f64,
+    ) {
+        self.up.set(i64::from(reachable));
+        self.status.set(status.map_or(0, i64::from));
+        self.duration.set(elapsed.as_secs_f64());
+        self.last_check.set(now_unix);
+        if let Some(failure) = failure {
+            count_failure(&self.failures, failure);
+        }
+    }
+}
+
+/// A target's certificate expiry gauge, entered in the exposition at the first handshake: a
+/// plain-http target never has one, and a zero would read as "expired in 1970".
+#[derive(Debug)]
+struct NotAfter {
+    target: String,
+    exposition: Arc<Exposition>,
+    gauge: Mutex<Option<Gauge>>,
+}
+
+/// One target's series.
+#[derive(Clone, Debug)]
+pub struct TargetMetrics {
+    available: IntGauge,
+    conditions: [IntGauge; Condition::ALL.len()],
+    backoff: Gauge,
+    not_after: Arc<NotAfter>,
+}
+
+impl TargetMetrics {
+    /// Creates (or finds) a target's series: available, no condition, no backoff.
+    pub(super) fn register(exposition: &Arc<Exposition>, target: &str) -> Self {
+        let t = [("target", target)];
+        let mut batch = Batch::new(exposition);
+        let metrics = Self {
+            available: batch.series::<IntGauge>(Family::ServiceAvailable, &t),
+            conditions: Condition::ALL.map(|c| {
+                batch.series::<IntGauge>(Family::Condition, &[t[0], ("condition", c.as_label())])
+            }),
+            backoff: batch.series::<Gauge>(Family::TargetBackoff, &t),
+            not_after: Arc::new(NotAfter {
+                target: target.to_owned(),
+                exposition: Arc::clone(exposition),
+                gauge: Mutex::default(),
+            }),
+        };
+        batch.commit(exposition);
+        metrics
+    }
+
+    /// Sets availability, conditions and backoff from the target's state.
+    pub fn set(&self, available: bool, conditions: impl Fn(Condition) -> bool, backoff: Duration) {
+        self.available.set(i64::from(available));
+        for condition in Condition::ALL {
+            self.conditions[condition.index()].set(i64::from(conditions(condition)));
+        }
+        self.backoff.set(backoff.as_secs_f64());
+    }
+
+    /// Sets the earliest `notAfter` of the chain the last handshake presented.
+    pub fn set_certificate_not_after(&self, unix: i64) {
+        let mut gauge = lock(&self.not_after.gauge);
+        let gauge = gauge.get_or_insert_with(|| {
+            let mut batch = Batch::new(&self.not_after.exposition);
+            let series = batch.series::<Gauge>(
+                Family::TlsCertificateNotAfter,
+                &[("target", self.not_after.target.as_str())],
+            );
+            batch.commit(&self.not_after.exposition);
+            series
+        });
+        gauge.set(unix as f64);
+    }
+}
