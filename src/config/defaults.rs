@@ -1,0 +1,36 @@
+//! Every default in one place; `config.toml` mirrors these and a test keeps them in step.
+//!
+//! A file of its own so that the validator (which falls back on them) and the other stages
+//! (the CLI prints the listen address) name the same constants; README.md, Configuration
+//! reference, lists them for the operator.
+
+use std::time::Duration;
+
+/// `[web] listen_address`: loopback, outside the crowded 9100–9999 range.
+pub const LISTEN_ADDRESS: &str = "127.0.0.1:10987";
+/// `interval`
+pub const INTERVAL: Duration = Duration::from_secs(60);
+/// `timeout`
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// `max_body_bytes`
+pub const MAX_BODY_BYTES: u64 = 2 * 1024 * 1024;
+/// `startup_jitter`: the first run of each probe comes at a random moment within this.
+pub const STARTUP_JITTER: Duration = Duration::from_secs(30);
+/// `max_requests_per_second`
+pub const MAX_REQUESTS_PER_SECOND: f64 = 1.0;
+/// `burst`
+pub const BURST: u32 = 3;
+/// `down_after`
+pub const DOWN_AFTER: u32 = 3;
+/// `up_after`
+pub const UP_AFTER: u32 = 2;
+/// `suspended_interval`
+pub const SUSPENDED_INTERVAL: Duration = Duration::from_secs(15 * 60);
+/// `backoff_initial`
+pub const BACKOFF_INITIAL: Duration = Duration::from_secs(60);
+/// `backoff_max`
+pub const BACKOFF_MAX: Duration = Duration::from_secs(3600);
+/// How often a reference is checked.
+pub const REFERENCE_INTERVAL: Duration = Duration::from_secs(15);
+/// A reference check's deadline.
+pub const REFERENCE_TIMEOUT: Duration = Duration::from_secs(5);

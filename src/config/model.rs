@@ -1,0 +1,148 @@
+//! The validated configuration the other stages read: [`Config`] and its [`Target`]s,
+//! [`Probe`]s and [`Reference`]s, with every duration, schedule, URL and secret parsed.
+//!
+//! Only the validator (`validate/`) builds these, so a value of these types has passed every
+//! check in README.md, Configuration reference. They are re-exported as `crate::config::…`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::config::declared::{Check, Expectation, Format, HttpMethod, Schedule, StatusTable};
+use crate::config::secret::Secret;
+
+/// Above this, the monitor could itself get a key suspended (Last.fm ToS: 5 requests/s per IP).
+pub const LASTFM_RATE_CEILING: f64 = 5.0;
+
+/// The validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// `[web]`
+    pub web: Web,
+    /// Cap of the random first-run delay.
+    pub startup_jitter: Duration,
+    /// The targets, shared with their probe tasks.
+    pub targets: Vec<Arc<Target>>,
+    /// Endpoints that are not Last.fm, checked to tell our network's faults from Last.fm's.
+    pub references: Vec<Reference>,
+}
+
+/// `[[references]]`: an endpoint that is not Last.fm (the host's gateway, a large public site),
+/// checked on its own schedule with a plain `GET`. Any HTTP answer counts as reachable: when
+/// every reference fails too, a Last.fm run that could not connect is blamed on our network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// The `reference` label.
+    pub name: String,
+    /// What is fetched; no secret is ever sent to it.
+    pub url: Url,
+    /// Gap between checks.
+    pub interval: Duration,
+    /// A check's deadline, shorter than `interval`.
+    pub timeout: Duration,
+}
+
+/// `[web]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Web {
+    /// Where `/metrics` and the other endpoints listen.
+    pub listen_address: SocketAddr,
+}
+
+/// One API to probe (Last.fm, Libre.fm, …).
+#[derive(Debug, PartialEq)]
+pub struct Target {
+    /// The `target` label.
+    pub name: String,
+    /// API root, e.g. `https://ws.audioscrobbler.com/2.0/`.
+    pub base_url: Url,
+    /// Sent with every request.
+    pub api_key: Secret,
+    /// Signs `signed` probes; never sent.
+    pub api_secret: Option<Secret>,
+    /// Sent as `sk` on signed probes.
+    pub session_key: Option<Secret>,
+    /// How fast this target may be asked.
+    pub politeness: Politeness,
+    /// Consecutive upstream failures before the target counts as unavailable.
+    pub down_after: u32,
+    /// Consecutive healthy runs before it counts as available again.
+    pub up_after: u32,
+    /// The documented status per error code, with this target's overrides.
+    pub statuses: StatusTable,
+    /// Keep connections open between runs instead of a fresh one per run (`reuse_connections`).
+    pub reuse_connections: bool,
+    /// The probes of this target.
+    pub probes: Vec<Probe>,
+}
+
+/// A target's request budget and backoff.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Politeness {
+    /// Token-bucket refill rate.
+    pub max_requests_per_second: f64,
+    /// Token-bucket size.
+    pub burst: u32,
+    /// After error 26 or 10: at most one request per this.
+    pub suspended_interval: Duration,
+    /// First backoff after 29/429 without `Retry-After`.
+    pub backoff_initial: Duration,
+    /// Backoff cap (also the cap on `Retry-After`).
+    pub backoff_max: Duration,
+}
+
+/// One probe of a target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    /// The `probe` label.
+    pub name: String,
+    /// The API method, e.g. `artist.getInfo`.
+    pub method: String,
+    /// Extra parameters, in config order.
+    pub params: Vec<(String, String)>,
+    /// JSON or XML.
+    pub format: Format,
+    /// POST (form body) or GET.
+    pub http_method: HttpMethod,
+    /// Whether `api_sig` (and `sk` when configured) are sent.
+    pub signed: bool,
+    /// What counts as a success.
+    pub expect: Expectation,
+    /// Content checks on a JSON success.
+    pub checks: Vec<Check>,
+    /// When it fires.
+    pub schedule: ScheduleSpec,
+    /// The run's deadline.
+    pub timeout: Duration,
+    /// Body read cap.
+    pub max_body_bytes: u64,
+}
+
+/// A schedule with its source text (for equality across reloads and for display).
+#[derive(Debug, Clone)]
+pub struct ScheduleSpec {
+    /// As written: `60s` or the cron expression.
+    pub source: String,
+    /// Parsed.
+    pub schedule: Schedule,
+}
+
+impl PartialEq for ScheduleSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Config {
+    /// Finds a target by name.
+    pub fn target(&self, name: &str) -> Option<&Arc<Target>> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+
+    /// Probes over all targets.
+    pub fn probe_count(&self) -> usize {
+        self.targets.iter().map(|t| t.probes.len()).sum()
+    }
+}

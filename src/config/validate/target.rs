@@ -1,0 +1,285 @@
+//! A `[[targets]]` table: its name, base URL, secrets, politeness (request budget and backoff),
+//! hysteresis counts, documented statuses, and its probes with distinct names (README.md,
+//! Configuration reference).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+
+use toml::Spanned;
+use url::Url;
+
+use crate::config::declared::StatusTable;
+use crate::config::defaults;
+use crate::config::file::{ProbeFile, TargetFile};
+use crate::config::model::{LASTFM_RATE_CEILING, Politeness, Probe, Target};
+use crate::config::parse;
+use crate::config::secret::Secret;
+
+use super::{Inherited, Validator};
+
+/// A target's three secrets; `api_key` is `None` when missing or unresolved.
+struct Secrets {
+    api_key: Option<Secret>,
+    api_secret: Option<Secret>,
+    session_key: Option<Secret>,
+}
+
+impl Validator<'_> {
+    /// The target, or `None` when a key it cannot do without is wrong (the problems are
+    /// recorded either way).
+    pub(super) fn target(
+        &mut self,
+        index: usize,
+        span: Range<usize>,
+        file: TargetFile,
+        inherited: &Inherited,
+    ) -> Option<Target> {
+        let name = self.target_name(file.name.as_ref(), index, span.clone());
+        let ctx = match &name {
+            Some(n) => format!("target {n:?}"),
+            None => format!("targets[{index}]"),
+        };
+        let base_url = self.base_url(file.base_url.as_ref(), span.clone(), &ctx);
+        let secrets = self.secrets(&file, span.clone(), &ctx);
+        let politeness = self.politeness(&file, &ctx);
+        let down_after = self
+            .count(file.down_after.as_ref(), &ctx, "down_after", 1, 1000)
+            .unwrap_or(defaults::DOWN_AFTER);
+        let up_after = self
+            .count(file.up_after.as_ref(), &ctx, "up_after", 1, 1000)
+            .unwrap_or(defaults::UP_AFTER);
+        let statuses = self.statuses(file.documented_statuses.as_ref(), &ctx);
+        let has_secret = file.api_secret.is_some();
+        let probes = self.target_probes(file.probes, span, &ctx, has_secret, inherited);
+        Some(Target {
+            name: name?,
+            base_url: base_url?,
+            api_key: secrets.api_key?,
+            api_secret: secrets.api_secret,
+            session_key: secrets.session_key,
+            politeness,
+            down_after,
+            up_after,
+            statuses,
+            reuse_connections: file.reuse_connections.unwrap_or(false),
+            probes,
+        })
+    }
+
+    /// The `target` label: required, `[a-z0-9_-]`.
+    fn target_name(
+        &mut self,
+        name: Option<&Spanned<String>>,
+        index: usize,
+        span: Range<usize>,
+    ) -> Option<String> {
+        match name {
+            None => {
+                self.problem(
+                    Some(span),
+                    &format!("targets[{index}]"),
+                    "name",
+                    "missing; every target needs a name made of [a-z0-9_-]".to_owned(),
+                );
+                None
+            }
+            Some(name) if !parse::is_target_name(name.get_ref()) => {
+                self.problem(
+                    Some(name.span()),
+                    &format!("targets[{index}]"),
+                    "name",
+                    format!(
+                        "{:?} is not a valid target name; use lowercase letters, digits, '_' and '-' (it becomes the `target` label)",
+                        name.get_ref()
+                    ),
+                );
+                None
+            }
+            Some(name) => Some(name.get_ref().clone()),
+        }
+    }
+
+    fn base_url(
+        &mut self,
+        value: Option<&Spanned<String>>,
+        target_span: Range<usize>,
+        ctx: &str,
+    ) -> Option<Url> {
+        let Some(value) = value else {
+            self.problem(
+                Some(target_span),
+                ctx,
+                "base_url",
+                "missing; e.g. base_url = \"https://ws.audioscrobbler.com/2.0/\"".to_owned(),
+            );
+            return None;
+        };
+        parse::base_url(value.get_ref())
+            .map_err(|message| self.problem(Some(value.span()), ctx, "base_url", message))
+            .ok()
+    }
+
+    /// `api_key` (required), `api_secret` and `session_key`, resolved.
+    fn secrets(&mut self, file: &TargetFile, span: Range<usize>, ctx: &str) -> Secrets {
+        let api_key = match &file.api_key {
+            None => {
+                self.problem(
+                    Some(span),
+                    ctx,
+                    "api_key",
+                    "missing; set api_key = { env = \"LASTFM_API_KEY\" } (or file/credential)"
+                        .to_owned(),
+                );
+                None
+            }
+            Some(value) => self.secret(value, ctx, "api_key"),
+        };
+        let api_secret = file
+            .api_secret
+            .as_ref()
+            .and_then(|value| self.secret(value, ctx, "api_secret"));
+        let session_key = file
+            .session_key
+            .as_ref()
+            .and_then(|value| self.secret(value, ctx, "session_key"));
+        Secrets {
+            api_key,
+            api_secret,
+            session_key,
+        }
+    }
+
+    fn secret(&mut self, value: &Spanned<toml::Value>, ctx: &str, key: &str) -> Option<Secret> {
+        let resolved = parse::secret_source(value.get_ref())
+            .and_then(|(source, inline)| source.resolve(inline, self.env));
+        resolved
+            .map_err(|message| self.problem(Some(value.span()), ctx, key, message))
+            .ok()
+    }
+
+    /// The request budget and backoff; a wrong value falls back on its default.
+    fn politeness(&mut self, file: &TargetFile, ctx: &str) -> Politeness {
+        let politeness = Politeness {
+            max_requests_per_second: self.rate(file.max_requests_per_second.as_ref(), ctx),
+            burst: self
+                .count(file.burst.as_ref(), ctx, "burst", 1, 100)
+                .unwrap_or(defaults::BURST),
+            suspended_interval: self
+                .duration(
+                    file.suspended_interval.as_ref(),
+                    ctx,
+                    "suspended_interval",
+                    false,
+                )
+                .unwrap_or(defaults::SUSPENDED_INTERVAL),
+            backoff_initial: self
+                .duration(file.backoff_initial.as_ref(), ctx, "backoff_initial", false)
+                .unwrap_or(defaults::BACKOFF_INITIAL),
+            backoff_max: self
+                .duration(file.backoff_max.as_ref(), ctx, "backoff_max", false)
+                .unwrap_or(defaults::BACKOFF_MAX),
+        };
+        if politeness.backoff_max < politeness.backoff_initial {
+            self.problem(
+                file.backoff_max.as_ref().map(Spanned::span),
+                ctx,
+                "backoff_max",
+                "is shorter than backoff_initial; the cap must be at least the first backoff"
+                    .to_owned(),
+            );
+        }
+        politeness
+    }
+
+    /// `max_requests_per_second`: above 0, at most 1000.
+    fn rate(&mut self, value: Option<&Spanned<f64>>, ctx: &str) -> f64 {
+        match value {
+            None => defaults::MAX_REQUESTS_PER_SECOND,
+            Some(rate) if *rate.get_ref() > 0.0 && *rate.get_ref() <= 1000.0 => *rate.get_ref(),
+            Some(rate) => {
+                self.problem(
+                    Some(rate.span()),
+                    ctx,
+                    "max_requests_per_second",
+                    format!(
+                        "{} is out of range; use a rate above 0 and at most 1000 (Last.fm allows about {LASTFM_RATE_CEILING} per second)",
+                        rate.get_ref()
+                    ),
+                );
+                defaults::MAX_REQUESTS_PER_SECOND
+            }
+        }
+    }
+
+    /// `documented_statuses`: this target's overrides of the documented table.
+    fn statuses(
+        &mut self,
+        value: Option<&Spanned<BTreeMap<String, Vec<i64>>>>,
+        ctx: &str,
+    ) -> StatusTable {
+        let mut table = StatusTable::default();
+        let Some(value) = value else {
+            return table;
+        };
+        for (code, statuses) in value.get_ref() {
+            match parse::documented_statuses(code, statuses) {
+                Some((code, statuses)) => table.set(code, statuses),
+                None => self.problem(
+                    Some(value.span()),
+                    ctx,
+                    &format!("documented_statuses.{code}"),
+                    "keys are error codes (\"29\") and values lists of HTTP statuses 100–599"
+                        .to_owned(),
+                ),
+            }
+        }
+        table
+    }
+
+    /// The target's probes: at least one, distinct names, signed only with an `api_secret`.
+    fn target_probes(
+        &mut self,
+        files: Vec<Spanned<ProbeFile>>,
+        span: Range<usize>,
+        ctx: &str,
+        has_secret: bool,
+        inherited: &Inherited,
+    ) -> Vec<Probe> {
+        if files.is_empty() {
+            self.problem(
+                Some(span),
+                ctx,
+                "probes",
+                "no [[targets.probes]] are configured; add at least one".to_owned(),
+            );
+        }
+        let mut probe_names = BTreeSet::new();
+        let mut probes = Vec::new();
+        for (i, probe) in files.into_iter().enumerate() {
+            let probe_span = probe.span();
+            let Some(p) = self.probe(ctx, i, probe_span.clone(), probe.into_inner(), inherited)
+            else {
+                continue;
+            };
+            if p.signed && !has_secret {
+                self.problem(
+                    Some(probe_span.clone()),
+                    &format!("{ctx}, probe {:?}", p.name),
+                    "signed",
+                    "a signed probe needs the target's api_secret; set api_secret = { credential = \"api_secret\" } or remove signed".to_owned(),
+                );
+            }
+            if !probe_names.insert(p.name.clone()) {
+                self.problem(
+                    Some(probe_span),
+                    &format!("{ctx}, probe {:?}", p.name),
+                    "name",
+                    "another probe of this target has the same name; set a distinct name"
+                        .to_owned(),
+                );
+            }
+            probes.push(p);
+        }
+        probes
+    }
+}
