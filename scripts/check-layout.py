@@ -189,7 +189,7 @@ def main(argv):
     problems = 0
     for module, path in sorted(files.items()):
         with open(path, encoding="utf-8") as f:
-            lines = f.read().split("\n")
+            lines = f.read().splitlines()
         body = strip_tests(lines)
         rel = os.path.relpath(path, src).replace(os.sep, "/")
         if len(body) > MAX_LINES and rel not in TABLE_FILES:

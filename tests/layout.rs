@@ -19,11 +19,13 @@ fn root() -> &'static Path {
 }
 
 #[test]
-fn the_source_tree_has_no_import_cycle_and_no_backward_import() {
+fn the_source_tree_has_no_import_cycle_no_backward_import_and_no_oversized_file() {
     let (ok, text) = check(&root().join("src"));
-    assert!(!text.contains("import cycle"), "{text}");
-    assert!(!text.contains("a later stage"), "{text}");
-    let _ = ok;
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("no import cycle, no later stage imported"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -40,4 +42,39 @@ fn the_checker_ignores_doc_links_comments_and_test_modules() {
     let (ok, text) = check(&root().join("scripts/testdata/clean/src"));
     assert!(ok, "{text}");
     assert!(text.contains("no import cycle"), "{text}");
+}
+
+#[test]
+fn the_checker_finds_a_cycle_between_a_folder_module_and_its_child() {
+    let (ok, text) = check(&root().join("scripts/testdata/child-cycle/src"));
+    assert!(!ok, "{text}");
+    assert!(text.contains("a -> a::b (a/mod.rs:3)"), "{text}");
+    assert!(text.contains("a::b -> a (a/b.rs:4)"), "{text}");
+}
+
+#[test]
+fn the_checker_refuses_an_import_of_a_later_stage_and_an_oversized_file() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("config")).expect("src/config");
+    std::fs::write(src.join("lib.rs"), "pub mod config;\npub mod probe;\n").expect("lib.rs");
+    std::fs::write(src.join("probe.rs"), "pub const P: u32 = 1;\n").expect("probe.rs");
+    let mut config = String::from("pub mod big;\npub const C: u32 = crate::probe::P;\n");
+    config.push_str(&"// filler\n".repeat(10));
+    std::fs::write(src.join("config/mod.rs"), config).expect("config/mod.rs");
+    let big = "pub const B: u32 = 0;\n".repeat(701)
+        + "#[cfg(test)]\nmod tests {\n"
+        + &"    // tests do not count\n".repeat(50)
+        + "}\n";
+    std::fs::write(src.join("config/big.rs"), big).expect("config/big.rs");
+    let (ok, text) = check(&src);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("config/mod.rs:2: config imports probe, a later stage"),
+        "{text}"
+    );
+    assert!(
+        text.contains("config/big.rs: 701 lines without its tests, over 700"),
+        "{text}"
+    );
 }
