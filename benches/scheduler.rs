@@ -1,6 +1,6 @@
 //! Scheduler accuracy under a burst (docs/PERFORMANCE.md): many probes due at the same second.
 //!
-//! The real daemon (`daemon::run_on`, on the runtime `entry::runtime` builds, with the real HTTP
+//! The real daemon (`daemon::run_on`, on the runtime `cli::runtime` builds, with the real HTTP
 //! prober) runs a programmatic configuration whose probes all share one cron slot every 10 s,
 //! without start-up jitter, against an upstream on 127.0.0.1. A wrapper around the prober notes
 //! when each request is handed to the HTTP client ("fired"); the bench then prints, per round,

@@ -1,4 +1,4 @@
-//! The file descriptor limit at start-up (src/descriptors.rs): the real binary, started under a
+//! The file descriptor limit at start-up (src/daemon/descriptors.rs): the real binary, started under a
 //! lowered `ulimit -n`, raises its soft limit as far as the configuration needs, grows its
 //! descriptor table ahead of the first burst, and says plainly when the hard limit is short.
 

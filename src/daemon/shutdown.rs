@@ -1,6 +1,6 @@
 //! The shutdown signal: SIGINT or SIGTERM, whichever comes first.
 //!
-//! `app::run` takes shutdown as a future, so tests pass a oneshot instead of sending signals.
+//! `daemon::run` takes shutdown as a future, so tests pass a oneshot instead of sending signals.
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn signal() {

@@ -1,12 +1,13 @@
-//! A target's health: availability with hysteresis, and the five conditions.
+//! A target's health: availability with hysteresis, and the conditions a run raises.
 //!
 //! Availability answers "is Last.fm broken?", so only upstream-blamed failures move it down, and
 //! only healthy answers move it up, each after a run of `down_after` / `up_after` in a row: one
 //! blip does not flap the gauge. Streaks are counted per probe, because probes of one target
 //! interleave: a broken `album.getInfo` must not be reset by a healthy `user.getInfo` a second
-//! later. The target is unavailable while any of its probes is down. Conditions answer "is our key in trouble?": raised by the run
-//! that shows them, cleared by the next healthy answer (`session_invalid` by a healthy *signed*
-//! run, since unsigned probes say nothing about the session).
+//! later. The target is unavailable while any of its probes is down. Conditions (the closed set
+//! `classify::Condition`) answer "is our key in trouble?" and "is our network down?": raised by
+//! the run that shows them, cleared by the next healthy answer (`session_invalid` by a healthy
+//! *signed* run, since unsigned probes say nothing about the session).
 
 pub mod politeness;
 

@@ -2,9 +2,11 @@
 //!
 //! The monitor must never be the reason a key gets banned, so every request of a target passes
 //! its [`Gate`] first, which either reserves a token (possibly for a moment later) or says why
-//! the run is skipped. The bucket is hand-rolled rather than `governor`'s because the politeness
-//! proofs run on tokio's paused clock, which `governor`'s clocks do not follow; it is a few lines
-//! of reservation arithmetic, tested below. State lives behind a `std::sync::Mutex` that is never
+//! the run is skipped. The bucket is hand-rolled rather than `governor`'s (whose clock is
+//! pluggable, so paused-time tests alone would not rule it out) because of what it must do that
+//! `governor` does not: reserve a token for a moment later and void that reservation when a
+//! backoff begins in between (an epoch), and hand its state to the state file so a restart keeps
+//! the budget. It is a few lines of reservation arithmetic, tested below. State lives behind a `std::sync::Mutex` that is never
 //! held across an `.await`.
 
 use std::sync::Mutex;

@@ -1,9 +1,10 @@
 //! Recent runs, kept for the status page and debug traces.
 //!
 //! Two bounded rings, as blackbox_exporter does: failures are kept longer than successes, because
-//! the run an operator wants to read is the one that went wrong an hour ago. Each record carries
-//! its rendered debug trace (already redacted), so a trace link keeps working after the state it
-//! describes has moved on. Memory is bounded by the ring sizes and the trace excerpt cap.
+//! the run an operator wants to read is the one that went wrong an hour ago. Each record keeps
+//! what its debug trace is made from and renders it (redacted) on first read, so a trace link
+//! keeps working after the state it describes has moved on, and runs nobody reads cost no
+//! rendering. Memory is bounded by the ring sizes and the body excerpt cap.
 
 pub mod trace;
 

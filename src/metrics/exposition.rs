@@ -147,11 +147,7 @@ impl Exposition {
         let mut index = Index::default();
         for family in Family::ALL {
             let declaration = family.declaration();
-            index.add_family(
-                declaration.name,
-                &declaration.help.render(),
-                declaration.kind,
-            )?;
+            index.add_family(family.name(), &declaration.help.render(), declaration.kind)?;
         }
         Ok(Self {
             index: Mutex::new(Arc::new(index)),

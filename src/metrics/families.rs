@@ -12,6 +12,7 @@
 //! The families are documented in README.md, "Metrics reference".
 
 use crate::classify::{Condition, MismatchKind, Outcome};
+use crate::config::closed_set::closed_set;
 use crate::health::politeness::SkipReason;
 use crate::probe::{Phase, TIMED_PHASES};
 
@@ -22,50 +23,39 @@ pub(super) const DURATION_BUCKETS: [f64; 10] =
 /// Appended to the HELP of the gauges that describe the last scheduled run.
 const CACHED: &str = "Values come from the last scheduled run, not from the scrape.";
 
-/// Declares the enum and its `ALL` from one list, so that `ALL` holds every variant.
-macro_rules! families {
-    ($($variant:ident),* $(,)?) => {
-        /// A metric family of the monitor; its row in [`Family::declaration`] says which.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub(super) enum Family {
-            $($variant),*
-        }
-
-        impl Family {
-            /// Every family, in the order of the table.
-            pub(super) const ALL: &'static [Self] = &[$(Self::$variant),*];
-        }
-    };
+closed_set! {
+    /// A metric family of the monitor, its label the metric name; its row in
+    /// [`Family::declaration`] says the rest.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Family {
+        ProbeRuns => "lastfm_probe_runs_total",
+        ApiErrors => "lastfm_api_errors_total",
+        HttpResponses => "lastfm_http_responses_total",
+        StatusMismatch => "lastfm_status_mismatch_total",
+        ProbeDuration => "lastfm_probe_duration_seconds",
+        ProbeFailures => "lastfm_probe_failures_total",
+        ProbePhaseDuration => "lastfm_probe_phase_duration_seconds",
+        TlsCertificateNotAfter => "lastfm_tls_certificate_not_after_timestamp_seconds",
+        ReferenceUp => "lastfm_reference_up",
+        ReferenceFailures => "lastfm_reference_failures_total",
+        ReferenceHttpStatusCode => "lastfm_reference_http_status_code",
+        ReferenceDuration => "lastfm_reference_duration_seconds",
+        ReferenceLastCheck => "lastfm_reference_last_check_timestamp_seconds",
+        ProbeSuccess => "lastfm_probe_success",
+        ProbeHttpStatusCode => "lastfm_probe_http_status_code",
+        ProbeLastErrorCode => "lastfm_probe_last_error_code",
+        ProbeLastRun => "lastfm_probe_last_run_timestamp_seconds",
+        ProbeLastSuccess => "lastfm_probe_last_success_timestamp_seconds",
+        ProbeInterval => "lastfm_probe_interval_seconds",
+        ProbeSkipped => "lastfm_probe_skipped_total",
+        ServiceAvailable => "lastfm_service_available",
+        Condition => "lastfm_condition",
+        TargetBackoff => "lastfm_target_backoff_seconds",
+        ConfigLastReloadSuccessful => "lastfm_monitor_config_last_reload_successful",
+        ConfigLastReloadSuccessTimestamp => "lastfm_monitor_config_last_reload_success_timestamp_seconds",
+        BuildInfo => "lastfm_monitor_build_info",
+    }
 }
-
-families!(
-    ProbeRuns,
-    ApiErrors,
-    HttpResponses,
-    StatusMismatch,
-    ProbeDuration,
-    ProbeFailures,
-    ProbePhaseDuration,
-    TlsCertificateNotAfter,
-    ReferenceUp,
-    ReferenceFailures,
-    ReferenceHttpStatusCode,
-    ReferenceDuration,
-    ReferenceLastCheck,
-    ProbeSuccess,
-    ProbeHttpStatusCode,
-    ProbeLastErrorCode,
-    ProbeLastRun,
-    ProbeLastSuccess,
-    ProbeInterval,
-    ProbeSkipped,
-    ServiceAvailable,
-    Condition,
-    TargetBackoff,
-    ConfigLastReloadSuccessful,
-    ConfigLastReloadSuccessTimestamp,
-    BuildInfo,
-);
 
 /// Whose series a family holds: what a reload removes them with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +91,6 @@ impl Kind {
 /// A row of the table: what the exposition declares for a family, and who owns its series.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Declaration {
-    pub(super) name: &'static str,
     pub(super) help: Help,
     pub(super) kind: Kind,
     pub(super) owner: Owner,
@@ -110,7 +99,7 @@ pub(super) struct Declaration {
 impl Family {
     /// The metric name.
     pub(super) fn name(self) -> &'static str {
-        self.declaration().name
+        self.as_label()
     }
 
     /// The families whose series `owner` holds.
@@ -121,26 +110,19 @@ impl Family {
             .filter(move |family| family.declaration().owner == owner)
     }
 
-    /// The table: name, HELP, type and owner of every family.
+    /// The table: HELP, type and owner of every family.
     #[expect(clippy::too_many_lines, reason = "a table: one row per family")]
     pub(super) fn declaration(self) -> Declaration {
         use Kind::{Counter, Gauge, Histogram};
         use Owner::{Probe, Process, Reference, Target};
-        let row = |name, help, kind, owner| Declaration {
-            name,
-            help,
-            kind,
-            owner,
-        };
+        let row = |help, kind, owner| Declaration { help, kind, owner };
         match self {
             Self::ProbeRuns => row(
-                "lastfm_probe_runs_total",
                 Help::listing("Probe runs by outcome (", Listed::Outcomes, ")."),
                 Counter,
                 Probe,
             ),
             Self::ApiErrors => row(
-                "lastfm_api_errors_total",
                 Help::text(
                     "Last.fm error payloads by error code (unlisted codes as \"other\"), whatever the HTTP status.",
                 ),
@@ -148,13 +130,11 @@ impl Family {
                 Probe,
             ),
             Self::HttpResponses => row(
-                "lastfm_http_responses_total",
                 Help::text("HTTP responses by status (unlisted statuses as their class, e.g. \"4xx\")."),
                 Counter,
                 Probe,
             ),
             Self::StatusMismatch => row(
-                "lastfm_status_mismatch_total",
                 Help::listing(
                     "Runs whose HTTP status disagrees with the payload (",
                     Listed::MismatchKinds,
@@ -164,7 +144,6 @@ impl Family {
                 Probe,
             ),
             Self::ProbeDuration => row(
-                "lastfm_probe_duration_seconds",
                 Help::text(
                     "Duration of probe runs, from sending the request to the end of the body or the failure.",
                 ),
@@ -172,7 +151,6 @@ impl Family {
                 Probe,
             ),
             Self::ProbeFailures => row(
-                "lastfm_probe_failures_total",
                 Help::listing(
                     "Runs that got no complete response, by where the exchange broke (phase: ",
                     Listed::Phases,
@@ -182,7 +160,6 @@ impl Family {
                 Probe,
             ),
             Self::ProbePhaseDuration => row(
-                "lastfm_probe_phase_duration_seconds",
                 Help::listing(
                     "Time the last run spent in each phase (",
                     Listed::TimedPhases,
@@ -193,7 +170,6 @@ impl Family {
                 Probe,
             ),
             Self::TlsCertificateNotAfter => row(
-                "lastfm_tls_certificate_not_after_timestamp_seconds",
                 Help::text(
                     "Unix time of the earliest notAfter of the certificate chain the target presented at the last TLS handshake; absent for plain http.",
                 ),
@@ -201,7 +177,6 @@ impl Family {
                 Target,
             ),
             Self::ReferenceUp => row(
-                "lastfm_reference_up",
                 Help::text(
                     "1 if the last check of the reference got any HTTP answer, else 0. References are not Last.fm: they tell the monitor's own network's faults from Last.fm's.",
                 ),
@@ -209,13 +184,11 @@ impl Family {
                 Reference,
             ),
             Self::ReferenceFailures => row(
-                "lastfm_reference_failures_total",
                 Help::text("Reference checks that got no answer, by phase and reason."),
                 Counter,
                 Reference,
             ),
             Self::ReferenceHttpStatusCode => row(
-                "lastfm_reference_http_status_code",
                 Help::text(
                     "HTTP status of the last reference check, 0 when none (reported, not judged).",
                 ),
@@ -223,7 +196,6 @@ impl Family {
                 Reference,
             ),
             Self::ReferenceDuration => row(
-                "lastfm_reference_duration_seconds",
                 Help::text(
                     "Duration of the last reference check, to the response headers or the failure.",
                 ),
@@ -231,56 +203,47 @@ impl Family {
                 Reference,
             ),
             Self::ReferenceLastCheck => row(
-                "lastfm_reference_last_check_timestamp_seconds",
                 Help::text("Unix time the last reference check ended."),
                 Gauge,
                 Reference,
             ),
             Self::ProbeSuccess => row(
-                "lastfm_probe_success",
                 Help::text("1 if the last run met the probe's expectation, else 0.").cached(),
                 Gauge,
                 Probe,
             ),
             Self::ProbeHttpStatusCode => row(
-                "lastfm_probe_http_status_code",
                 Help::text("HTTP status of the last run, 0 when there was no response.").cached(),
                 Gauge,
                 Probe,
             ),
             Self::ProbeLastErrorCode => row(
-                "lastfm_probe_last_error_code",
                 Help::text("Last.fm error code of the last run, 0 when none.").cached(),
                 Gauge,
                 Probe,
             ),
             Self::ProbeLastRun => row(
-                "lastfm_probe_last_run_timestamp_seconds",
                 Help::text("Unix time the last run ended.").cached(),
                 Gauge,
                 Probe,
             ),
             Self::ProbeLastSuccess => row(
-                "lastfm_probe_last_success_timestamp_seconds",
                 Help::text("Unix time of the last run that met its expectation, 0 if none yet.")
                     .cached(),
                 Gauge,
                 Probe,
             ),
             Self::ProbeInterval => row(
-                "lastfm_probe_interval_seconds",
                 Help::text("The probe's nominal gap between scheduled runs, for staleness alerts."),
                 Gauge,
                 Probe,
             ),
             Self::ProbeSkipped => row(
-                "lastfm_probe_skipped_total",
                 Help::listing("Scheduled runs not sent, by reason (", Listed::SkipReasons, ")."),
                 Counter,
                 Probe,
             ),
             Self::ServiceAvailable => row(
-                "lastfm_service_available",
                 Help::text(
                     "1 unless down_after upstream failures in a row made the target unavailable; back after up_after healthy runs.",
                 )
@@ -289,31 +252,26 @@ impl Family {
                 Target,
             ),
             Self::Condition => row(
-                "lastfm_condition",
                 Help::listing("1 while a condition holds (", Listed::Conditions, ").").cached(),
                 Gauge,
                 Target,
             ),
             Self::TargetBackoff => row(
-                "lastfm_target_backoff_seconds",
                 Help::text("Remaining backoff of the target after a rate-limit answer, 0 when none."),
                 Gauge,
                 Target,
             ),
             Self::ConfigLastReloadSuccessful => row(
-                "lastfm_monitor_config_last_reload_successful",
                 Help::text("1 if the last configuration load or reload succeeded, else 0."),
                 Gauge,
                 Process,
             ),
             Self::ConfigLastReloadSuccessTimestamp => row(
-                "lastfm_monitor_config_last_reload_success_timestamp_seconds",
                 Help::text("Unix time of the last successful configuration load or reload."),
                 Gauge,
                 Process,
             ),
             Self::BuildInfo => row(
-                "lastfm_monitor_build_info",
                 Help::text(
                     "Always 1; labels carry the version and VCS revision of the running binary.",
                 ),

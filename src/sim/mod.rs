@@ -15,8 +15,9 @@
 //! | `http.rs` | reading one HTTP/1.1 request, writing a response head |
 //! | `server.rs` | the TCP server, delivery of (broken) answers, the [`Simulator`] handle |
 //!
-//! Nothing here refers outside `crate::sim`. The simulator never logs credentials: its debug log
-//! names only the method, the phase and the kind of answer.
+//! The only thing used from outside `crate::sim` is the request signature (`probe::sign`), so a
+//! signed request is checked exactly as the monitor signs it. The simulator never logs
+//! credentials: its debug log names only the method, the phase and the kind of answer.
 
 mod answer;
 mod http;
