@@ -206,17 +206,12 @@ mod tests {
         mismatch: Option<crate::classify::Mismatch>,
     ) -> Classification {
         Classification {
-            outcome,
             http_status: status,
             error_code: code,
-            detail: None,
-            failure: None,
             mismatch,
-            blame: None,
             met_expectation: outcome == Outcome::Success,
             api_healthy: outcome == Outcome::Success,
-            raises: Vec::new(),
-            retry_after: None,
+            ..Classification::new(outcome)
         }
     }
 
