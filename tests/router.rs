@@ -358,7 +358,7 @@ async fn status_page_lists_targets_probes_and_runs_without_scripts_or_secrets() 
         "<td>artist.getInfo</td>",
         "<td>user.getInfo-signed</td>",
         "href=\"/metrics\"",
-        "documentation</a>",
+        "documentation: <code>man lastfm-monitor</code>",
         "<th>next run</th>",
         "not scheduled yet",
         "(on demand)",
@@ -368,6 +368,9 @@ async fn status_page_lists_targets_probes_and_runs_without_scripts_or_secrets() 
     }
     assert!(page.contains("in 42s ("), "next run shown: {page}");
     assert!(!page.contains("<script"), "no script, hostile text escaped");
+    // Every link stays on the daemon: documentation that ships with the binary, no address
+    // outside that may not exist.
+    assert!(!page.contains("href=\"http"), "no external link: {page}");
     assert!(
         !page.contains("<link") && !page.contains(" src="),
         "no external assets"

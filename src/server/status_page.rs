@@ -148,7 +148,7 @@ fn head(out: &mut String, now: DateTime<Utc>) {
     let _ = writeln!(
         out,
         "<p>Version {} &middot; <a href=\"/metrics\">/metrics</a> &middot; <a href=\"/-/ready\">/-/ready</a> &middot; \
-         <a href=\"https://github.com/lastfm-monitor/lastfm-monitor#readme\">documentation</a> &middot; page generated {} UTC</p>",
+         documentation: <code>man lastfm-monitor</code> &middot; page generated {} UTC</p>",
         env!("CARGO_PKG_VERSION"),
         now.format("%Y-%m-%d %H:%M:%S")
     );
