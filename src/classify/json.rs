@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::payload::Payload;
+use super::payload::{Payload, error_code};
 use crate::config::Check;
 
 /// Judges a JSON body as [`parse_json_value`] does, building only what classification reads:
@@ -41,6 +41,9 @@ pub(super) fn parse_json(text: &str, checks: &[Check]) -> Payload {
     let Some(members) = skeleton.members else {
         return Payload::NotLastfm("the JSON is not an object".to_owned());
     };
+    if skeleton.errors > 1 {
+        return duplicate_errors(skeleton.errors);
+    }
     match skeleton.error {
         Some(error) => error_payload(&error, skeleton.message.as_ref()),
         None if members == 0 => Payload::NotLastfm("the JSON object is empty".to_owned()),
@@ -76,6 +79,9 @@ struct Skeleton {
     members: Option<usize>,
     /// The last `error` member, as `Map::get` would find it.
     error: Option<Value>,
+    /// How many `error` members the object has: more than one is malformed, since which one
+    /// the API meant cannot be known.
+    errors: usize,
     /// The last `message` member.
     message: Option<Value>,
     /// The members the checks point into, pruned to what the pointers reach.
@@ -128,6 +134,7 @@ impl<'de> serde::de::Visitor<'de> for Outline<'_> {
                 }
                 if name == "error" {
                     skeleton.error = Some(value);
+                    skeleton.errors += 1;
                 } else {
                     skeleton.message = Some(value);
                 }
@@ -392,31 +399,48 @@ pub(super) fn parse_json_value(text: &str) -> Payload {
         return Payload::NotLastfm("the JSON is not an object".to_owned());
     };
     match map.get("error") {
+        // `Value` keeps the last of duplicate members: count them with the outline.
+        Some(_) if error_members(text) > 1 => duplicate_errors(error_members(text)),
         Some(error) => error_payload(error, map.get("message")),
         None if map.is_empty() => Payload::NotLastfm("the JSON object is empty".to_owned()),
         None => Payload::Success(Some(value)),
     }
 }
 
+/// The verdict on an object with `count` `error` members.
+fn duplicate_errors(count: usize) -> Payload {
+    Payload::NotLastfm(format!(
+        "the JSON has {count} `error` members; which code was meant is unknown"
+    ))
+}
+
+/// How many `error` members a valid JSON object has at its top level.
+fn error_members(text: &str) -> usize {
+    use serde::de::DeserializeSeed as _;
+
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    Outline { paths: Vec::new() }
+        .deserialize(&mut deserializer)
+        .map_or(0, |skeleton| skeleton.errors)
+}
+
 /// A document with an `error` member: a Last.fm error when it is a whole number.
 fn error_payload(error: &Value, message: Option<&Value>) -> Payload {
-    match error {
-        Value::Number(n) => match n.as_u64().and_then(|c| u32::try_from(c).ok()) {
-            Some(code) => Payload::Error {
-                code,
-                message: message
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
-            },
-            None => Payload::NotLastfm(format!("the error code {n} is not a whole number")),
-        },
-        other @ (Value::Null
-        | Value::Bool(_)
-        | Value::String(_)
-        | Value::Array(_)
-        | Value::Object(_)) => {
-            Payload::NotLastfm(format!("the error code {other} is not a number"))
+    let text = match error {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        other @ (Value::Null | Value::Bool(_) | Value::Array(_) | Value::Object(_)) => {
+            return Payload::NotLastfm(format!("the error code {other} is not a number"));
         }
+    };
+    match error_code(&text) {
+        Some(code) => Payload::Error {
+            code,
+            message: message
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        },
+        None => Payload::NotLastfm(format!("the error code {error} is not 1 to 4 digits")),
     }
 }

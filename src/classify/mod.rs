@@ -434,11 +434,11 @@ mod tests {
                 blame: Some(Blame::Upstream),
             },
             Row {
-                name: "error as a string",
+                name: "error as a string of digits",
                 got: json(200, r#"{"error":"8","message":"x"}"#),
-                outcome: Outcome::Malformed,
-                code: None,
-                mismatch: None,
+                outcome: Outcome::ApiError,
+                code: Some(8),
+                mismatch: Some(MismatchKind::ErrorWithSuccessStatus),
                 blame: Some(Blame::Upstream),
             },
             Row {
@@ -562,6 +562,70 @@ mod tests {
             );
             assert_eq!(row.got.blame, row.blame, "{}: blame", row.name);
         }
+    }
+
+    /// An error code is one to four digits, as a JSON integer or string or an XML attribute;
+    /// anything else, and more than one `error` member, is a malformed body
+    /// (README.md, Classification).
+    #[test]
+    fn an_error_code_is_one_to_four_digits_and_only_one() {
+        for (body, code) in [
+            (r#"{"error":11,"message":"x"}"#, Some(11)),
+            (r#"{"error":"11","message":"x"}"#, Some(11)),
+            (r#"{"error":"0029"}"#, Some(29)),
+            (r#"{"error":11.0}"#, None),
+            (r#"{"error":"+11"}"#, None),
+            (r#"{"error":" 11"}"#, None),
+            (r#"{"error":"11 "}"#, None),
+            (r#"{"error":"1e1"}"#, None),
+            (r#"{"error":12345}"#, None),
+            (r#"{"error":"12345"}"#, None),
+            (r#"{"error":""}"#, None),
+            (r#"{"error":-1}"#, None),
+            (r#"{"error":11,"error":29}"#, None),
+            (r#"{"error":29,"message":"a","error":29}"#, None),
+        ] {
+            let got = json(200, body);
+            assert_eq!(got.error_code, code, "{body}");
+            let outcome = if code.is_some() {
+                Outcome::ApiError
+            } else {
+                Outcome::Malformed
+            };
+            assert_eq!(got.outcome, outcome, "{body}");
+        }
+        for (attribute, code) in [
+            ("11", Some(11)),
+            ("+11", None),
+            (" 11", None),
+            ("11.0", None),
+            ("12345", None),
+        ] {
+            let body = format!(
+                "<lfm status=\"failed\"><error code=\"{attribute}\">Service Offline</error></lfm>"
+            );
+            let got = xml(200, &body);
+            assert_eq!(got.error_code, code, "{body}");
+        }
+        // The full parse (a check on the whole document) judges duplicates the same way.
+        let whole = [Check {
+            pointer: String::new(),
+            rule: CheckRule::NonEmpty,
+        }];
+        let spec_codes = CodeTable::lastfm();
+        let got = classify(
+            &response(200, r#"{"error":11,"error":29}"#),
+            &ProbeSpec {
+                format: Format::Json,
+                signed: false,
+                expect: Expectation::Success,
+                checks: &whole,
+                codes: &spec_codes,
+                host: "ws.audioscrobbler.com",
+            },
+        );
+        assert_eq!(got.outcome, Outcome::Malformed);
+        assert_eq!(got.error_code, None);
     }
 
     /// The outline parse (the fast path of the JSON reader) agrees with the full `Value` parse

@@ -3,7 +3,7 @@
 //! A Last.fm XML payload is `<lfm status="ok">` around a success, or `<lfm status="failed">`
 //! around `<error code="…">message</error>` (docs/LASTFM-API.md §3).
 
-use super::payload::Payload;
+use super::payload::{self, Payload};
 
 /// Reads `<lfm status="…">` tolerantly: undeclared prefixes (`opensearch:`) and stray control
 /// characters, which strict parsers reject in real successful responses, are accepted; an
@@ -66,12 +66,12 @@ pub(super) fn parse_xml(text: &str) -> Payload {
     }
     match (status.as_deref(), error_code) {
         (Some("ok"), _) => Payload::Success(None),
-        (Some("failed"), Some(code)) => match code.trim().parse::<u32>() {
-            Ok(code) => Payload::Error {
+        (Some("failed"), Some(code)) => match payload::error_code(&code) {
+            Some(code) => Payload::Error {
                 code,
                 message: message.trim().to_owned(),
             },
-            Err(_) => Payload::NotLastfm(format!("the error code {code:?} is not a number")),
+            None => Payload::NotLastfm(format!("the error code {code:?} is not 1 to 4 digits")),
         },
         (Some("failed"), None) => {
             Payload::NotLastfm("<lfm status=\"failed\"> without an <error code>".to_owned())
