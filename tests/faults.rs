@@ -327,16 +327,41 @@ async fn unreadable_body_rows() -> Vec<Row> {
     ]
 }
 
-/// Error payloads whose code is not a code: a string, a float, negative, too large; and random
-/// unknown codes under random statuses, counted as `other`.
+/// Error payloads whose code is not a code: a signed string, a float, negative, five digits, too
+/// large, two codes; a string of digits, which is one; and random unknown codes under random
+/// statuses, counted as `other`.
 async fn bad_error_code_rows() -> Vec<Row> {
     vec![
+        Row {
+            code: Some("8"),
+            ..fake(
+                "error-string-of-digits",
+                Reply::bytes(raw::json(
+                    200,
+                    r#"{"error":"8","message":"Operation failed"}"#,
+                )),
+                "api_error",
+            )
+            .await
+        },
         fake(
-            "error-string",
+            "error-string-signed",
             Reply::bytes(raw::json(
                 200,
-                r#"{"error":"8","message":"Operation failed"}"#,
+                r#"{"error":"+8","message":"Operation failed"}"#,
             )),
+            "malformed",
+        )
+        .await,
+        fake(
+            "error-five-digits",
+            Reply::bytes(raw::json(200, r#"{"error":12345,"message":"x"}"#)),
+            "malformed",
+        )
+        .await,
+        fake(
+            "error-twice",
+            Reply::bytes(raw::json(200, r#"{"error":11,"error":29,"message":"x"}"#)),
             "malformed",
         )
         .await,
@@ -367,7 +392,8 @@ async fn bad_error_code_rows() -> Vec<Row> {
                 "error-random",
                 Upstream::Raw(
                     RawServer::start(|_| {
-                        let code = rand::random_range(30..=u32::MAX);
+                        // Any code the table lacks (an error code has at most four digits).
+                        let code = rand::random_range(30..=9999_u32);
                         // 204, 205 and 304 carry no body by definition: the client drops it.
                         let status = loop {
                             let status = rand::random_range(200..=599_u16);
