@@ -386,32 +386,37 @@ async fn bad_error_code_rows() -> Vec<Row> {
             "malformed",
         )
         .await,
-        Row {
-            code: Some("other"),
-            ..row(
-                "error-random",
-                Upstream::Raw(
-                    RawServer::start(|_| {
-                        // Any code the table lacks (an error code has at most four digits).
-                        let code = rand::random_range(30..=9999_u32);
-                        // 204, 205 and 304 carry no body by definition: the client drops it.
-                        let status = loop {
-                            let status = rand::random_range(200..=599_u16);
-                            if !matches!(status, 204 | 205 | 304) {
-                                break status;
-                            }
-                        };
-                        Reply::bytes(raw::json(
-                            status,
-                            &format!(r#"{{"error":{code},"message":"random"}}"#),
-                        ))
-                    })
-                    .await,
-                ),
-                "api_error",
-            )
-        },
+        random_unknown_code_row().await,
     ]
+}
+
+/// Random unknown codes under random statuses, each counted as `other`.
+async fn random_unknown_code_row() -> Row {
+    Row {
+        code: Some("other"),
+        ..row(
+            "error-random",
+            Upstream::Raw(
+                RawServer::start(|_| {
+                    // Any code the table lacks (an error code has at most four digits).
+                    let code = rand::random_range(30..=9999_u32);
+                    // 204, 205 and 304 carry no body by definition: the client drops it.
+                    let status = loop {
+                        let status = rand::random_range(200..=599_u16);
+                        if !matches!(status, 204 | 205 | 304) {
+                            break status;
+                        }
+                    };
+                    Reply::bytes(raw::json(
+                        status,
+                        &format!(r#"{{"error":{code},"message":"random"}}"#),
+                    ))
+                })
+                .await,
+            ),
+            "api_error",
+        )
+    }
 }
 
 /// Errors that move the politeness gate (every known code in turn, 429 with `Retry-After`, 26):
