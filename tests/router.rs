@@ -220,6 +220,71 @@ async fn probe_debug_is_a_redacted_plain_text_trace() {
     assert_no_canary(&answer.body, "the debug trace");
 }
 
+/// A hostile upstream echoes the key changed (upper-cased, halved, base64- and percent-encoded)
+/// and sends terminal escapes, NUL, CR/LF and a right-to-left override: the trace shows none of
+/// the key and none of those characters raw, and the status page neither.
+#[tokio::test]
+async fn probe_debug_escapes_control_characters_and_redacts_every_form_of_a_secret() {
+    use base64::Engine as _;
+    let upper = CANARY_KEY.to_ascii_uppercase();
+    let half = &CANARY_KEY[..16];
+    let b64 = base64::engine::general_purpose::STANDARD.encode(CANARY_KEY);
+    let message = format!(
+        "bad key {upper} / {half} / {b64} \u{1b}[31mred\u{1b}[0m \u{0}nul \r\nX-Injected: 1 \u{202e}txt.exe"
+    );
+    let body = serde_json::json!({"error": 10, "message": message}).to_string();
+    let f = RouterFixture::new(
+        "",
+        PROBES,
+        FakeProber::json(403, &body),
+        &WebConfig::default(),
+    );
+    let answer = f
+        .get("/probe?target=sim&probe=user.getInfo-signed&debug=true")
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let trace = &answer.body;
+    for shown in [
+        "\\u{1b}[31mred",
+        "\\u{0}nul",
+        "\\u{d}\\u{a}X-Injected",
+        "\\u{202e}txt.exe",
+    ] {
+        assert!(trace.contains(shown), "{shown:?} in\n{trace}");
+    }
+    for raw in ['\u{1b}', '\u{0}', '\r', '\u{202e}'] {
+        assert!(!trace.contains(raw), "{raw:?} raw in\n{trace}");
+    }
+    let detail = trace
+        .lines()
+        .find(|line| line.starts_with("detail: "))
+        .expect("a detail line");
+    assert!(!detail.contains("\nX-Injected"), "one line: {detail}");
+    for form in [
+        upper.as_str(),
+        half,
+        b64.as_str(),
+        &CANARY_KEY.to_ascii_lowercase(),
+    ] {
+        assert!(
+            !trace
+                .to_ascii_lowercase()
+                .contains(&form.to_ascii_lowercase()),
+            "{form} in\n{trace}"
+        );
+    }
+    assert_no_canary(trace, "the debug trace");
+    let page = f.get("/").await.body;
+    for raw in ['\u{1b}', '\u{0}', '\u{202e}'] {
+        assert!(!page.contains(raw), "{raw:?} raw on the status page");
+    }
+    assert!(
+        !page
+            .to_ascii_lowercase()
+            .contains(&half.to_ascii_lowercase())
+    );
+}
+
 #[tokio::test]
 async fn probe_debug_shows_only_the_first_4_kib_of_the_body() {
     let body = format!(

@@ -9,6 +9,7 @@
 //! rendering and scrubbing some 4 KB of text on every run was a measurable part of a scheduled
 //! run's CPU (docs/PERFORMANCE.md), so a run keeps what its text is made from and renders it on first read.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 
@@ -155,7 +156,8 @@ fn write_response(
         Ok(response) => {
             let _ = writeln!(out, "status {}", response.status);
             for (name, value) in &response.headers {
-                for part in [name.as_str(), ": ", value, "\n"] {
+                let (name, value) = (printable(name, Lines::One), printable(value, Lines::One));
+                for part in [&*name, ": ", &*value, "\n"] {
                     out.push_str(part);
                 }
             }
@@ -172,14 +174,18 @@ fn write_response(
             );
             // The excerpt is almost always valid UTF-8: skip the lossy path's char walk then.
             match std::str::from_utf8(excerpt) {
-                Ok(text) => out.push_str(text),
-                Err(_) => out.push_str(&String::from_utf8_lossy(excerpt)),
+                Ok(text) => out.push_str(&printable(text, Lines::Many)),
+                Err(_) => out.push_str(&printable(&String::from_utf8_lossy(excerpt), Lines::Many)),
             }
             out.push('\n');
         }
         Err(_) => {
             let words = verdict.detail.as_deref().unwrap_or("no detail");
-            let _ = writeln!(out, "no complete response: {words}");
+            let _ = writeln!(
+                out,
+                "no complete response: {}",
+                printable(words, Lines::One)
+            );
         }
     }
 }
@@ -197,7 +203,7 @@ fn write_verdict(out: &mut String, probe: &Probe, verdict: &Classification) {
         None => writeln!(out, "error code: none"),
     };
     if let Some(detail) = &verdict.detail {
-        let _ = writeln!(out, "detail: {detail}");
+        let _ = writeln!(out, "detail: {}", printable(detail, Lines::One));
     }
     let _ = writeln!(
         out,
@@ -275,26 +281,174 @@ pub fn scrub_run(target: &Target, probe: &Probe, text: String) -> String {
     text
 }
 
-/// Replaces every occurrence of the target's secrets (raw and URL-encoded) in `text`.
-pub fn scrub(target: &Target, mut text: String) -> String {
+/// `text` with every secret of `target` replaced by the redaction marker.
+///
+/// Upstream text can echo a secret back changed: upper-cased, cut, base64- or percent-encoded.
+/// So each secret is redacted raw and URL-encoded, and so is its base64 encoding (standard and
+/// URL-safe alphabets); and any run of at least [`SECRET_PIECE`] characters of one of those forms
+/// is redacted wherever it appears, compared case-insensitively.
+pub fn scrub(target: &Target, text: String) -> String {
     let secrets = [
         Some(&target.api_key),
         target.api_secret.as_ref(),
         target.session_key.as_ref(),
     ];
+    let mut forms: Vec<String> = Vec::new();
     for secret in secrets.into_iter().flatten() {
         let raw = secret.expose();
         if raw.len() < 4 {
             continue;
         }
-        // `replace` copies the whole text even when nothing matches: look first.
-        if text.contains(raw) {
-            text = text.replace(raw, REDACTED);
-        }
-        let encoded: String = url::form_urlencoded::byte_serialize(raw.as_bytes()).collect();
-        if encoded != raw && text.contains(&encoded) {
-            text = text.replace(&encoded, REDACTED);
+        forms.push(raw.to_owned());
+        forms.push(url::form_urlencoded::byte_serialize(raw.as_bytes()).collect());
+        for engine in [
+            &base64::engine::general_purpose::STANDARD,
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ] {
+            forms.push(base64::Engine::encode(engine, raw.as_bytes()));
         }
     }
-    text
+    forms.sort_unstable();
+    forms.dedup();
+    redact(text, &forms)
+}
+
+/// The shortest piece of a secret that is redacted on its own: long enough that ordinary text
+/// does not match it by chance, short enough that a secret cut in half is still caught.
+pub const SECRET_PIECE: usize = 12;
+
+/// `text` with each byte range that holds one of `forms` whole, or a piece of at least
+/// [`SECRET_PIECE`] of its characters, replaced by the redaction marker, case-insensitively.
+fn redact(text: String, forms: &[String]) -> String {
+    // ASCII lower-casing keeps every byte where it was, so ranges found here hold in `text`.
+    let haystack = text.to_ascii_lowercase();
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    for form in forms {
+        let needle = form.to_ascii_lowercase();
+        let pieces: Vec<&str> = if needle.len() <= SECRET_PIECE || !needle.is_ascii() {
+            vec![needle.as_str()]
+        } else {
+            (0..=needle.len() - SECRET_PIECE)
+                .map(|at| &needle[at..at + SECRET_PIECE])
+                .collect()
+        };
+        for piece in pieces {
+            ranges.extend(
+                haystack
+                    .match_indices(piece)
+                    .map(|(at, found)| (at, at + found.len())),
+            );
+        }
+    }
+    if ranges.is_empty() {
+        return text;
+    }
+    ranges.sort_unstable();
+    let mut out = String::with_capacity(text.len());
+    let mut done = 0;
+    let mut at = 0;
+    while at < ranges.len() {
+        let (start, mut end) = ranges[at];
+        while at + 1 < ranges.len() && ranges[at + 1].0 <= end {
+            at += 1;
+            end = end.max(ranges[at].1);
+        }
+        // A range can start inside a multi-byte character only if a form is not ASCII, and
+        // those are matched whole: both ends are character boundaries.
+        out.push_str(text.get(done..start).unwrap_or_default());
+        out.push_str(REDACTED);
+        done = end;
+        at += 1;
+    }
+    out.push_str(text.get(done..).unwrap_or_default());
+    out
+}
+
+/// Whether text shown may span lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lines {
+    /// One line (a header, a detail): line breaks are escaped too.
+    One,
+    /// Several lines (a body): `\n` and `\t` stay.
+    Many,
+}
+
+/// Upstream text made safe to show: control characters (NUL, ESC sequences, CR, LF on one line)
+/// and the bidirectional overrides that reorder what a reader sees (U+202E and its kin) are
+/// written as `\u{…}` escapes, so no upstream byte can move a cursor, recolour a terminal or
+/// disguise a line.
+pub fn printable(text: &str, lines: Lines) -> Cow<'_, str> {
+    let hidden = |c: char| {
+        let kept = lines == Lines::Many && (c == '\n' || c == '\t');
+        !kept && (c.is_control() || is_bidi_control(c))
+    };
+    if !text.chars().any(hidden) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if hidden(c) {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The Unicode bidirectional formatting characters (marks, embeddings, overrides, isolates).
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "c0ffee00c0ffee00c0ffee00c0ffee00";
+
+    #[test]
+    fn every_form_and_every_long_piece_of_a_secret_is_redacted() {
+        use base64::Engine as _;
+        let forms = [
+            KEY.to_owned(),
+            base64::engine::general_purpose::STANDARD.encode(KEY),
+        ];
+        for echoed in [
+            KEY.to_owned(),
+            KEY.to_ascii_uppercase(),
+            KEY[..16].to_owned(),
+            KEY[10..22].to_owned(),
+            base64::engine::general_purpose::STANDARD.encode(KEY),
+        ] {
+            let got = redact(format!("before {echoed} after"), &forms);
+            assert_eq!(got, format!("before {REDACTED} after"), "{echoed}");
+        }
+        // Eleven characters are not enough to be taken for the secret.
+        let short = &KEY[..SECRET_PIECE - 1];
+        assert_eq!(
+            redact(format!("x {short} y"), &forms),
+            format!("x {short} y")
+        );
+        // Overlapping and adjacent pieces become one marker; other text is kept as it was.
+        let twice = format!("é{KEY}{}ü", &KEY[..14]);
+        assert_eq!(redact(twice, &forms), format!("é{REDACTED}ü"));
+    }
+
+    #[test]
+    fn printable_escapes_controls_and_bidi_overrides_keeping_lines_where_asked() {
+        let hostile = "a\u{1b}[31mb\u{0}c\r\nd\te\u{202e}f";
+        assert_eq!(
+            printable(hostile, Lines::One),
+            "a\\u{1b}[31mb\\u{0}c\\u{d}\\u{a}d\\u{9}e\\u{202e}f"
+        );
+        assert_eq!(
+            printable(hostile, Lines::Many),
+            "a\\u{1b}[31mb\\u{0}c\\u{d}\nd\te\\u{202e}f"
+        );
+        assert!(matches!(
+            printable("plain text", Lines::One),
+            Cow::Borrowed(_)
+        ));
+    }
 }

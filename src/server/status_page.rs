@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 
 use crate::classify::{Blame, Classification, Condition};
+use crate::history::trace::is_bidi_control;
 use crate::history::{History, outcome_text};
 use crate::run::Generation;
 
@@ -25,7 +26,9 @@ pub fn escape(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{fffd}'),
+            c if (c.is_control() && c != '\n' && c != '\t') || is_bidi_control(c) => {
+                out.push('\u{fffd}');
+            }
             c => out.push(c),
         }
     }
