@@ -20,6 +20,7 @@ mod layout;
 mod logs;
 mod politeness;
 mod router;
+mod scrape;
 mod service;
 mod soak;
 mod web;

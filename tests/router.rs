@@ -61,6 +61,70 @@ async fn metrics_is_the_text_exposition() {
     assert_eq!(f.prober.calls(), 0, "/metrics never runs a probe");
 }
 
+/// Prometheus asks for gzip: the same exposition comes compressed, and says so; a scraper that
+/// does not ask for it, or refuses it, gets the text.
+#[tokio::test]
+async fn metrics_is_gzip_compressed_when_the_scraper_accepts_it() {
+    use http_body_util::BodyExt as _;
+    use std::io::Read as _;
+    use tower::ServiceExt as _;
+
+    let f = fixture();
+    let scrape = |accept: Option<&'static str>| {
+        let router = lastfm_monitor::server::router(std::sync::Arc::clone(&f.shared));
+        async move {
+            let mut request = Request::get("/metrics");
+            if let Some(accept) = accept {
+                request = request.header(header::ACCEPT_ENCODING, accept);
+            }
+            let response = router
+                .oneshot(request.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let headers = response.headers().clone();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (headers, bytes)
+        }
+    };
+    // Without the process families, whose values move between two scrapes.
+    let series = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|line| !line.contains("process_"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let (plain_headers, plain) = scrape(None).await;
+    assert!(plain_headers.get(header::CONTENT_ENCODING).is_none());
+    assert_eq!(plain_headers[header::VARY], "accept-encoding");
+    let plain = String::from_utf8(plain.to_vec()).unwrap();
+
+    let (headers, compressed) = scrape(Some("deflate, gzip;q=0.9, br")).await;
+    assert_eq!(headers[header::CONTENT_ENCODING], "gzip");
+    assert_eq!(
+        headers[header::CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert!(
+        compressed.len() * 3 < plain.len(),
+        "{} of {}",
+        compressed.len(),
+        plain.len()
+    );
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&compressed[..])
+        .read_to_string(&mut text)
+        .expect("a complete gzip stream");
+    assert_eq!(series(&text), series(&plain));
+
+    let (refused, body) = scrape(Some("gzip;q=0, identity")).await;
+    assert!(refused.get(header::CONTENT_ENCODING).is_none());
+    assert!(
+        String::from_utf8(body.to_vec())
+            .unwrap()
+            .contains("lastfm_monitor_build_info")
+    );
+}
+
 #[tokio::test]
 async fn healthy_and_ready() {
     let f = fixture();

@@ -270,17 +270,48 @@ impl Index {
     }
 
     pub(super) fn encode(&self, out: &mut String) {
-        for (name, family) in &self.families {
+        self.encode_some(&mut Cursor::default(), out, usize::MAX);
+    }
+
+    /// Encodes from `cursor` on until `out` holds at least `budget` bytes or every series is
+    /// written, and moves `cursor` past what it wrote; `true` while there is more to write.
+    /// The one encoder: a whole exposition is this with no budget, a streamed scrape is this
+    /// piece after piece.
+    pub(super) fn encode_some(&self, cursor: &mut Cursor, out: &mut String, budget: usize) -> bool {
+        use std::ops::Bound::{Excluded, Unbounded};
+
+        for (at, (name, family)) in self.families.iter().enumerate().skip(cursor.family) {
             // Like `gather`, a family without series is left out.
             if family.series.is_empty() {
                 continue;
             }
-            out.push_str(&family.header);
-            for series in family.series.values() {
+            let rest = match cursor.after.take() {
+                Some(key) => family.series.range::<String, _>((Excluded(key), Unbounded)),
+                None => {
+                    out.push_str(&family.header);
+                    family.series.range::<String, _>(..)
+                }
+            };
+            for (key, series) in rest {
                 series.encode(name, out);
+                if out.len() >= budget {
+                    cursor.family = at;
+                    cursor.after = Some(key.clone());
+                    return true;
+                }
             }
         }
+        cursor.family = self.families.len();
+        false
     }
+}
+
+/// Where a piecewise encoding stopped: the family it was in and the last series it wrote there
+/// (`None`: the family's header comes next).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct Cursor {
+    family: usize,
+    after: Option<String>,
 }
 
 /// A metric family: its `# HELP`/`# TYPE` header and its series.
@@ -494,6 +525,55 @@ mod tests {
     use crate::metrics::Metrics;
     use crate::metrics::tests::verdict;
     use crate::probe::PhaseTimings;
+
+    /// A streamed scrape is the whole exposition cut into pieces, whatever the piece size: every
+    /// series once, in order, headers where their families start, then the process families.
+    #[test]
+    fn pieces_put_together_are_the_exposition() {
+        let metrics = Metrics::try_new("1", "r").unwrap();
+        for probe in ["a", "b", "c"] {
+            metrics.probe("lastfm", probe, Duration::from_secs(60));
+        }
+        metrics.target("lastfm");
+        let index = metrics.exposition.snapshot();
+        let mut whole = String::new();
+        index.encode(&mut whole);
+        assert!(
+            whole.len() > 10_000,
+            "enough series to cut: {}",
+            whole.len()
+        );
+        for budget in [1, 100, 4096, usize::MAX] {
+            let (mut cursor, mut joined, mut pieces) = (Cursor::default(), String::new(), 0);
+            loop {
+                let mut piece = String::new();
+                let more = index.encode_some(&mut cursor, &mut piece, budget);
+                joined.push_str(&piece);
+                pieces += 1;
+                if !more {
+                    break;
+                }
+            }
+            assert_eq!(joined, whole, "budget {budget}");
+            if budget == 100 {
+                assert!(
+                    pieces > whole.len() / 1000,
+                    "{pieces} pieces of about 100 bytes"
+                );
+            }
+        }
+        let mut streamed = String::new();
+        let mut all = metrics.pieces(1000);
+        while let Some(piece) = all.next_piece() {
+            streamed.push_str(&piece);
+        }
+        assert!(streamed.starts_with(&whole), "the series first");
+        #[cfg(target_os = "linux")]
+        assert!(
+            streamed[whole.len()..].starts_with("# HELP process_"),
+            "then the process"
+        );
+    }
 
     #[test]
     fn render_is_byte_for_byte_what_the_text_encoder_writes() {

@@ -23,7 +23,7 @@ use std::time::Duration;
 use self::cell::{Gauge, IntGauge};
 pub use self::exposition::RegisterMetric;
 pub(crate) use self::exposition::push_f64;
-use self::exposition::{Batch, Exposition, label, lock};
+use self::exposition::{Batch, Cursor, Exposition, Index, label, lock};
 use self::families::{Family, Owner};
 pub use self::handles::{ProbeMetrics, ReferenceMetrics, TargetMetrics};
 
@@ -109,6 +109,18 @@ impl Metrics {
         }
     }
 
+    /// The exposition in pieces of about `piece_bytes`, each encoded when it is asked for: a
+    /// scrape streams it, so a slow scraper holds one piece of it, never the whole text.
+    pub fn pieces(&self, piece_bytes: usize) -> Pieces {
+        Pieces {
+            index: self.exposition.snapshot(),
+            cursor: Cursor::default(),
+            piece_bytes,
+            #[cfg(target_os = "linux")]
+            process: Some(Arc::clone(&self.process)),
+        }
+    }
+
     /// The exposition, text format 0.0.4.
     pub fn render(&self) -> String {
         let index = self.exposition.snapshot();
@@ -118,6 +130,33 @@ impl Metrics {
         out.push_str(&self.process.text(tokio::time::Instant::now()));
         self.exposition.remember_size(out.len());
         out
+    }
+}
+
+/// An exposition handed out piece by piece ([`Metrics::pieces`]): the series of the moment it was
+/// made, their values as each piece is encoded.
+#[derive(Debug)]
+pub struct Pieces {
+    index: Arc<Index>,
+    cursor: Cursor,
+    piece_bytes: usize,
+    /// The `process_*` families, written last; `None` once written.
+    #[cfg(target_os = "linux")]
+    process: Option<Arc<ProcessMetrics>>,
+}
+
+impl Pieces {
+    /// The next piece, `None` when the exposition is complete.
+    pub fn next_piece(&mut self) -> Option<String> {
+        let mut out = String::with_capacity(self.piece_bytes + 1024);
+        let more = self
+            .index
+            .encode_some(&mut self.cursor, &mut out, self.piece_bytes);
+        #[cfg(target_os = "linux")]
+        if !more && let Some(process) = self.process.take() {
+            out.push_str(&process.text(tokio::time::Instant::now()));
+        }
+        (more || !out.is_empty()).then_some(out)
     }
 }
 

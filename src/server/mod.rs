@@ -1,7 +1,8 @@
 //! The HTTP surface (README.md, Endpoints) and the accept loop that keeps it safe from slow or hostile clients.
 //!
 //! Routes:
-//! - `GET /metrics`: the exposition, from memory; never waits on a probe.
+//! - `GET /metrics`: the exposition, from memory, streamed and gzip-compressed when accepted
+//!   (`scrape`); never waits on a probe.
 //! - `GET /`: the status page (targets, probes, conditions, recent runs).
 //! - `GET /runs/{id}`: the stored debug trace of a recent run.
 //! - `GET /probe?target=T&probe=P[&debug=true]`: one run now, within the target's budget.
@@ -16,6 +17,7 @@
 //! answers 401 without valid basic-auth credentials; the configured security headers go on every
 //! response.
 
+pub mod scrape;
 pub mod status_page;
 
 use std::convert::Infallible;
@@ -26,7 +28,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -207,7 +209,7 @@ async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
     }
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+async fn metrics(State(shared): State<Arc<Shared>>, request: HeaderMap) -> Response {
     // `lastfm_target_backoff_seconds` is a countdown, but runs and skips publish it only at each
     // fire, so between fires it would stay frozen for up to a whole interval. Republishing the
     // target gauges here takes two short-lived `std` locks that are never held across an
@@ -216,14 +218,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     for rt in &shared.generation().targets {
         rt.publish(now);
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        shared.metrics.render(),
-    )
-        .into_response()
+    scrape::respond(shared.metrics.pieces(scrape::PIECE_BYTES), &request)
 }
 
 async fn healthy() -> &'static str {
