@@ -104,6 +104,17 @@ impl Health {
         if was_available != self.is_available() {
             events.push(HealthEvent::Availability(self.is_available()));
         }
+        // A run that got a connection (or did not need a new one) had the descriptors, memory
+        // and ports it needed: the shortage is over, whatever became of the rest of the run.
+        let past_connect = verdict
+            .failure
+            .is_none_or(|failure| !failure.before_connection());
+        if past_connect && !verdict.api_healthy {
+            let condition = Condition::LocalResourcesExhausted;
+            if std::mem::replace(&mut self.conditions[condition.index()], false) {
+                events.push(HealthEvent::Condition(condition, false));
+            }
+        }
         if verdict.api_healthy {
             for condition in Condition::ALL {
                 let clears = condition != Condition::SessionInvalid || signed;
