@@ -10,9 +10,11 @@
 //! A failure is a phase and a reason. The phase is what the run's progress record (`progress.rs`)
 //! says was in progress when the error or the deadline came; the reason is read from the error's
 //! source chain: the resolver's `DnsFailure`, a `rustls::Error` (see `tls.rs`), an OS error
-//! of the TCP connect. The clients are reqwest's, with three parts of our own plugged in: the
-//! system resolver that keeps its `EAI_*` code (`dns.rs`), a connector layer that marks when a
-//! connection is asked for and ready, and the TLS config with its observers (`tls.rs`).
+//! of the TCP connect (its errno tells a host out of descriptors, memory or ports), hyper's
+//! parse error for a response head that is not HTTP/1.1. The clients are reqwest's, with three
+//! parts of our own plugged in: the system resolver that keeps its `EAI_*` code (`dns.rs`), a
+//! connector layer that marks when a connection is asked for and ready, and the TLS config with
+//! its observers (`tls.rs`).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
