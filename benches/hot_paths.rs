@@ -32,6 +32,7 @@ fn outcome(status: u16, body: &str) -> ProbeOutcome {
         elapsed: Duration::from_millis(120),
         timings: Default::default(),
         tls: None,
+        http_status: Some(status),
         result: Ok(Response {
             status,
             content_type: Some("application/json".into()),

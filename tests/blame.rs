@@ -165,3 +165,98 @@ async fn without_references_the_same_failure_is_blamed_on_last_fm() {
     assert!(page.contains("No reference is configured"), "{page}");
     daemon.stop().await;
 }
+
+/// A 200 whose body then stalls, and a request written whose headers never come, while every
+/// reference fails: both reached Last.fm (the request was written), so both are Last.fm's, never
+/// our network's: `local_network_down` stays 0 and availability drops. The 200 is recorded
+/// beside the body's timeout: in the status gauge, the responses counter and the trace.
+#[tokio::test]
+async fn a_timeout_after_the_request_was_written_is_theirs_even_while_every_reference_fails() {
+    use crate::support::raw::{self, RawServer, Reply};
+    let upstream = RawServer::start(|request| {
+        if request.param("method") == Some("artist.getInfo") {
+            Reply::Trickle {
+                head: raw::head(
+                    "HTTP/1.1 200 OK",
+                    &[
+                        ("Content-Type", "application/json"),
+                        ("Content-Length", "64"),
+                    ],
+                ),
+                body: vec![b' '; 64],
+                every: Duration::from_secs(3),
+            }
+        } else {
+            Reply::Stall
+        }
+    })
+    .await;
+    let text = format!(
+        "[defaults]\nstartup_jitter = \"0s\"\ninterval = \"1s\"\ntimeout = \"800ms\"\n\
+         [[references]]\nname = \"gateway\"\nurl = \"http://{}/\"\ninterval = \"1s\"\ntimeout = \"500ms\"\n\
+         {}\n[[targets.probes]]\nmethod = \"artist.getInfo\"\n\n[[targets.probes]]\nmethod = \"album.getInfo\"\n",
+        closed_port(),
+        target_toml(upstream.addr, "down_after = 2\nup_after = 1")
+    );
+    let daemon = Daemon::start_config(&text, None).await;
+    let body = [
+        ("probe", "artist.getInfo"),
+        ("phase", "body"),
+        ("reason", "timeout"),
+    ];
+    let head = [
+        ("probe", "album.getInfo"),
+        ("phase", "request"),
+        ("reason", "timeout"),
+    ];
+    let text = daemon
+        .wait_for(Duration::from_secs(15), |text| {
+            metric_sum(text, "lastfm_probe_failures_total", &body) >= 2.0
+                && metric_sum(text, "lastfm_probe_failures_total", &head) >= 2.0
+                && metric(text, "lastfm_service_available", &[TARGET]) == Some(0.0)
+        })
+        .await;
+    assert!(
+        metric_sum(&text, "lastfm_probe_failures_total", &body) >= 2.0
+            && metric_sum(&text, "lastfm_probe_failures_total", &head) >= 2.0,
+        "two runs of each timed out after the request was written:\n{text}"
+    );
+    assert_metric(
+        &text,
+        "lastfm_reference_up",
+        &[("reference", "gateway")],
+        0.0,
+    );
+    assert_metric(
+        &text,
+        "lastfm_condition",
+        &[TARGET, ("condition", "local_network_down")],
+        0.0,
+    );
+    assert_metric(&text, "lastfm_service_available", &[TARGET], 0.0);
+    assert_the_status_is_kept(&daemon, &text).await;
+    daemon.stop().await;
+}
+
+/// The status of the headers that came before the body stalled: in the gauge, the responses
+/// counter and the trace; none where no headers came.
+async fn assert_the_status_is_kept(daemon: &Daemon, text: &str) {
+    let artist = [TARGET, ("probe", "artist.getInfo")];
+    assert_metric(text, "lastfm_probe_http_status_code", &artist, 200.0);
+    assert!(
+        metric(
+            text,
+            "lastfm_http_responses_total",
+            &[TARGET, ("probe", "artist.getInfo"), ("status", "200")]
+        )
+        .is_some_and(|n| n >= 2.0),
+        "every 200 counted, whatever became of its body:\n{text}"
+    );
+    let album = [TARGET, ("probe", "album.getInfo")];
+    assert_metric(text, "lastfm_probe_http_status_code", &album, 0.0);
+    let (_, trace) = daemon
+        .get("/probe?target=sim&probe=artist.getInfo&debug=true")
+        .await;
+    assert!(trace.contains("http status: 200"), "{trace}");
+    assert!(trace.contains("blame: upstream"), "{trace}");
+}

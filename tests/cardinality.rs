@@ -184,6 +184,7 @@ impl Prober for RandomUpstream {
                     elapsed: Duration::from_millis(120),
                     timings: Default::default(),
                     tls: None,
+                    http_status: result.as_ref().ok().map(|r| r.status),
                     result,
                 },
             }

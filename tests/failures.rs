@@ -459,20 +459,98 @@ async fn a_body_that_breaks_off_is_body_interrupted() {
             ("Transfer-Encoding", "chunked"),
         ],
     );
-    let mut bad_chunks = chunked;
-    bad_chunks.extend_from_slice(b"zz\r\n{}\r\n0\r\n\r\n");
     for reply in [
         // A lying Content-Length, then FIN.
         Reply::bytes(short.clone()),
         // A reset mid-body.
         Reply::ResetAfter(short.into()),
-        // A chunk size that is not hex.
-        Reply::bytes(bad_chunks),
+        // A chunked body cut off after its first chunk.
+        Reply::bytes([chunked, b"2\r\n{}\r\n".to_vec()].concat()),
     ] {
         let upstream = RawServer::always(reply.clone()).await;
         let outcome = run(&upstream.base_url(), "2s").await;
         assert_failure(&outcome, Phase::Body, Reason::Interrupted);
         assert!(outcome.timings.first_byte > Duration::ZERO, "{reply:?}");
+        assert_eq!(
+            outcome.http_status,
+            Some(200),
+            "the status is kept: {reply:?}"
+        );
+    }
+}
+
+/// A chunked encoding that is not one (a size that is not hex, a chunk without its CRLF, a size
+/// that overflows): the peer answered, in something that is not HTTP/1.1.
+#[tokio::test]
+async fn a_broken_chunked_encoding_is_body_protocol_error() {
+    let chunked = raw::head(
+        "HTTP/1.1 200 OK",
+        &[
+            ("Content-Type", "application/json"),
+            ("Transfer-Encoding", "chunked"),
+        ],
+    );
+    for chunks in [
+        &b"zz\r\n{}\r\n0\r\n\r\n"[..],
+        &b"2\r\n{}xx0\r\n\r\n"[..],
+        &b"fffffffffffffffffff\r\n{}\r\n0\r\n\r\n"[..],
+    ] {
+        let upstream = RawServer::always(Reply::bytes([&chunked[..], chunks].concat())).await;
+        let outcome = run(&upstream.base_url(), "2s").await;
+        assert_failure(&outcome, Phase::Body, Reason::ProtocolError);
+        assert_eq!(outcome.http_status, Some(200));
+    }
+}
+
+/// Answers hyper cannot parse as an HTTP/1.1 response head: the peer answered, wrongly. None is
+/// a reset: the connection was fine.
+#[tokio::test]
+async fn a_response_head_that_is_not_http_is_request_protocol_error() {
+    let body = br#"{"artist":{"name":"Cher"}}"#;
+    let with_body = |head: Vec<u8>| [head, body.to_vec()].concat();
+    let length = body.len().to_string();
+    let huge_header = "a".repeat(4 << 20);
+    let huge_reason = format!("HTTP/1.1 200 {}", "O".repeat(1 << 20));
+    let cases: [(&str, Vec<u8>); 5] = [
+        (
+            "a 4 MiB header",
+            with_body(raw::head(
+                "HTTP/1.1 200 OK",
+                &[("X-Big", &huge_header), ("Content-Length", &length)],
+            )),
+        ),
+        (
+            "two different Content-Lengths",
+            with_body(raw::head(
+                "HTTP/1.1 200 OK",
+                &[("Content-Length", &length), ("Content-Length", "3")],
+            )),
+        ),
+        (
+            "a NUL in a header",
+            with_body(raw::head(
+                "HTTP/1.1 200 OK",
+                &[("X-Bad", "a\0b"), ("Content-Length", &length)],
+            )),
+        ),
+        ("an HTTP/0.9 answer (a body, no head)", body.to_vec()),
+        (
+            "a 1 MiB status line",
+            with_body(raw::head(&huge_reason, &[("Content-Length", &length)])),
+        ),
+    ];
+    for (what, bytes) in cases {
+        let upstream = RawServer::always(Reply::bytes(bytes)).await;
+        let outcome = run(&upstream.base_url(), "2s").await;
+        match &outcome.result {
+            Err(failure) => assert_eq!(
+                *failure,
+                TransportFailure::new(Phase::Request, Reason::ProtocolError),
+                "{what}"
+            ),
+            Ok(response) => panic!("{what}: got a response: {response:?}"),
+        }
+        assert_eq!(outcome.http_status, None, "{what}: no head was read");
     }
 }
 
@@ -492,6 +570,7 @@ async fn a_body_that_stalls_is_body_timeout() {
     .await;
     let outcome = run(&upstream.base_url(), SHORT).await;
     assert_failure(&outcome, Phase::Body, Reason::Timeout);
+    assert_eq!(outcome.http_status, Some(200), "the status is kept");
     assert_at_least("body", outcome.timings.body, SHORT_MS / 2);
 }
 
@@ -512,6 +591,7 @@ async fn a_body_over_the_cap_is_body_too_large() {
             .unwrap()
             .outcome;
         assert_failure(&outcome, Phase::Body, Reason::TooLarge);
+        assert_eq!(outcome.http_status, Some(200), "the status is kept");
     }
 }
 

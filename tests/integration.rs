@@ -19,6 +19,7 @@ mod faults;
 mod layout;
 mod logs;
 mod politeness;
+mod resources;
 mod router;
 mod scrape;
 mod service;

@@ -132,6 +132,7 @@ impl Prober for Scripted {
                     elapsed: LATENCY,
                     timings: Default::default(),
                     tls: None,
+                    http_status: Some(status),
                     result: Ok(Response {
                         status,
                         content_type: Some("application/json".to_owned()),

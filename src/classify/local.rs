@@ -18,9 +18,12 @@ pub enum LocalNetwork {
 }
 
 /// Whether a failure is one a broken local network causes: it never reached Last.fm (our
-/// resolver, our route, a handshake that never completed), or the deadline passed.
+/// resolver, our route, a handshake that never completed), a deadline passing in those phases
+/// included. A run that broke after the request was written, a timeout waiting for the headers
+/// or the body included, reached Last.fm: the path works (README.md, Classification: blame).
+/// A shortage of this host's resources is `local` already and needs no reference to say so.
 pub fn could_be_local(failure: TransportFailure) -> bool {
-    failure.before_request() || failure.is_timeout()
+    failure.before_request() && !failure.is_local_resources()
 }
 
 /// Moves the blame of a run to our side when the references say our network is down. Pure: the

@@ -99,7 +99,7 @@ pub struct ProbeSpec<'a> {
 /// Classifies one run. Pure and total: any input yields a verdict, never a panic.
 pub fn classify(outcome: &ProbeOutcome, spec: &ProbeSpec<'_>) -> Classification {
     match &outcome.result {
-        Err(failure) => transport(*failure, spec),
+        Err(failure) => transport(*failure, outcome.http_status, spec),
         Ok(response) => response_verdict(response, spec),
     }
 }
@@ -120,17 +120,33 @@ pub fn transport_outcome(failure: TransportFailure) -> Outcome {
         | Reason::CertificateUntrusted
         | Reason::HostnameMismatch
         | Reason::HandshakeFailed
-        | Reason::Interrupted => Outcome::ConnectionError,
+        | Reason::Interrupted
+        | Reason::LocalResources
+        | Reason::ProtocolError => Outcome::ConnectionError,
     }
 }
 
-fn transport(failure: TransportFailure, spec: &ProbeSpec<'_>) -> Classification {
-    Classification {
+/// The verdict on a run that got no complete response; `http_status` is the status of the
+/// headers when they arrived before the failure (a body cut off, stalled or too large).
+fn transport(
+    failure: TransportFailure,
+    http_status: Option<u16>,
+    spec: &ProbeSpec<'_>,
+) -> Classification {
+    let mut verdict = Classification {
         detail: Some(failure.describe(spec.host)),
+        http_status,
         failure: Some(failure),
         blame: Some(Blame::Upstream),
         ..Classification::new(transport_outcome(failure))
+    };
+    // Out of descriptors, memory or ports is this host's fault whatever the references say:
+    // blamed on us at once, so availability does not move and on-call looks here.
+    if failure.is_local_resources() {
+        verdict.blame = Some(Blame::Local);
+        verdict.raise(Condition::LocalResourcesExhausted);
     }
+    verdict
 }
 
 fn response_verdict(response: &Response, spec: &ProbeSpec<'_>) -> Classification {
@@ -283,6 +299,7 @@ mod tests {
             elapsed: Duration::from_millis(120),
             timings: Default::default(),
             tls: None,
+            http_status: Some(status),
             result: Ok(Response {
                 status,
                 content_type: None,
@@ -929,16 +946,79 @@ mod tests {
     }
 
     fn failed(failure: TransportFailure) -> Classification {
+        failed_after(failure, None)
+    }
+
+    /// A run that failed with `failure` after headers of `status`, when any arrived.
+    fn failed_after(failure: TransportFailure, status: Option<u16>) -> Classification {
         run(
             &ProbeOutcome {
                 elapsed: Duration::from_secs(1),
                 timings: Default::default(),
                 tls: None,
+                http_status: status,
                 result: Err(failure),
             },
             Format::Json,
             Expectation::Success,
         )
+    }
+
+    /// A body cut off, stalled or too large after a 200 keeps the 200 beside its failure.
+    #[test]
+    fn a_failure_after_the_headers_keeps_their_status() {
+        for failure in [
+            TransportFailure::new(Phase::Body, Reason::Interrupted),
+            TransportFailure::timeout(Phase::Body),
+            TransportFailure::new(Phase::Body, Reason::TooLarge),
+            TransportFailure::new(Phase::Body, Reason::ProtocolError),
+        ] {
+            let verdict = failed_after(failure, Some(200));
+            assert_eq!(verdict.http_status, Some(200), "{failure:?}");
+            assert_eq!(verdict.failure, Some(failure));
+            assert_eq!(verdict.outcome, transport_outcome(failure));
+            assert_eq!(verdict.blame, Some(Blame::Upstream));
+        }
+        assert_eq!(
+            failed(TransportFailure::timeout(Phase::Request)).http_status,
+            None
+        );
+    }
+
+    /// Out of descriptors, memory or ports: `local` and `local_resources_exhausted` whatever the
+    /// references say, never asking them, never moving availability.
+    #[test]
+    fn exhausted_local_resources_are_ours_whatever_the_references_say() {
+        for phase in [Phase::Dns, Phase::Connect] {
+            let failure = TransportFailure::new(phase, Reason::LocalResources);
+            assert!(phase.reasons().contains(&Reason::LocalResources));
+            assert!(!could_be_local(failure), "no reference is asked");
+            for network in [
+                LocalNetwork::Unknown,
+                LocalNetwork::Reachable,
+                LocalNetwork::Down,
+            ] {
+                let verdict = localize(failed(failure), network);
+                assert_eq!(verdict.outcome, Outcome::ConnectionError);
+                assert_eq!(verdict.blame, Some(Blame::Local), "{network:?}");
+                assert_eq!(verdict.raises, vec![Condition::LocalResourcesExhausted]);
+                assert!(!verdict.api_healthy);
+            }
+        }
+    }
+
+    /// A peer that answered in something that is not HTTP is theirs, never ours.
+    #[test]
+    fn protocol_errors_are_connection_errors_blamed_upstream() {
+        for phase in [Phase::Request, Phase::Body] {
+            let failure = TransportFailure::new(phase, Reason::ProtocolError);
+            assert!(phase.reasons().contains(&Reason::ProtocolError));
+            assert!(!could_be_local(failure));
+            let verdict = localize(failed(failure), LocalNetwork::Down);
+            assert_eq!(verdict.outcome, Outcome::ConnectionError);
+            assert_eq!(verdict.blame, Some(Blame::Upstream));
+            assert!(verdict.raises.is_empty());
+        }
     }
 
     #[test]
@@ -960,8 +1040,9 @@ mod tests {
         let local = [
             TransportFailure::new(Phase::Connect, Reason::Unreachable),
             TransportFailure::new(Phase::Tls, Reason::CertificateUntrusted),
-            TransportFailure::timeout(Phase::Request),
-            TransportFailure::timeout(Phase::Body),
+            TransportFailure::timeout(Phase::Dns),
+            TransportFailure::timeout(Phase::Connect),
+            TransportFailure::timeout(Phase::Tls),
         ];
         for failure in local {
             assert_eq!(
@@ -970,9 +1051,13 @@ mod tests {
                 "{failure:?}"
             );
         }
-        // The server got the request: the path to Last.fm works, whatever the references say.
+        // The request was written: the path to Last.fm works, whatever the references say,
+        // and a deadline passing while waiting for the headers or the body does not change it.
         let theirs = [
             TransportFailure::new(Phase::Request, Reason::Reset),
+            TransportFailure::new(Phase::Request, Reason::ProtocolError),
+            TransportFailure::timeout(Phase::Request),
+            TransportFailure::timeout(Phase::Body),
             TransportFailure::new(Phase::Body, Reason::Interrupted),
             TransportFailure::new(Phase::Body, Reason::TooLarge),
         ];

@@ -86,6 +86,9 @@ closed_set! {
         RateLimited => "rate_limited",
         /// A run could not reach Last.fm while every reference failed too: our network is down.
         LocalNetworkDown => "local_network_down",
+        /// A run could not resolve or connect because this host ran out of descriptors, memory
+        /// or ephemeral ports; cleared by the next run that gets past `connect`.
+        LocalResourcesExhausted => "local_resources_exhausted",
     }
 }
 

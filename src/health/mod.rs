@@ -104,6 +104,17 @@ impl Health {
         if was_available != self.is_available() {
             events.push(HealthEvent::Availability(self.is_available()));
         }
+        // A run that got a connection (or did not need a new one) had the descriptors, memory
+        // and ports it needed: the shortage is over, whatever became of the rest of the run.
+        let past_connect = verdict
+            .failure
+            .is_none_or(|failure| !failure.before_connection());
+        if past_connect && !verdict.api_healthy {
+            let condition = Condition::LocalResourcesExhausted;
+            if std::mem::replace(&mut self.conditions[condition.index()], false) {
+                events.push(HealthEvent::Condition(condition, false));
+            }
+        }
         if verdict.api_healthy {
             for condition in Condition::ALL {
                 let clears = condition != Condition::SessionInvalid || signed;
@@ -217,6 +228,47 @@ mod tests {
         }
         assert!(health.is_available());
         assert!(health.has(Condition::ApiKeySuspended));
+    }
+
+    /// `local_resources_exhausted` never moves availability, and clears with the next run that
+    /// gets past `connect`, healthy or not; one that fails resolving or connecting keeps it.
+    #[test]
+    fn exhausted_resources_clear_once_a_run_gets_past_connect() {
+        use crate::probe::{Phase, Reason, TransportFailure};
+        let failed = |phase, reason, blame, raises| Classification {
+            failure: Some(TransportFailure::new(phase, reason)),
+            blame: Some(blame),
+            raises,
+            ..Classification::new(Outcome::ConnectionError)
+        };
+        let exhausted = failed(
+            Phase::Connect,
+            Reason::LocalResources,
+            Blame::Local,
+            vec![Condition::LocalResourcesExhausted],
+        );
+        let mut health = Health::new(1, 1, 1);
+        assert_eq!(
+            health.observe(0, &exhausted, false),
+            vec![HealthEvent::Condition(
+                Condition::LocalResourcesExhausted,
+                true
+            )]
+        );
+        assert!(health.is_available(), "never moves availability");
+        let refused = failed(Phase::Connect, Reason::Refused, Blame::Local, vec![]);
+        assert!(health.observe(0, &refused, false).is_empty());
+        assert!(health.has(Condition::LocalResourcesExhausted));
+        let reset = failed(Phase::Request, Reason::Reset, Blame::Upstream, vec![]);
+        let events = health.observe(0, &reset, false);
+        assert!(
+            events.contains(&HealthEvent::Condition(
+                Condition::LocalResourcesExhausted,
+                false
+            )),
+            "{events:?}"
+        );
+        assert!(!health.has(Condition::LocalResourcesExhausted));
     }
 
     #[test]

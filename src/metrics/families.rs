@@ -418,7 +418,7 @@ mod tests {
         );
         assert_eq!(
             Family::Condition.declaration().help.render(),
-            "1 while a condition holds (service_offline, api_key_suspended, api_key_invalid, session_invalid, rate_limited, local_network_down). Values come from the last scheduled run, not from the scrape."
+            "1 while a condition holds (service_offline, api_key_suspended, api_key_invalid, session_invalid, rate_limited, local_network_down, local_resources_exhausted). Values come from the last scheduled run, not from the scrape."
         );
     }
 }

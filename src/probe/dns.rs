@@ -29,8 +29,20 @@ pub(crate) struct SystemResolver;
 /// Why a lookup failed, as a [`Reason`] of the DNS phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct DnsFailure {
-    /// `Nxdomain`, `NoAddress` or `ResolverFailure`.
+    /// `Nxdomain`, `NoAddress`, `ResolverFailure` or `LocalResources`.
     pub(crate) reason: Reason,
+    /// For `LocalResources`: the name of the error that said so (`EMFILE`, `EAI_MEMORY`…), for
+    /// the warning `http.rs` logs.
+    pub(crate) errno: Option<&'static str>,
+}
+
+impl DnsFailure {
+    const fn new(reason: Reason) -> Self {
+        Self {
+            reason,
+            errno: None,
+        }
+    }
 }
 
 impl fmt::Display for DnsFailure {
@@ -39,6 +51,7 @@ impl fmt::Display for DnsFailure {
             Reason::Nxdomain => "the name does not exist",
             Reason::NoAddress => "the name has no address record",
             Reason::ResolverFailure => "the resolver failed",
+            Reason::LocalResources => "this host ran out of descriptors, memory or ports",
             // Not DNS reasons: the resolver never makes a failure of them.
             Reason::Timeout
             | Reason::Refused
@@ -50,7 +63,8 @@ impl fmt::Display for DnsFailure {
             | Reason::HostnameMismatch
             | Reason::HandshakeFailed
             | Reason::Interrupted
-            | Reason::TooLarge => "the resolver failed",
+            | Reason::TooLarge
+            | Reason::ProtocolError => "the resolver failed",
         };
         f.write_str(what)
     }
@@ -71,10 +85,7 @@ impl Resolve for SystemResolver {
                 Ok(Ok(addrs)) => Ok(Box::new(addrs.into_iter()) as Addrs),
                 Ok(Err(failure)) => Err(failure.into()),
                 // The blocking task panicked or the runtime is shutting down.
-                Err(_) => Err(DnsFailure {
-                    reason: Reason::ResolverFailure,
-                }
-                .into()),
+                Err(_) => Err(DnsFailure::new(Reason::ResolverFailure).into()),
             }
         })
     }
@@ -93,9 +104,7 @@ fn lookup(host: &str) -> Result<Vec<SocketAddr>, DnsFailure> {
         .map(|info| info.sockaddr)
         .collect();
     if addrs.is_empty() {
-        return Err(DnsFailure {
-            reason: Reason::NoAddress,
-        });
+        return Err(DnsFailure::new(Reason::NoAddress));
     }
     Ok(addrs)
 }
@@ -107,10 +116,32 @@ fn failure_of(err: LookupError) -> DnsFailure {
         _ if err.error_num() == EAI_ADDRFAMILY => Reason::NoAddress,
         LookupErrorKind::NoName => Reason::Nxdomain,
         LookupErrorKind::NoData => Reason::NoAddress,
-        // EAI_AGAIN (SERVFAIL, no answer, refused), EAI_FAIL, EAI_SYSTEM and the rest.
+        // The resolver's allocation failed: this host is out of memory.
+        LookupErrorKind::Memory => {
+            return DnsFailure {
+                reason: Reason::LocalResources,
+                errno: Some("EAI_MEMORY"),
+            };
+        }
+        // EAI_SYSTEM keeps errno in the error (dns-lookup reads it right after the call, on
+        // the same thread): the resolver could not open a socket or a file for want of
+        // descriptors, memory or ports. Other errnos stay resolver failures.
+        LookupErrorKind::System | LookupErrorKind::IO => {
+            let errno = std::io::Error::from(err)
+                .raw_os_error()
+                .and_then(super::local_resources_errno);
+            return match errno {
+                Some(_) => DnsFailure {
+                    reason: Reason::LocalResources,
+                    errno,
+                },
+                None => DnsFailure::new(Reason::ResolverFailure),
+            };
+        }
+        // EAI_AGAIN (SERVFAIL, no answer, refused), EAI_FAIL and the rest.
         _ => Reason::ResolverFailure,
     };
-    DnsFailure { reason }
+    DnsFailure::new(reason)
 }
 
 #[cfg(test)]
@@ -129,6 +160,38 @@ mod tests {
         assert_eq!(
             failure_of(LookupError::new(-4)).reason, // EAI_FAIL
             Reason::ResolverFailure
+        );
+    }
+
+    /// EAI_MEMORY, and EAI_SYSTEM whose errno says descriptors, memory or ports ran out, are
+    /// this host's fault; any other errno stays a resolver failure.
+    #[test]
+    fn exhausted_resources_in_a_lookup_are_local_resources() {
+        use rustix::io::Errno;
+        let memory = failure_of(LookupError::new(-10)); // EAI_MEMORY
+        assert_eq!(
+            (memory.reason, memory.errno),
+            (Reason::LocalResources, Some("EAI_MEMORY"))
+        );
+        for (errno, name) in [
+            (Errno::MFILE, "EMFILE"),
+            (Errno::NFILE, "ENFILE"),
+            (Errno::NOMEM, "ENOMEM"),
+            (Errno::NOBUFS, "ENOBUFS"),
+            (Errno::ADDRNOTAVAIL, "EADDRNOTAVAIL"),
+        ] {
+            // What dns-lookup builds for EAI_SYSTEM: the errno as an OS error.
+            let system = std::io::Error::from_raw_os_error(errno.raw_os_error());
+            let failure = failure_of(LookupError::from(system));
+            assert_eq!(
+                (failure.reason, failure.errno),
+                (Reason::LocalResources, Some(name))
+            );
+        }
+        let other = std::io::Error::from_raw_os_error(Errno::CONNREFUSED.raw_os_error());
+        assert_eq!(
+            failure_of(LookupError::from(other)),
+            DnsFailure::new(Reason::ResolverFailure)
         );
     }
 

@@ -10,9 +10,11 @@
 //! A failure is a phase and a reason. The phase is what the run's progress record (`progress.rs`)
 //! says was in progress when the error or the deadline came; the reason is read from the error's
 //! source chain: the resolver's `DnsFailure`, a `rustls::Error` (see `tls.rs`), an OS error
-//! of the TCP connect. The clients are reqwest's, with three parts of our own plugged in: the
-//! system resolver that keeps its `EAI_*` code (`dns.rs`), a connector layer that marks when a
-//! connection is asked for and ready, and the TLS config with its observers (`tls.rs`).
+//! of the TCP connect (its errno tells a host out of descriptors, memory or ports), hyper's
+//! parse error for a response head that is not HTTP/1.1. The clients are reqwest's, with three
+//! parts of our own plugged in: the system resolver that keeps its `EAI_*` code (`dns.rs`), a
+//! connector layer that marks when a connection is asked for and ready, and the TLS config with
+//! its observers (`tls.rs`).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -177,6 +179,7 @@ impl HttpProber {
         let outcome = progress::scope(deadline, |result, report| ProbeOutcome {
             elapsed: started.elapsed(),
             result: result.unwrap_or_else(|_| Err(TransportFailure::timeout(report.phase))),
+            http_status: report.status,
             timings: report.timings,
             tls: report.tls.clone(),
         })
@@ -208,8 +211,9 @@ impl HttpProber {
         let started = Instant::now();
         let deadline = tokio::time::timeout(timeout, async {
             let response = request.send().await.map_err(failure_of)?;
-            progress::headers_received();
-            Ok(response.status().as_u16())
+            let status = response.status().as_u16();
+            progress::headers_received(status);
+            Ok(status)
         });
         progress::scope(deadline, |result, report| Reach {
             elapsed: started.elapsed(),
@@ -289,7 +293,10 @@ async fn exchange(
     max_body_bytes: u64,
 ) -> Result<Response, TransportFailure> {
     let mut response = request.send().await.map_err(failure_of)?;
-    progress::headers_received();
+    let status = response.status().as_u16();
+    // Recorded at once, so a body that then breaks off, stalls past the deadline or grows too
+    // large still leaves the status in the run's facts.
+    progress::headers_received(status);
     let header = |name: reqwest::header::HeaderName| {
         response
             .headers()
@@ -314,7 +321,6 @@ async fn exchange(
             (name.as_str().to_owned(), text)
         })
         .collect();
-    let status = response.status().as_u16();
     // A body declared longer than the cap is refused before a byte of it is buffered: reading
     // `max_body_bytes` of it first only costs memory and time (the fault matrix in
     // tests/faults.rs bounds the RSS). A declared length is never trusted the other way: the loop below counts the bytes
@@ -354,7 +360,8 @@ async fn exchange(
 fn failure_of(err: reqwest::Error) -> TransportFailure {
     use std::error::Error as _;
     let err = err.without_url();
-    let failure = failure_in(progress::phase(), &err);
+    let causes = Causes::of(&err);
+    let failure = failure_in(progress::phase(), err.is_timeout(), &causes);
     let mut chain = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
@@ -368,13 +375,27 @@ fn failure_of(err: reqwest::Error) -> TransportFailure {
         reason = failure.reason.as_label(),
         "request failed"
     );
+    if failure.is_local_resources() {
+        // The run's own log line says `connection_error`; this one says which resource ran out,
+        // so on-call looks at this host (descriptors, memory, ports) and not at Last.fm.
+        let errno = causes
+            .dns
+            .and_then(|dns| dns.errno)
+            .or_else(|| causes.os_error.and_then(super::local_resources_errno))
+            .unwrap_or("unknown");
+        tracing::warn!(
+            errno,
+            phase = failure.phase.as_label(),
+            "this host ran out of descriptors, memory or ports: a request could not be made"
+        );
+    }
     failure
 }
 
-/// What `err` means when it ended a run that was in `phase`.
-fn failure_in(phase: Phase, err: &reqwest::Error) -> TransportFailure {
-    let causes = Causes::of(err);
-    if err.is_timeout() || causes.io_kind == Some(std::io::ErrorKind::TimedOut) {
+/// What an error with `causes` means when it ended a run that was in `phase`; `timed_out` is
+/// reqwest's own verdict.
+fn failure_in(phase: Phase, timed_out: bool, causes: &Causes<'_>) -> TransportFailure {
+    if timed_out || causes.io_kind == Some(std::io::ErrorKind::TimedOut) {
         return TransportFailure::timeout(phase);
     }
     // The resolver's own error names its reason wherever it shows.
@@ -390,21 +411,33 @@ fn failure_in(phase: Phase, err: &reqwest::Error) -> TransportFailure {
                 causes.tls.map_or(Reason::HandshakeFailed, tls::reason_of),
             );
         }
-        Phase::Connect => connect_reason(causes.io_kind),
+        Phase::Connect => connect_reason(causes),
         // A reset, an EOF or a protocol error in the middle of the handshake.
         Phase::Tls => Reason::HandshakeFailed,
+        // hyper could not parse what came back (a header over its size limit, a conflicting
+        // Content-Length, a NUL in a header, no status line): the peer answered, wrongly.
+        Phase::Request if causes.parse => Reason::ProtocolError,
         // Reset or closed after the request was written, before the headers (hyper's
-        // IncompleteMessage), or a response hyper could not parse.
+        // IncompleteMessage).
         Phase::Request => Reason::Reset,
+        Phase::Body if causes.malformed_body() => Reason::ProtocolError,
         Phase::Body => Reason::Interrupted,
     };
     TransportFailure::new(phase, reason)
 }
 
 /// The reason of a failed TCP connect, from the OS error.
-fn connect_reason(kind: Option<std::io::ErrorKind>) -> Reason {
+fn connect_reason(causes: &Causes<'_>) -> Reason {
     use std::io::ErrorKind;
-    match kind {
+    // socket() or connect() itself failed for want of a descriptor, memory or a local port.
+    if causes
+        .os_error
+        .and_then(super::local_resources_errno)
+        .is_some()
+    {
+        return Reason::LocalResources;
+    }
+    match causes.io_kind {
         Some(ErrorKind::ConnectionRefused) => Reason::Refused,
         Some(
             ErrorKind::ConnectionReset
@@ -412,8 +445,8 @@ fn connect_reason(kind: Option<std::io::ErrorKind>) -> Reason {
             | ErrorKind::BrokenPipe
             | ErrorKind::UnexpectedEof,
         ) => Reason::Reset,
-        // EHOSTUNREACH, ENETUNREACH, EADDRNOTAVAIL, EACCES/EPERM from a firewall rule, and
-        // whatever else keeps a SYN from getting an answer.
+        // EHOSTUNREACH, ENETUNREACH, EACCES/EPERM from a firewall rule, and whatever else keeps
+        // a SYN from getting an answer.
         _ => Reason::Unreachable,
     }
 }
@@ -426,6 +459,10 @@ struct Causes<'a> {
     tls: Option<&'a rustls::Error>,
     /// The kind of the innermost `io::Error` with an OS error code, else of the first one.
     io_kind: Option<std::io::ErrorKind>,
+    /// The innermost OS error code (errno), when an `io::Error` carried one.
+    os_error: Option<i32>,
+    /// hyper could not parse the response head.
+    parse: bool,
 }
 
 impl<'a> Causes<'a> {
@@ -447,6 +484,9 @@ impl<'a> Causes<'a> {
             if io.raw_os_error().is_some() || self.io_kind.is_none() {
                 self.io_kind = Some(io.kind());
             }
+            if let Some(code) = io.raw_os_error() {
+                self.os_error = Some(code);
+            }
             if let Some(inner) = io.get_ref() {
                 self.visit(inner);
             }
@@ -460,6 +500,25 @@ impl<'a> Causes<'a> {
         if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
             self.tls.get_or_insert(tls);
         }
+        if cause
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_parse)
+        {
+            self.parse = true;
+        }
+    }
+
+    /// Whether a body broke on its framing rather than on the connection: hyper's body decoder
+    /// reports a bad chunk size, chunk delimiter or trailer as `InvalidData`/`InvalidInput`
+    /// without an OS error, while a reset carries one and a FIN before the end is
+    /// `UnexpectedEof`.
+    fn malformed_body(&self) -> bool {
+        use std::io::ErrorKind;
+        self.os_error.is_none()
+            && matches!(
+                self.io_kind,
+                Some(ErrorKind::InvalidData | ErrorKind::InvalidInput)
+            )
     }
 }
 

@@ -63,12 +63,14 @@ impl Phase {
                 Reason::NoAddress,
                 Reason::ResolverFailure,
                 Reason::Timeout,
+                Reason::LocalResources,
             ],
             Self::Connect => &[
                 Reason::Refused,
                 Reason::Unreachable,
                 Reason::Reset,
                 Reason::Timeout,
+                Reason::LocalResources,
             ],
             Self::Tls => &[
                 Reason::CertificateExpired,
@@ -78,8 +80,13 @@ impl Phase {
                 Reason::HandshakeFailed,
                 Reason::Timeout,
             ],
-            Self::Request => &[Reason::Reset, Reason::Timeout],
-            Self::Body => &[Reason::Interrupted, Reason::Timeout, Reason::TooLarge],
+            Self::Request => &[Reason::Reset, Reason::Timeout, Reason::ProtocolError],
+            Self::Body => &[
+                Reason::Interrupted,
+                Reason::Timeout,
+                Reason::TooLarge,
+                Reason::ProtocolError,
+            ],
         }
     }
 }
@@ -114,10 +121,18 @@ closed_set! {
         /// TLS: the handshake failed otherwise (protocol alert, no common cipher, reset
         /// mid-handshake).
         HandshakeFailed => "handshake_failed",
-        /// Body: the body broke off before its end (reset, lying `Content-Length`, bad chunking).
+        /// Body: the body broke off before its end (reset, or a FIN before the declared
+        /// `Content-Length`).
         Interrupted => "interrupted",
         /// Body: the body grew past `max_body_bytes`; reading stopped there.
         TooLarge => "too_large",
+        /// DNS or connect: this host ran out of descriptors (EMFILE, ENFILE), memory (ENOMEM,
+        /// ENOBUFS) or ephemeral ports (EADDRNOTAVAIL). Our fault whatever the references say.
+        LocalResources => "local_resources",
+        /// Request or body: the peer answered, but not in HTTP/1.1 (a header over the size
+        /// limit, a conflicting `Content-Length`, a NUL in a header, an HTTP/0.9 answer, a
+        /// broken chunked encoding). Theirs, never ours: the path to them worked.
+        ProtocolError => "protocol_error",
     }
 }
 
@@ -157,10 +172,23 @@ impl TransportFailure {
     }
 
     /// Whether the failure came before a byte of the request reached the server: our resolver,
-    /// our route, a TLS handshake that never completed. Such failures, and timeouts, are the
-    /// ones a broken local network causes; a reset after the request was written is not.
+    /// our route, a TLS handshake that never completed (a timeout in these phases included).
+    /// Only such failures can be a broken local network's; anything after the request was
+    /// written, a timeout included, means the path to the server worked (README.md,
+    /// Classification: blame).
     pub fn before_request(self) -> bool {
         matches!(self.phase, Phase::Dns | Phase::Connect | Phase::Tls)
+    }
+
+    /// Whether the failure came before a connection was there: resolving or connecting, the
+    /// phases that need this host's descriptors, memory and ports.
+    pub fn before_connection(self) -> bool {
+        matches!(self.phase, Phase::Dns | Phase::Connect)
+    }
+
+    /// Whether this host ran out of descriptors, memory or ports: blamed `local` at once.
+    pub fn is_local_resources(self) -> bool {
+        self.reason == Reason::LocalResources
     }
 
     /// Trace and status page text, in words: `host` is the target's host name.
@@ -174,12 +202,18 @@ impl TransportFailure {
             (Phase::Dns, Reason::Timeout) => {
                 format!("the deadline passed while resolving {host}")
             }
+            (Phase::Dns, Reason::LocalResources) => {
+                format!("this host ran out of descriptors, memory or ports while resolving {host}")
+            }
             (Phase::Connect, Reason::Refused) => format!("{host} refused the connection"),
             (Phase::Connect, Reason::Unreachable) => format!("no route to {host}"),
             (Phase::Connect, Reason::Reset) => format!("{host} reset the connection"),
             (Phase::Connect, Reason::Timeout) => {
                 format!("the deadline passed while connecting to {host}")
             }
+            (Phase::Connect, Reason::LocalResources) => format!(
+                "this host ran out of descriptors, memory or ephemeral ports to connect to {host}"
+            ),
             (Phase::Tls, Reason::CertificateExpired) => {
                 format!("the certificate of {host} has expired")
             }
@@ -201,6 +235,9 @@ impl TransportFailure {
             (Phase::Request, Reason::Timeout) => {
                 "the deadline passed waiting for the response headers".to_owned()
             }
+            (Phase::Request, Reason::ProtocolError) => {
+                format!("{host} answered with response headers that are not valid HTTP/1.1")
+            }
             (Phase::Request, _) => {
                 "the connection was reset or closed before the response headers".to_owned()
             }
@@ -209,6 +246,9 @@ impl TransportFailure {
             }
             (Phase::Body, Reason::TooLarge) => {
                 "the body exceeded max_body_bytes; reading stopped there".to_owned()
+            }
+            (Phase::Body, Reason::ProtocolError) => {
+                "the body's framing is not valid HTTP/1.1 (a broken chunked encoding)".to_owned()
             }
             (Phase::Body, _) => "the response body broke off before its end".to_owned(),
             (phase, reason) => format!("{} failed ({})", phase.describe(), reason.as_label()),
@@ -292,6 +332,9 @@ pub struct ProbeOutcome {
     pub elapsed: Duration,
     /// The response, or why there was none.
     pub result: Result<Response, TransportFailure>,
+    /// The status of the response headers whenever they arrived, also when the body then broke
+    /// off, stalled or grew too large: the contract records the status whenever there was one.
+    pub http_status: Option<u16>,
     /// Where the time went.
     pub timings: PhaseTimings,
     /// The TLS handshake, when this run made one (not for plain http, nor on a kept connection).
@@ -316,6 +359,23 @@ pub struct Recorded {
     pub request: RequestTrace,
     /// What came back.
     pub outcome: ProbeOutcome,
+}
+
+/// The name of an OS error that means this host ran out of resources: descriptors (EMFILE,
+/// ENFILE), memory (ENOMEM, ENOBUFS) or ephemeral ports (EADDRNOTAVAIL); `None` for any other.
+/// Read from the typed error code, never from an error's text.
+pub fn local_resources_errno(code: i32) -> Option<&'static str> {
+    use rustix::io::Errno;
+    let errno = Errno::from_raw_os_error(code);
+    [
+        (Errno::MFILE, "EMFILE"),
+        (Errno::NFILE, "ENFILE"),
+        (Errno::NOMEM, "ENOMEM"),
+        (Errno::NOBUFS, "ENOBUFS"),
+        (Errno::ADDRNOTAVAIL, "EADDRNOTAVAIL"),
+    ]
+    .into_iter()
+    .find_map(|(known, name)| (known == errno).then_some(name))
 }
 
 /// Boxed future returned by [`Prober::probe`], so the trait stays object-safe.

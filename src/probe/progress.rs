@@ -41,6 +41,8 @@ struct Progress {
     ready: Cell<Option<Instant>>,
     /// The response headers arrived.
     headers: Cell<Option<Instant>>,
+    /// Their status, kept for a run whose body then fails or whose deadline passes.
+    status: Cell<Option<u16>>,
     /// The body was read to its end.
     done: Cell<Option<Instant>>,
     /// The certificate verifier saw a chain: the earliest notAfter of it, when it parsed.
@@ -74,6 +76,8 @@ pub(crate) struct Report {
     pub(crate) timings: PhaseTimings,
     /// The handshake, when the run made one that got as far as a certificate.
     pub(crate) tls: Option<TlsFacts>,
+    /// The status of the response headers, when they arrived.
+    pub(crate) status: Option<u16>,
 }
 
 /// The phase in progress now ([`Phase::Request`] outside a run).
@@ -130,10 +134,11 @@ pub(crate) fn connected() {
     });
 }
 
-/// The response headers arrived.
-pub(crate) fn headers_received() {
+/// The response headers arrived, with `status`.
+pub(crate) fn headers_received(status: u16) {
     mark(|p, now| {
         p.headers.set(Some(now));
+        p.status.set(Some(status));
         p.phase.set(Phase::Body);
     });
 }
@@ -166,6 +171,7 @@ impl Progress {
             tls_start: Cell::new(None),
             ready: Cell::new(None),
             headers: Cell::new(None),
+            status: Cell::new(None),
             done: Cell::new(None),
             not_after: Cell::new(None),
             tls_version: Cell::new(None),
@@ -207,6 +213,7 @@ impl Progress {
             phase: self.phase.get(),
             timings,
             tls,
+            status: self.status.get(),
         }
     }
 }
@@ -305,7 +312,7 @@ mod tests {
                 handshaking();
                 connected();
                 assert_eq!(phase(), Phase::Request);
-                headers_received();
+                headers_received(200);
                 assert_eq!(phase(), Phase::Body);
                 body_read();
             },
@@ -313,6 +320,7 @@ mod tests {
         )
         .await;
         assert_eq!(report.phase, Phase::Body);
+        assert_eq!(report.status, Some(200));
         assert!(report.timings.dns >= Duration::from_millis(5), "{report:?}");
         assert_eq!(
             report.tls,
@@ -328,7 +336,7 @@ mod tests {
         let report = scope(
             async {
                 tokio::time::sleep(Duration::from_millis(5)).await;
-                headers_received();
+                headers_received(204);
             },
             |(), report| report.clone(),
         )

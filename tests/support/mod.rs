@@ -431,6 +431,7 @@ impl Prober for FakeProber {
                     elapsed: Duration::from_millis(7),
                     timings: Default::default(),
                     tls: None,
+                    http_status: result.as_ref().ok().map(|r| r.status),
                     result,
                 },
             }
