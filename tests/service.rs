@@ -1227,3 +1227,51 @@ async fn a_state_directory_that_does_not_exist_exits_64() {
         "{stderr}"
     );
 }
+
+/// A state directory whose disk is full (the daemon's temporary file leads to /dev/full, where
+/// every write fails with ENOSPC): the failed write leaves no temporary file behind, the old
+/// `state.json` stays, and the warning says a restart would read that older file, not that it
+/// would start with fresh budgets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_leaves_no_temporary_state_file_and_the_warning_says_what_a_restart_reads() {
+    let (_sim, sim_addr) = simulator(Scenario::healthy()).await;
+    let files = Files::new(&config(sim_addr, ARTIST));
+    let state = files.dir.path().join("state");
+    std::fs::create_dir(&state).expect("the state directory can be created");
+    let state_env = state.to_str().expect("tempdir paths are UTF-8");
+    let mut service = Service::start(&files, None, &[("STATE_DIRECTORY", state_env)]).await;
+    let saved = state.join("state.json");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !saved.exists() {
+        assert!(Instant::now() < deadline, "no state.json within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let temporary = state.join(format!("state.json.{}.tmp", service.child.id()));
+    std::os::unix::fs::symlink("/dev/full", &temporary).expect("the symlink can be made");
+
+    let stderr = service
+        .stderr_when(|text| text.contains("cannot write the state file"))
+        .await;
+    service.signal("TERM");
+    let (status, _) = service.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("a restart would read the budgets it saved at written_at"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("would start with fresh request budgets"),
+        "{stderr}"
+    );
+    let left: Vec<String> = std::fs::read_dir(&state)
+        .expect("the state directory is readable")
+        .map(|entry| {
+            entry
+                .expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(left, vec!["state.json".to_owned()], "{stderr}");
+}
