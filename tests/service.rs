@@ -1275,3 +1275,34 @@ async fn a_full_disk_leaves_no_temporary_state_file_and_the_warning_says_what_a_
         .collect();
     assert_eq!(left, vec!["state.json".to_owned()], "{stderr}");
 }
+
+/// A process stopped past its probes' next fires (SIGSTOP, a frozen VM) and continued: the fires
+/// it missed, the first late one included, are overruns; the bucket was full, so none of them is
+/// `rate_limited`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fires_missed_while_the_process_was_stopped_are_overruns_not_rate_limits() {
+    let (_sim, sim_addr) = simulator(Scenario::healthy()).await;
+    let files = Files::new(&config(sim_addr, ARTIST));
+    let mut service = Service::start(&files, None, &[]).await;
+    let skipped = "lastfm_probe_skipped_total";
+    let overrun = [("probe", "artist.getInfo"), ("reason", "overrun")];
+    let limited = [("probe", "artist.getInfo"), ("reason", "rate_limited")];
+    service
+        .wait_for(Duration::from_secs(5), "a first run", |text| {
+            successes(text, "artist.getInfo") >= 1.0
+        })
+        .await;
+    service.signal("STOP");
+    // Two and a half intervals: the fire due next is past its useful end on waking.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    service.signal("CONT");
+    let text = service
+        .wait_for(Duration::from_secs(5), "the missed fires counted", |text| {
+            metric(text, skipped, &overrun).unwrap_or(0.0) >= 2.0
+                && successes(text, "artist.getInfo") >= 3.0
+        })
+        .await;
+    assert_eq!(metric(&text, skipped, &limited), Some(0.0), "{text}");
+    service.signal("TERM");
+    service.wait_exit(Duration::from_secs(10)).await;
+}

@@ -203,6 +203,12 @@ impl Gate {
         if state.suspended && now < state.next_suspended_slot {
             return Err(SkipReason::Suspended);
         }
+        if now > latest {
+            // Asked after its useful end: the fire itself came late (the process was stopped,
+            // or the host froze), whatever the bucket holds. The budget did not refuse it, so it
+            // is an overrun, not a rate limit, and it takes no token.
+            return Err(SkipReason::Overrun);
+        }
         let rate = self.policy.max_requests_per_second;
         let burst = f64::from(self.policy.burst);
         let refill = now.saturating_duration_since(state.updated).as_secs_f64() * rate;
@@ -568,6 +574,33 @@ mod tests {
             gate.admit(now, now + Duration::from_secs(5)),
             Err(SkipReason::RateLimited)
         );
+    }
+
+    #[test]
+    fn a_fire_already_past_its_useful_end_is_an_overrun_not_a_rate_limit() {
+        let now = Instant::now();
+        let ago = now - Duration::from_millis(1500);
+        // The process was stopped past the next fire: the bucket is full, the fire is late.
+        let full = Gate::new(policy(1.0, 3), now);
+        assert_eq!(full.admit(now, ago), Err(SkipReason::Overrun));
+        assert_eq!(
+            full.admit(now, now),
+            Ok(now),
+            "the late fire took no token: the burst is whole"
+        );
+        assert_eq!(full.admit(now, now), Ok(now));
+        assert_eq!(full.admit(now, now), Ok(now));
+        // Late with an empty bucket: still late first of all.
+        assert_eq!(full.admit(now, ago), Err(SkipReason::Overrun));
+        assert_eq!(full.admit(now, now), Err(SkipReason::RateLimited));
+        // A backoff is a real rate limit, late or not.
+        full.record(
+            &verdict(vec![Condition::RateLimited], false, None),
+            now,
+            0,
+            1.0,
+        );
+        assert_eq!(full.admit(now, ago), Err(SkipReason::RateLimited));
     }
 
     #[test]
