@@ -1306,3 +1306,61 @@ async fn fires_missed_while_the_process_was_stopped_are_overruns_not_rate_limits
     service.signal("TERM");
     service.wait_exit(Duration::from_secs(10)).await;
 }
+
+/// A probe that answers after 2 s: `artist.getInfo` stays through the reload, `tag.getInfo` is
+/// removed by it.
+fn slow_pair(sim: SocketAddr, with_tag: bool) -> String {
+    let artist = "\n[[targets.probes]]\nmethod = \"artist.getInfo\"\nparams = { artist = \"Cher\" }\ninterval = \"30s\"\ntimeout = \"5s\"\n";
+    let tag = "\n[[targets.probes]]\nmethod = \"tag.getInfo\"\nparams = { tag = \"disco\" }\ninterval = \"30s\"\ntimeout = \"5s\"\n";
+    config(sim, &format!("{artist}{}", if with_tag { tag } else { "" }))
+}
+
+/// Reloads 1 s into requests that take 2 s: the run of the probe that stays is recorded under
+/// the new configuration; the run of the removed probe is counted and logged as abandoned, and
+/// brings none of its series back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_going_at_a_reload_finish_and_are_recorded_or_counted_as_abandoned() {
+    let slow = Scenario::from_toml_str(
+        "[[phases]]\nname = \"slow\"\nrules = [{ respond = \"success\", delay = \"2s\" }]\n",
+    )
+    .expect("the scenario is valid");
+    let (sim, sim_addr) = simulator(slow).await;
+    let files = Files::new(&slow_pair(sim_addr, true));
+    let mut service = Service::start(&files, None, &[]).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sim.request_count() < 2 {
+        assert!(Instant::now() < deadline, "both probes sent within 5 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    files.write_config(&slow_pair(sim_addr, false));
+    service.signal("HUP");
+    // A second reload before the answers, of the same file: the run follows its probe across
+    // both.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    service.signal("HUP");
+
+    let text = service
+        .wait_for(
+            Duration::from_secs(6),
+            "the runs going at the reload",
+            |text| {
+                successes(text, "artist.getInfo") >= 1.0
+                    && metric(text, "lastfm_monitor_runs_abandoned_total", &[]) == Some(1.0)
+            },
+        )
+        .await;
+    assert_eq!(sim.request_count(), 2, "no probe sent again: {text}");
+    assert!(
+        !has_probe_series(&text, "tag.getInfo"),
+        "the abandoned run brings no series back:\n{text}"
+    );
+    let stderr = service.stderr_when(|s| s.contains("run abandoned")).await;
+    let abandoned = stderr
+        .lines()
+        .find(|line| line.contains("run abandoned"))
+        .unwrap_or_else(|| panic!("no abandoned run logged:\n{stderr}"));
+    assert!(abandoned.contains("probe=tag.getInfo"), "{abandoned}");
+    service.signal("TERM");
+    service.wait_exit(Duration::from_secs(10)).await;
+}
