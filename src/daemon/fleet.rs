@@ -252,7 +252,7 @@ mod tests {
             runs.oldest_overdue(later).as_deref(),
             Some("sim/artist.getInfo")
         );
-        // What a reload does to a run in flight: its future, and the ticket in it, is dropped.
+        // A run whose future is dropped (its task aborted or panicked): the ticket goes with it.
         drop(ticket);
         assert_eq!(runs.oldest_overdue(later), None);
     }
@@ -271,7 +271,7 @@ mod tests {
         let task = tokio::spawn({
             let cancel = cancel.clone();
             async move {
-                // The shape of `schedule::run`: the run loses the race against the cancel token.
+                // A run that loses a race against a cancel token, its future dropped mid-flight.
                 tokio::select! {
                     () = cancel.cancelled() => {}
                     () = run => {}
