@@ -1381,3 +1381,32 @@ async fn upstream_text_echoing_a_credential_is_scrubbed_from_the_status_page_and
     }
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn reloads_faster_than_the_probe_timeout_do_not_hide_the_timeouts_of_a_stalling_upstream() {
+    // Every request stalls; the probe times out after 1.5 s and fires every 3 s. A reload every
+    // 400 ms cancelled each run before its timeout, so a stalling outage recorded nothing.
+    let probes = probe(
+        "method = \"user.getInfo\"\nparams = { user = \"canary\" }\ninterval = \"3s\"\ntimeout = \"1500ms\"",
+    );
+    let daemon = Daemon::start(rules(&["respond = \"stall\""]), "", "", &probes).await;
+    let p = "user.getInfo";
+    // Runs start at 0 s and 3 s and time out at 1.5 s and 4.5 s, all under the reloads.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
+    let mut reloads = 0;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let (status, body) = daemon.post("/-/reload").await;
+        assert_eq!(status, 200, "{body}");
+        reloads += 1;
+    }
+    let text = daemon.metrics().await;
+    check(&text, &[runs(p, "timeout", 2.0)]);
+    assert!(reloads >= 10, "{reloads} reloads");
+    assert_eq!(
+        metric(&text, "lastfm_monitor_runs_abandoned_total", &[]),
+        Some(0.0),
+        "the probe stayed through every reload: nothing abandoned"
+    );
+    daemon.stop().await;
+}

@@ -1227,3 +1227,140 @@ async fn a_state_directory_that_does_not_exist_exits_64() {
         "{stderr}"
     );
 }
+
+/// A state directory whose disk is full (the daemon's temporary file leads to /dev/full, where
+/// every write fails with ENOSPC): the failed write leaves no temporary file behind, the old
+/// `state.json` stays, and the warning says a restart would read that older file, not that it
+/// would start with fresh budgets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_leaves_no_temporary_state_file_and_the_warning_says_what_a_restart_reads() {
+    let (_sim, sim_addr) = simulator(Scenario::healthy()).await;
+    let files = Files::new(&config(sim_addr, ARTIST));
+    let state = files.dir.path().join("state");
+    std::fs::create_dir(&state).expect("the state directory can be created");
+    let state_env = state.to_str().expect("tempdir paths are UTF-8");
+    let mut service = Service::start(&files, None, &[("STATE_DIRECTORY", state_env)]).await;
+    let saved = state.join("state.json");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !saved.exists() {
+        assert!(Instant::now() < deadline, "no state.json within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let temporary = state.join(format!("state.json.{}.tmp", service.child.id()));
+    std::os::unix::fs::symlink("/dev/full", &temporary).expect("the symlink can be made");
+
+    let stderr = service
+        .stderr_when(|text| text.contains("cannot write the state file"))
+        .await;
+    service.signal("TERM");
+    let (status, _) = service.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("a restart would read the budgets it saved at written_at"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("would start with fresh request budgets"),
+        "{stderr}"
+    );
+    let left: Vec<String> = std::fs::read_dir(&state)
+        .expect("the state directory is readable")
+        .map(|entry| {
+            entry
+                .expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(left, vec!["state.json".to_owned()], "{stderr}");
+}
+
+/// A process stopped past its probes' next fires (SIGSTOP, a frozen VM) and continued: the fires
+/// it missed, the first late one included, are overruns; the bucket was full, so none of them is
+/// `rate_limited`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fires_missed_while_the_process_was_stopped_are_overruns_not_rate_limits() {
+    let (_sim, sim_addr) = simulator(Scenario::healthy()).await;
+    let files = Files::new(&config(sim_addr, ARTIST));
+    let mut service = Service::start(&files, None, &[]).await;
+    let skipped = "lastfm_probe_skipped_total";
+    let overrun = [("probe", "artist.getInfo"), ("reason", "overrun")];
+    let limited = [("probe", "artist.getInfo"), ("reason", "rate_limited")];
+    service
+        .wait_for(Duration::from_secs(5), "a first run", |text| {
+            successes(text, "artist.getInfo") >= 1.0
+        })
+        .await;
+    service.signal("STOP");
+    // Two and a half intervals: the fire due next is past its useful end on waking.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    service.signal("CONT");
+    let text = service
+        .wait_for(Duration::from_secs(5), "the missed fires counted", |text| {
+            metric(text, skipped, &overrun).unwrap_or(0.0) >= 2.0
+                && successes(text, "artist.getInfo") >= 3.0
+        })
+        .await;
+    assert_eq!(metric(&text, skipped, &limited), Some(0.0), "{text}");
+    service.signal("TERM");
+    service.wait_exit(Duration::from_secs(10)).await;
+}
+
+/// A probe that answers after 2 s: `artist.getInfo` stays through the reload, `tag.getInfo` is
+/// removed by it.
+fn slow_pair(sim: SocketAddr, with_tag: bool) -> String {
+    let artist = "\n[[targets.probes]]\nmethod = \"artist.getInfo\"\nparams = { artist = \"Cher\" }\ninterval = \"30s\"\ntimeout = \"5s\"\n";
+    let tag = "\n[[targets.probes]]\nmethod = \"tag.getInfo\"\nparams = { tag = \"disco\" }\ninterval = \"30s\"\ntimeout = \"5s\"\n";
+    config(sim, &format!("{artist}{}", if with_tag { tag } else { "" }))
+}
+
+/// Reloads 1 s into requests that take 2 s: the run of the probe that stays is recorded under
+/// the new configuration; the run of the removed probe is counted and logged as abandoned, and
+/// brings none of its series back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_going_at_a_reload_finish_and_are_recorded_or_counted_as_abandoned() {
+    let slow = Scenario::from_toml_str(
+        "[[phases]]\nname = \"slow\"\nrules = [{ respond = \"success\", delay = \"2s\" }]\n",
+    )
+    .expect("the scenario is valid");
+    let (sim, sim_addr) = simulator(slow).await;
+    let files = Files::new(&slow_pair(sim_addr, true));
+    let mut service = Service::start(&files, None, &[]).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sim.request_count() < 2 {
+        assert!(Instant::now() < deadline, "both probes sent within 5 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    files.write_config(&slow_pair(sim_addr, false));
+    service.signal("HUP");
+    // A second reload before the answers, of the same file: the run follows its probe across
+    // both.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    service.signal("HUP");
+
+    let text = service
+        .wait_for(
+            Duration::from_secs(6),
+            "the runs going at the reload",
+            |text| {
+                successes(text, "artist.getInfo") >= 1.0
+                    && metric(text, "lastfm_monitor_runs_abandoned_total", &[]) == Some(1.0)
+            },
+        )
+        .await;
+    assert_eq!(sim.request_count(), 2, "no probe sent again: {text}");
+    assert!(
+        !has_probe_series(&text, "tag.getInfo"),
+        "the abandoned run brings no series back:\n{text}"
+    );
+    let stderr = service.stderr_when(|s| s.contains("run abandoned")).await;
+    let abandoned = stderr
+        .lines()
+        .find(|line| line.contains("run abandoned"))
+        .unwrap_or_else(|| panic!("no abandoned run logged:\n{stderr}"));
+    assert!(abandoned.contains("probe=tag.getInfo"), "{abandoned}");
+    service.signal("TERM");
+    service.wait_exit(Duration::from_secs(10)).await;
+}

@@ -1176,4 +1176,16 @@ mod tests {
         );
         assert_eq!(parse_retry_after("soon"), None);
     }
+
+    #[test]
+    fn a_retry_after_too_large_to_parse_is_the_longest_wait_and_other_junk_is_absent() {
+        assert_eq!(
+            parse_retry_after("99999999999999999999"),
+            Some(RetryAfter::Seconds(u64::MAX))
+        );
+        assert_eq!(parse_retry_after(" 0 "), Some(RetryAfter::Seconds(0)));
+        for junk in ["", "+5", "-5", "1.5", "5s", "0x10"] {
+            assert_eq!(parse_retry_after(junk), None, "{junk:?}");
+        }
+    }
 }

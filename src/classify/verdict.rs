@@ -129,11 +129,14 @@ pub enum RetryAfter {
     At(i64),
 }
 
-/// Parses `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP date.
+/// Parses `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP date. delay-seconds is
+/// `1*DIGIT` with no upper bound, so a number too large for a `u64` is a wait longer than any
+/// cap (`u64::MAX`, clamped to `backoff_max` by the gate), not an unreadable header; anything
+/// else that is neither form (a sign, a fraction, words) is treated as absent.
 pub fn parse_retry_after(raw: &str) -> Option<RetryAfter> {
     let raw = raw.trim();
-    if let Ok(seconds) = raw.parse::<u64>() {
-        return Some(RetryAfter::Seconds(seconds));
+    if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(RetryAfter::Seconds(raw.parse::<u64>().unwrap_or(u64::MAX)));
     }
     chrono::DateTime::parse_from_rfc2822(raw)
         .ok()

@@ -1,7 +1,8 @@
 //! The probe tasks: one per probe of a generation, each on its schedule, and the runs in flight.
 //!
 //! A [`Fleet`] starts a loaded configuration's tasks under a child of the app's cancel token, so
-//! a reload stops exactly one generation. Each task's first fire comes from
+//! a reload stops exactly one generation's schedules; each run is a task of its own that only
+//! shutdown stops, so a run going at a reload finishes and is recorded. Each task's first fire comes from
 //! [`schedule::first_delay`]: a probe that sent recently (before a reload, or before a restart,
 //! from the state file) keeps its cadence, the others spread over the start-up jitter, so neither
 //! a reload nor a restart becomes a burst. Every run registers in `InFlight` until it ends,
@@ -109,9 +110,18 @@ impl Fleet {
                     delay,
                     self.runner.clone(),
                     generation.cancel.clone(),
-                    Arc::clone(&self.in_flight),
+                    self.runs(),
                 ));
             }
+        }
+    }
+
+    /// Where the probe tasks of any generation start their runs.
+    fn runs(&self) -> Runs {
+        Runs {
+            tracker: self.tracker.clone(),
+            shutdown: self.root.clone(),
+            in_flight: Arc::clone(&self.in_flight),
         }
     }
 
@@ -121,6 +131,15 @@ impl Fleet {
     }
 }
 
+/// What a probe task needs to start a run that outlives its generation.
+#[derive(Debug, Clone)]
+struct Runs {
+    tracker: TaskTracker,
+    /// The app's token: only shutdown stops a run once it started.
+    shutdown: CancellationToken,
+    in_flight: Arc<InFlight>,
+}
+
 async fn probe_task(
     rt: Arc<TargetRuntime>,
     index: usize,
@@ -128,7 +147,7 @@ async fn probe_task(
     first_delay: Duration,
     runner: Runner,
     cancel: CancellationToken,
-    stuck: Arc<InFlight>,
+    runs: Runs,
 ) {
     let timeout = rt.target.probes[index].timeout;
     let label = format!("{}/{}", rt.target.name, rt.target.probes[index].name);
@@ -137,23 +156,32 @@ async fn probe_task(
         schedule,
         clock.as_ref(),
         first_delay,
-        cancel.clone(),
+        cancel,
         |fire| {
             let rt = Arc::clone(&rt);
             let runner = runner.clone();
-            let cancel = cancel.clone();
-            let stuck = Arc::clone(&stuck);
+            let runs = runs.clone();
             let label = label.clone();
-            async move {
-                // A guard, not enter/leave: a reload or shutdown drops this future mid-run
-                // (`schedule::run` selects on the cancel token), and a leaked entry would turn
-                // "stuck" once its deadline passed and withhold the watchdog ping for good.
-                let _ticket = stuck.enter(label, fire.next_due + timeout + STUCK_AFTER);
+            // The run is a task of its own: a reload cancels this generation's schedule and
+            // drops the wait below, not the run, which finishes and is recorded where its probe
+            // lives after the reload (`Runner::run`). Repeated reloads then cannot hide the
+            // timeouts of a stalling upstream.
+            let run = runs.tracker.spawn(async move {
+                // A guard, not enter/leave: a leaked entry would turn "stuck" once its deadline
+                // passed and withhold the watchdog ping for good.
+                let _ticket = runs
+                    .in_flight
+                    .enter(label, fire.next_due + timeout + STUCK_AFTER);
                 let result = runner
-                    .run(&rt, index, fire.next_due, Mode::Scheduled, &cancel)
+                    .run(&rt, index, fire.next_due, Mode::Scheduled, &runs.shutdown)
                     .await;
                 if let RunResult::Skipped(reason) = result {
                     tracing::trace!(reason = reason.as_label(), "skipped");
+                }
+            });
+            async move {
+                if let Err(err) = run.await {
+                    tracing::error!(error = %err, "a probe run ended abnormally");
                 }
             }
         },
@@ -224,7 +252,7 @@ mod tests {
             runs.oldest_overdue(later).as_deref(),
             Some("sim/artist.getInfo")
         );
-        // What a reload does to a run in flight: its future, and the ticket in it, is dropped.
+        // A run whose future is dropped (its task aborted or panicked): the ticket goes with it.
         drop(ticket);
         assert_eq!(runs.oldest_overdue(later), None);
     }
@@ -243,7 +271,7 @@ mod tests {
         let task = tokio::spawn({
             let cancel = cancel.clone();
             async move {
-                // The shape of `schedule::run`: the run loses the race against the cancel token.
+                // A run that loses a race against a cancel token, its future dropped mid-flight.
                 tokio::select! {
                     () = cancel.cancelled() => {}
                     () = run => {}

@@ -2,7 +2,9 @@
 //! refuse it and keep the running one.
 //!
 //! The old generation's probe tasks are cancelled and the new ones started; gates, health and the
-//! counters of probes that stay carry on (the run stage's `Origin::Reload`). The series and
+//! counters of probes that stay carry on (the run stage's `Origin::Reload`). A run that was going
+//! finishes: it is recorded into the new generation when its probe stays, else counted in
+//! `lastfm_monitor_runs_abandoned_total` and logged. The series and
 //! recent runs of probes, targets and references that are gone are removed, so a reload leaves no
 //! dead series behind.
 
@@ -49,6 +51,9 @@ pub(super) fn reload(
             let probes = new.probe_count();
             descriptors.prepare(probes);
             let generation = fleet.start(&new, &shared.metrics, Origin::Reload(&old));
+            // Runs of the old generation still going finish and are recorded there, or are
+            // counted as abandoned when their probe is gone.
+            old.hand_over(&generation);
             shared.set_generation(generation);
             shared.metrics.record_reload(true, now_unix);
             let summary = format!(

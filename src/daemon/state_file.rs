@@ -72,16 +72,26 @@ impl StateFile {
     }
 
     /// Writes `snapshot` atomically: a reader (or the next start after a crash mid-write) sees
-    /// the old file or the new one, never half of one.
+    /// the old file or the new one, never half of one. On failure nothing is left behind: a
+    /// write cut short by a full disk would otherwise leave a partial temporary file, one per
+    /// process, that no later run removes.
     pub fn save(&self, snapshot: &Snapshot) -> std::io::Result<()> {
         let text = serde_json::to_vec_pretty(snapshot).map_err(std::io::Error::other)?;
         let temporary = self
             .path
             .with_extension(format!("json.{}.tmp", std::process::id()));
-        std::fs::write(&temporary, text)?;
-        std::fs::rename(&temporary, &self.path).inspect_err(|_| {
-            let _ = std::fs::remove_file(&temporary);
-        })
+        std::fs::write(&temporary, text)
+            .and_then(|()| std::fs::rename(&temporary, &self.path))
+            .inspect_err(|_| {
+                let _ = std::fs::remove_file(&temporary);
+            })
+    }
+
+    /// When the file a restart would read was written, if there is one.
+    fn kept_since(&self) -> Option<std::time::SystemTime> {
+        std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok()
     }
 
     /// Keeps the file up to date until `cancel`, then writes it a last time: after every
@@ -111,9 +121,12 @@ impl StateFile {
     /// recovery, not every attempt. Returns whether it failed.
     async fn write(&self, snapshot: Snapshot, was_failing: bool) -> bool {
         let file = self.clone();
-        let result = tokio::task::spawn_blocking(move || file.save(&snapshot))
-            .await
-            .unwrap_or_else(|err| Err(std::io::Error::other(err)));
+        let (result, kept) = tokio::task::spawn_blocking(move || {
+            let result = file.save(&snapshot);
+            (result, file.kept_since())
+        })
+        .await
+        .unwrap_or_else(|err| (Err(std::io::Error::other(err)), None));
         match result {
             Ok(()) => {
                 if was_failing {
@@ -123,14 +136,28 @@ impl StateFile {
             }
             Err(err) => {
                 if !was_failing {
-                    tracing::warn!(
-                        file = %self.path.display(),
-                        error = %err,
-                        "cannot write the state file: a restart would start with fresh request budgets; check the directory's permissions and space"
-                    );
+                    self.warn_failed(&err, kept);
                 }
                 true
             }
+        }
+    }
+
+    /// Says what a restart would really read while writes fail: the last file written, which
+    /// lags the running budgets, or nothing at all.
+    fn warn_failed(&self, err: &std::io::Error, kept: Option<std::time::SystemTime>) {
+        match kept {
+            Some(written) => tracing::warn!(
+                file = %self.path.display(),
+                error = %err,
+                written_at = %chrono::DateTime::<chrono::Utc>::from(written).to_rfc3339(),
+                "cannot write the state file: a restart would read the budgets it saved at written_at, older than the running ones; check the directory's permissions and space"
+            ),
+            None => tracing::warn!(
+                file = %self.path.display(),
+                error = %err,
+                "cannot write the state file, and none was written before: a restart would start with fresh request budgets; check the directory's permissions and space"
+            ),
         }
     }
 }
@@ -201,6 +228,33 @@ mod tests {
 
         std::fs::write(file.path(), [0xff, 0xfe, 0x00]).unwrap();
         assert!(file.load().unwrap_err().contains("cannot read"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_write_that_runs_out_of_space_leaves_no_temporary_file_and_the_old_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::in_directory(dir.path());
+        file.save(&snapshot()).unwrap();
+        // A full disk without filling one: the temporary file's name leads to /dev/full, where
+        // every write fails with ENOSPC.
+        let temporary = dir
+            .path()
+            .join(format!("{FILE_NAME}.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink("/dev/full", &temporary).unwrap();
+
+        let err = file.save(&Snapshot::new()).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(28), "ENOSPC: {err}");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(FILE_NAME)]);
+        assert_eq!(file.load(), Ok(Some(snapshot())), "the old state is kept");
+        assert!(file.kept_since().is_some(), "a restart reads that one");
+        // And the next write goes through.
+        file.save(&Snapshot::new()).unwrap();
+        assert_eq!(file.load(), Ok(Some(Snapshot::new())));
     }
 
     #[test]

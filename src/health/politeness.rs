@@ -23,6 +23,9 @@ use crate::config::closed_set::closed_set;
 const TOKEN_EPSILON: f64 = 1e-6;
 /// The shortest wait [`Gate::depart`] asks for: the timer's resolution.
 const MIN_RETRY: Duration = Duration::from_millis(1);
+/// The shortest backoff a delay sent by the server gives: `Retry-After: 0` or a date already
+/// past must not let the next fire hit a server that has just said 429.
+const MIN_SERVER_DELAY: Duration = Duration::from_secs(1);
 
 closed_set! {
     /// Why a run was not sent (the `reason` label of `lastfm_probe_skipped_total`).
@@ -200,6 +203,12 @@ impl Gate {
         if state.suspended && now < state.next_suspended_slot {
             return Err(SkipReason::Suspended);
         }
+        if now > latest {
+            // Asked after its useful end: the fire itself came late (the process was stopped,
+            // or the host froze), whatever the bucket holds. The budget did not refuse it, so it
+            // is an overrun, not a rate limit, and it takes no token.
+            return Err(SkipReason::Overrun);
+        }
         let rate = self.policy.max_requests_per_second;
         let burst = f64::from(self.policy.burst);
         let refill = now.saturating_duration_since(state.updated).as_secs_f64() * rate;
@@ -327,9 +336,19 @@ impl Gate {
     fn retry_after(&self, hint: RetryAfter, now_unix: i64) -> Duration {
         let asked = match hint {
             RetryAfter::Seconds(s) => Duration::from_secs(s),
-            RetryAfter::At(at) => Duration::from_secs(u64::try_from(at - now_unix).unwrap_or(0)),
+            RetryAfter::At(at) => {
+                Duration::from_secs(u64::try_from(at.saturating_sub(now_unix)).unwrap_or(0))
+            }
         };
-        asked.min(self.policy.backoff_max)
+        self.server_delay(asked)
+    }
+
+    /// A delay the server asked for (`Retry-After` now, a rate-limit reset header later),
+    /// clamped to `[1 s, backoff_max]`: the server's word within our bounds. `backoff_initial`
+    /// plays no part; it only starts the exponential backoff used when the server sends none.
+    fn server_delay(&self, asked: Duration) -> Duration {
+        let max = self.policy.backoff_max;
+        asked.clamp(MIN_SERVER_DELAY.min(max), max)
     }
 
     /// `initial · 2^(n-1)`, capped, with jitter in its upper half so clients spread out but
@@ -558,6 +577,33 @@ mod tests {
     }
 
     #[test]
+    fn a_fire_already_past_its_useful_end_is_an_overrun_not_a_rate_limit() {
+        let now = Instant::now();
+        let ago = now - Duration::from_millis(1500);
+        // The process was stopped past the next fire: the bucket is full, the fire is late.
+        let full = Gate::new(policy(1.0, 3), now);
+        assert_eq!(full.admit(now, ago), Err(SkipReason::Overrun));
+        assert_eq!(
+            full.admit(now, now),
+            Ok(now),
+            "the late fire took no token: the burst is whole"
+        );
+        assert_eq!(full.admit(now, now), Ok(now));
+        assert_eq!(full.admit(now, now), Ok(now));
+        // Late with an empty bucket: still late first of all.
+        assert_eq!(full.admit(now, ago), Err(SkipReason::Overrun));
+        assert_eq!(full.admit(now, now), Err(SkipReason::RateLimited));
+        // A backoff is a real rate limit, late or not.
+        full.record(
+            &verdict(vec![Condition::RateLimited], false, None),
+            now,
+            0,
+            1.0,
+        );
+        assert_eq!(full.admit(now, ago), Err(SkipReason::RateLimited));
+    }
+
+    #[test]
     fn rate_limit_answers_back_off_exponentially_and_success_clears() {
         let now = Instant::now();
         let gate = Gate::new(policy(1.0, 3), now);
@@ -633,9 +679,34 @@ mod tests {
         );
         assert_eq!(
             gate.backoff_remaining(now),
-            Duration::ZERO,
-            "a past date is no wait"
+            Duration::from_secs(1),
+            "a past date is the shortest wait, not none"
         );
+    }
+
+    #[test]
+    fn every_server_delay_is_clamped_between_a_second_and_backoff_max() {
+        let now = Instant::now();
+        let gate = Gate::new(policy(1.0, 3), now);
+        let limited = |hint| verdict(vec![Condition::RateLimited], false, Some(hint));
+        let cases = [
+            (RetryAfter::Seconds(0), 1),
+            (RetryAfter::Seconds(u64::MAX), 3600),
+            (RetryAfter::At(i64::MIN), 1),
+            (RetryAfter::At(i64::MAX), 3600),
+            (RetryAfter::At(2_030), 30),
+        ];
+        for (hint, secs) in cases {
+            let events = gate.record(&limited(hint), now, 2_000, 0.0);
+            let want = Duration::from_secs(secs);
+            assert_eq!(events, vec![GateEvent::BackoffStarted(want)], "{hint:?}");
+            assert_eq!(gate.backoff_remaining(now), want, "{hint:?}");
+            assert_eq!(
+                gate.admit(now, now + Duration::from_secs(10_000)),
+                Err(SkipReason::RateLimited),
+                "{hint:?}: the next fire at once is held back"
+            );
+        }
     }
 
     #[test]

@@ -53,6 +53,7 @@ closed_set! {
         TargetBackoff => "lastfm_target_backoff_seconds",
         ConfigLastReloadSuccessful => "lastfm_monitor_config_last_reload_successful",
         ConfigLastReloadSuccessTimestamp => "lastfm_monitor_config_last_reload_success_timestamp_seconds",
+        RunsAbandoned => "lastfm_monitor_runs_abandoned_total",
         BuildInfo => "lastfm_monitor_build_info",
     }
 }
@@ -271,6 +272,13 @@ impl Family {
                 Gauge,
                 Process,
             ),
+            Self::RunsAbandoned => row(
+                Help::text(
+                    "Runs that finished after a reload removed their probe or its target; their results were not recorded.",
+                ),
+                Counter,
+                Process,
+            ),
             Self::BuildInfo => row(
                 Help::text(
                     "Always 1; labels carry the version and VCS revision of the running binary.",
@@ -399,6 +407,7 @@ mod tests {
             [
                 "lastfm_monitor_config_last_reload_successful",
                 "lastfm_monitor_config_last_reload_success_timestamp_seconds",
+                "lastfm_monitor_runs_abandoned_total",
                 "lastfm_monitor_build_info",
             ]
         );

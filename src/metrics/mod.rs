@@ -20,7 +20,7 @@ mod handles;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use self::cell::{Gauge, IntGauge};
+use self::cell::{Counter, Gauge, IntGauge};
 pub use self::exposition::RegisterMetric;
 pub(crate) use self::exposition::push_f64;
 use self::exposition::{Batch, Cursor, Exposition, Index, label, lock};
@@ -37,6 +37,19 @@ pub struct Metrics {
     process: Arc<ProcessMetrics>,
     reload_successful: IntGauge,
     reload_timestamp: Gauge,
+    runs_abandoned: AbandonedRuns,
+}
+
+/// Counts the runs a reload abandoned (`lastfm_monitor_runs_abandoned_total`): process-wide, so
+/// it outlives the probe and target whose series the reload removed.
+#[derive(Clone, Debug)]
+pub struct AbandonedRuns(Counter);
+
+impl AbandonedRuns {
+    /// One more run abandoned.
+    pub fn inc(&self) {
+        self.0.inc();
+    }
 }
 
 impl Metrics {
@@ -53,6 +66,7 @@ impl Metrics {
         let metrics = Self {
             reload_successful: batch.series(Family::ConfigLastReloadSuccessful, &[]),
             reload_timestamp: batch.series(Family::ConfigLastReloadSuccessTimestamp, &[]),
+            runs_abandoned: AbandonedRuns(batch.series(Family::RunsAbandoned, &[])),
             exposition: Arc::clone(&exposition),
             #[cfg(target_os = "linux")]
             process: Arc::default(),
@@ -99,6 +113,11 @@ impl Metrics {
             .remove(Family::owned_by(Owner::Target), |labels| {
                 label(labels, "target") == Some(target)
             });
+    }
+
+    /// The process-wide count of runs a reload abandoned.
+    pub fn abandoned_runs(&self) -> AbandonedRuns {
+        self.runs_abandoned.clone()
     }
 
     /// Records the outcome of a configuration load or reload.

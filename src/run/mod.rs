@@ -6,6 +6,7 @@
 //! tasks) and on-demand runs (`/probe`) share this path, so `/probe` obeys the same budget; only
 //! scheduled runs move the exported series, as their HELP texts promise.
 
+mod handover;
 pub mod references;
 pub mod saved;
 
@@ -27,6 +28,7 @@ use crate::metrics::{Metrics, ProbeMetrics, TargetMetrics};
 use crate::probe::{Prober, Recorded};
 use crate::run::references::References;
 use crate::schedule::WallClock;
+use handover::{Home, Retirable, Retirement};
 use saved::{Snapshot, TargetState};
 
 /// `last_sent` of a probe that has not sent yet.
@@ -54,6 +56,15 @@ pub struct TargetRuntime {
     /// The service's error codes with the target's documented statuses, built once per
     /// generation rather than per run.
     codes: CodeTable,
+    /// Where runs going at a reload that retires this runtime are recorded.
+    retirement: Retirement<Self>,
+}
+
+/// A probe of a target's runtime: where a run was made, or where it is recorded.
+#[derive(Debug, Clone, Copy)]
+struct Slot<'a> {
+    rt: &'a TargetRuntime,
+    index: usize,
 }
 
 /// What a new [`TargetRuntime`] inherits.
@@ -149,6 +160,7 @@ impl TargetRuntime {
             health,
             probes,
             references,
+            retirement: Retirement::new(metrics.abandoned_runs()),
         };
         runtime.publish(Instant::now());
         runtime
@@ -263,7 +275,27 @@ pub enum Origin<'a> {
     Reload(&'a Generation),
 }
 
+impl Retirable for TargetRuntime {
+    fn name(&self) -> &str {
+        &self.target.name
+    }
+
+    fn probe_index(&self, probe: &str) -> Option<usize> {
+        self.target.probes.iter().position(|p| p.name == probe)
+    }
+
+    fn retirement(&self) -> &Retirement<Self> {
+        &self.retirement
+    }
+}
+
 impl Generation {
+    /// Retires this generation in favour of `next` (a reload): runs still going are recorded
+    /// into `next`, or counted as abandoned when their probe is gone.
+    pub fn hand_over(&self, next: &Self) {
+        handover::hand_over(&self.targets, &next.targets);
+    }
+
     /// The runtimes of `config`'s targets, each inheriting what `origin` has for the same-named
     /// target ([`Carry`]).
     pub fn targets_of(
@@ -379,7 +411,9 @@ impl Runner {
         &self.history
     }
 
-    /// One run of probe `index` of `rt`, useful until `latest`.
+    /// One run of probe `index` of `rt`, useful until `latest`. Only `cancel` (shutdown) stops
+    /// it once admitted: a reload in between does not, and the result is recorded where the
+    /// probe lives after it, or counted as abandoned when the reload removed it.
     pub async fn run(
         &self,
         rt: &TargetRuntime,
@@ -391,6 +425,76 @@ impl Runner {
         let Some(probe) = rt.target.probes.get(index) else {
             return RunResult::Cancelled;
         };
+        let made = Slot { rt, index };
+        let (sent, recorded) = match self.attempt(made, probe, latest, mode, cancel).await {
+            Ok(attempted) => attempted,
+            Err(result) => return result,
+        };
+        let verdict = classify::classify(
+            &recorded.outcome,
+            &ProbeSpec {
+                format: probe.format,
+                signed: probe.signed,
+                expect: probe.expect,
+                checks: &probe.checks,
+                codes: &rt.codes,
+                host: rt.target.base_url.host_str().unwrap_or(""),
+            },
+        );
+        // Only a failure our own network could cause asks the references, and only then is
+        // the run's verdict held for their fresh checks (bounded by their timeouts). After a
+        // reload, the new generation's references: the old ones have stopped checking.
+        let references = match handover::home(rt, &probe.name) {
+            Home::Here => Some(Arc::clone(&rt.references)),
+            Home::Moved(home, _) => Some(Arc::clone(&home.references)),
+            Home::Gone => None,
+        };
+        let verdict = match references {
+            Some(references) if verdict.failure.is_some_and(classify::could_be_local) => {
+                let network = tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => return RunResult::Cancelled,
+                    network = references.confirm(sent) => network,
+                };
+                classify::localize(verdict, network)
+            }
+            Some(_) | None => verdict,
+        };
+        match handover::home(rt, &probe.name) {
+            Home::Here => RunResult::Done(self.record(made, made, probe, recorded, &verdict, mode)),
+            Home::Moved(home, home_index) => {
+                // The request went out under the old runtime; the new one resumes its cadence
+                // (and the state file its last send) from it.
+                if let (Some(at), Some(slot)) =
+                    (rt.last_sent_ms(index), home.last_sent_ms.get(home_index))
+                {
+                    slot.fetch_max(at, Ordering::Relaxed);
+                }
+                let home = Slot {
+                    rt: &home,
+                    index: home_index,
+                };
+                RunResult::Done(self.record(made, home, probe, recorded, &verdict, mode))
+            }
+            Home::Gone => {
+                let outcome = verdict.outcome;
+                rt.retirement.abandon(&rt.target.name, &probe.name, outcome);
+                RunResult::Cancelled
+            }
+        }
+    }
+
+    /// The request of a run: a token from the gate, then the probe, unless `cancel` comes
+    /// first. `Err` with the run's result when it was not sent.
+    async fn attempt(
+        &self,
+        made: Slot<'_>,
+        probe: &Probe,
+        latest: Instant,
+        mode: Mode,
+        cancel: &CancellationToken,
+    ) -> Result<(Instant, Recorded), RunResult> {
+        let Slot { rt, index } = made;
         let skipped = |reason: SkipReason| {
             if mode == Mode::Scheduled {
                 rt.record_skip(index, reason, 1);
@@ -405,10 +509,7 @@ impl Runner {
             RunResult::Skipped(reason)
         };
         let epoch = rt.gate.epoch();
-        let at = match rt.gate.admit(Instant::now(), latest) {
-            Ok(at) => at,
-            Err(reason) => return skipped(reason),
-        };
+        let at = rt.gate.admit(Instant::now(), latest).map_err(skipped)?;
         let attempt = async {
             tokio::time::sleep_until(at).await;
             loop {
@@ -430,51 +531,28 @@ impl Runner {
             let sent = Instant::now();
             Ok((sent, self.prober.probe(&rt.target, probe).await))
         };
-        // Biased: once cancelled (shutdown, reload) no request goes out, so the state file's last
+        // Biased: once cancelled (shutdown) no request goes out, so the state file's last
         // capture, taken at cancellation, has every request that did.
-        let (sent, recorded) = tokio::select! {
+        tokio::select! {
             biased;
-            () = cancel.cancelled() => return RunResult::Cancelled,
-            attempted = attempt => match attempted {
-                Ok(recorded) => recorded,
-                Err(reason) => return skipped(reason),
-            },
-        };
-        let verdict = classify::classify(
-            &recorded.outcome,
-            &ProbeSpec {
-                format: probe.format,
-                signed: probe.signed,
-                expect: probe.expect,
-                checks: &probe.checks,
-                codes: &rt.codes,
-                host: rt.target.base_url.host_str().unwrap_or(""),
-            },
-        );
-        // Only a failure our own network could cause asks the references, and only then is
-        // the run's verdict held for their fresh checks (bounded by their timeouts).
-        let verdict = if verdict.failure.is_some_and(classify::could_be_local) {
-            let network = tokio::select! {
-                biased;
-                () = cancel.cancelled() => return RunResult::Cancelled,
-                network = rt.references.confirm(sent) => network,
-            };
-            classify::localize(verdict, network)
-        } else {
-            verdict
-        };
-        RunResult::Done(self.record(rt, index, probe, recorded, &verdict, mode))
+            () = cancel.cancelled() => Err(RunResult::Cancelled),
+            attempted = attempt => attempted.map_err(skipped),
+        }
     }
 
+    /// Records a run made on `made` into `home` (the same probe, or its successor after a
+    /// reload): the gate, health and series of `home`; the trace and the scrubbing of the
+    /// target the request was made with, whose secrets it may hold.
     fn record(
         &self,
-        rt: &TargetRuntime,
-        index: usize,
+        made: Slot<'_>,
+        home: Slot<'_>,
         probe: &Probe,
         recorded: Recorded,
         verdict: &Classification,
         mode: Mode,
     ) -> Arc<RunRecord> {
+        let Slot { rt, index } = home;
         let now = Instant::now();
         let wall = self.clock.now();
         let now_unix = wall.timestamp_millis() as f64 / 1000.0;
@@ -511,7 +589,7 @@ impl Runner {
         let mut kept = verdict.clone();
         kept.detail = kept
             .detail
-            .map(|detail| crate::history::trace::scrub_run(&rt.target, probe, detail));
+            .map(|detail| crate::history::trace::scrub_run(&made.rt.target, probe, detail));
         let id = self.history.record(RunRecord {
             id: 0,
             target: rt.target.name.clone(),
@@ -521,7 +599,12 @@ impl Runner {
             verdict: kept,
             on_demand: mode == Mode::OnDemand,
             // Rendered when read (the status page's links, `/probe?debug=true`), not on every run.
-            trace: Trace::new(Arc::clone(&rt.target), index, recorded, verdict.clone()),
+            trace: Trace::new(
+                Arc::clone(&made.rt.target),
+                made.index,
+                recorded,
+                verdict.clone(),
+            ),
         });
         self.history
             .get(id)
