@@ -28,6 +28,7 @@ const TABLE: &[(&str, Option<usize>, Option<&str>)] = &[
     ("burst", Some(6), Some("burst")),
     ("check-pointer", Some(10), Some("checks.pointer")),
     ("check-xml", Some(11), Some("checks")),
+    ("credential-path", Some(5), Some("api_key")),
     ("cron-never", Some(10), Some("cron")),
     (
         "documented-statuses",

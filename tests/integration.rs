@@ -16,6 +16,7 @@ mod descriptors;
 mod exposition;
 mod failures;
 mod faults;
+mod files;
 mod layout;
 mod logs;
 mod politeness;

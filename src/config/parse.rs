@@ -108,6 +108,18 @@ pub(crate) fn base_url(text: &str) -> Result<Url, String> {
     }
 }
 
+/// Whether `url` is Last.fm's API (`ws.audioscrobbler.com`, docs/LASTFM-API.md), whose keys and
+/// secrets are 32 hex digits; other services (Libre.fm, a simulator) are not held to that shape.
+pub(crate) fn is_lastfm(url: &Url) -> bool {
+    url.host_str().is_some_and(|host| {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        host == "audioscrobbler.com"
+            || host.ends_with(".audioscrobbler.com")
+            || host == "last.fm"
+            || host.ends_with(".last.fm")
+    })
+}
+
 /// A reference's `url`: http(s) with a host and no credentials (it is fetched anonymously).
 pub(crate) fn reference_url(text: &str) -> Result<Url, String> {
     let problem = match Url::parse(text) {

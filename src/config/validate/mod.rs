@@ -32,22 +32,23 @@ use crate::config::model::{Config, ScheduleSpec, Target, Web};
 use crate::config::problem::Problem;
 use crate::config::secret::Environment;
 
-/// Validates the mirror of `text`: the config, or every problem found.
+/// Validates the mirror of `text`: the config and its warnings, or every problem found.
 pub(crate) fn validate(
     file: ConfigFile,
     text: &str,
     env: &dyn Environment,
     now: DateTime<Utc>,
-) -> Result<Config, Vec<Problem>> {
+) -> Result<(Config, Vec<Problem>), Vec<Problem>> {
     let mut v = Validator {
         text,
         env,
         now,
         problems: Vec::new(),
+        warnings: Vec::new(),
     };
     let config = v.config(file);
     if v.problems.is_empty() {
-        Ok(config)
+        Ok((config, v.warnings))
     } else {
         Err(v.problems)
     }
@@ -59,6 +60,8 @@ pub(crate) struct Validator<'a> {
     env: &'a dyn Environment,
     now: DateTime<Utc>,
     problems: Vec<Problem>,
+    /// Accepted but suspicious values, located like problems.
+    warnings: Vec<Problem>,
 }
 
 /// The settings `[defaults]` gives every probe.
@@ -74,6 +77,12 @@ impl Validator<'_> {
     /// Records a problem at `span` (unlocated without one).
     fn problem(&mut self, span: Option<Range<usize>>, context: &str, key: &str, message: String) {
         self.problems
+            .push(Problem::at(self.text, span, context, key, message));
+    }
+
+    /// Records a warning at `span`: accepted, but shown by `--config.check` and logged.
+    fn warning(&mut self, span: Option<Range<usize>>, context: &str, key: &str, message: String) {
+        self.warnings
             .push(Problem::at(self.text, span, context, key, message));
     }
 
@@ -96,6 +105,7 @@ impl Validator<'_> {
             startup_jitter,
             targets,
             references,
+            warnings: Vec::new(),
         }
     }
 

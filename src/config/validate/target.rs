@@ -13,7 +13,7 @@ use crate::config::defaults;
 use crate::config::file::{ProbeFile, TargetFile};
 use crate::config::model::{LASTFM_RATE_CEILING, Politeness, Probe, Target};
 use crate::config::parse;
-use crate::config::secret::Secret;
+use crate::config::secret::{Secret, SecretSource};
 
 use super::{Inherited, Validator};
 
@@ -40,7 +40,8 @@ impl Validator<'_> {
             None => format!("targets[{index}]"),
         };
         let base_url = self.base_url(file.base_url.as_ref(), span.clone(), &ctx);
-        let secrets = self.secrets(&file, span.clone(), &ctx);
+        let lastfm = base_url.as_ref().is_some_and(parse::is_lastfm);
+        let secrets = self.secrets(&file, span.clone(), &ctx, lastfm);
         let politeness = self.politeness(&file, &ctx);
         let down_after = self
             .count(file.down_after.as_ref(), &ctx, "down_after", 1, 1000)
@@ -119,8 +120,15 @@ impl Validator<'_> {
             .ok()
     }
 
-    /// `api_key` (required), `api_secret` and `session_key`, resolved.
-    fn secrets(&mut self, file: &TargetFile, span: Range<usize>, ctx: &str) -> Secrets {
+    /// `api_key` (required), `api_secret` and `session_key`, resolved; a value that cannot be a
+    /// key (of Last.fm's shape when `lastfm`) is accepted with a warning.
+    fn secrets(
+        &mut self,
+        file: &TargetFile,
+        span: Range<usize>,
+        ctx: &str,
+        lastfm: bool,
+    ) -> Secrets {
         let api_key = match &file.api_key {
             None => {
                 self.problem(
@@ -132,16 +140,17 @@ impl Validator<'_> {
                 );
                 None
             }
-            Some(value) => self.secret(value, ctx, "api_key"),
+            Some(value) => self.secret(value, ctx, "api_key", lastfm),
         };
         let api_secret = file
             .api_secret
             .as_ref()
-            .and_then(|value| self.secret(value, ctx, "api_secret"));
+            .and_then(|value| self.secret(value, ctx, "api_secret", lastfm));
+        // Session keys come from auth.getSession; their shape is not documented.
         let session_key = file
             .session_key
             .as_ref()
-            .and_then(|value| self.secret(value, ctx, "session_key"));
+            .and_then(|value| self.secret(value, ctx, "session_key", false));
         Secrets {
             api_key,
             api_secret,
@@ -149,12 +158,35 @@ impl Validator<'_> {
         }
     }
 
-    fn secret(&mut self, value: &Spanned<toml::Value>, ctx: &str, key: &str) -> Option<Secret> {
-        let resolved = parse::secret_source(value.get_ref())
-            .and_then(|(source, inline)| source.resolve(inline, self.env));
-        resolved
-            .map_err(|message| self.problem(Some(value.span()), ctx, key, message))
-            .ok()
+    fn secret(
+        &mut self,
+        value: &Spanned<toml::Value>,
+        ctx: &str,
+        key: &str,
+        lastfm_hex: bool,
+    ) -> Option<Secret> {
+        let (source, secret) =
+            match parse::secret_source(value.get_ref()).and_then(|(source, inline)| {
+                source
+                    .resolve(inline, self.env)
+                    .map(|secret| (source, secret))
+            }) {
+                Ok(resolved) => resolved,
+                Err(message) => {
+                    self.problem(Some(value.span()), ctx, key, message);
+                    return None;
+                }
+            };
+        if let Some(why) = secret.shape_problem(lastfm_hex) {
+            let from = match &source {
+                SecretSource::Inline => "the value".to_owned(),
+                SecretSource::Env(_) | SecretSource::File(_) | SecretSource::Credential(_) => {
+                    format!("the value from {}", source.describe())
+                }
+            };
+            self.warning(Some(value.span()), ctx, key, format!("{from} {why}"));
+        }
+        Some(secret)
     }
 
     /// The request budget and backoff; a wrong value falls back on its default.
