@@ -18,6 +18,7 @@ mod failures;
 mod faults;
 mod files;
 mod layout;
+mod limits;
 mod logs;
 mod politeness;
 mod router;

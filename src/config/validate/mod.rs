@@ -29,6 +29,7 @@ use crate::config::declared::{Format, HttpMethod};
 use crate::config::defaults;
 use crate::config::file::{ConfigFile, DefaultsFile, TargetFile, WebFile};
 use crate::config::model::{Config, ScheduleSpec, Target, Web};
+use crate::config::parse;
 use crate::config::problem::Problem;
 use crate::config::secret::Environment;
 
@@ -94,7 +95,7 @@ impl Validator<'_> {
                 file.defaults.startup_jitter.as_ref(),
                 ctx,
                 "startup_jitter",
-                true,
+                parse::JITTER,
             )
             .unwrap_or(defaults::STARTUP_JITTER);
         let inherited = self.inherited(&file.defaults);
@@ -139,7 +140,7 @@ impl Validator<'_> {
         Inherited {
             schedule: self.schedule(d.interval.as_ref(), d.cron.as_ref(), ctx),
             timeout: self
-                .duration(d.timeout.as_ref(), ctx, "timeout", false)
+                .duration(d.timeout.as_ref(), ctx, "timeout", parse::TIMEOUT)
                 .unwrap_or(defaults::TIMEOUT),
             format: self.format(d.format.as_ref(), ctx).unwrap_or(Format::Json),
             http_method: self
