@@ -30,6 +30,17 @@ impl WallClock for SystemClock {
     }
 }
 
+/// When a cron schedule finds no next fire: a year on, as if it were far away.
+const NO_FIRE: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `at + by`, or the latest instant near it the clock holds: the schedule's arithmetic never
+/// panics, whatever the schedule (the validator bounds periods, this bounds the rest).
+pub fn saturating_add(at: Instant, by: Duration) -> Instant {
+    at.checked_add(by)
+        .or_else(|| at.checked_add(NO_FIRE))
+        .unwrap_or(at)
+}
+
 /// The first-fire delay spread: a restart of many probes must not become a burst.
 pub fn startup_jitter(schedule: &Schedule, max: Duration, unit: f64) -> Duration {
     let span = match schedule {
@@ -38,7 +49,13 @@ pub fn startup_jitter(schedule: &Schedule, max: Duration, unit: f64) -> Duration
         // expression do not arrive together.
         Schedule::Cron(_) => max.min(Duration::from_secs(5)),
     };
-    span.mul_f64(unit.clamp(0.0, 1.0))
+    // `clamp` keeps a NaN, which `mul_f64` panics on.
+    let unit = if unit.is_nan() {
+        0.0
+    } else {
+        unit.clamp(0.0, 1.0)
+    };
+    span.mul_f64(unit)
 }
 
 /// The delay before a probe's first fire. A probe on an interval that sent `since_last_send`
@@ -78,32 +95,42 @@ pub fn next_fire(
     match schedule {
         Schedule::Every(gap) => {
             let gap = (*gap).max(Duration::from_millis(1));
-            let mut due = previous_due + gap;
+            let mut due = saturating_add(previous_due, gap);
             let mut missed = 0;
             if due <= now {
                 let behind = now.duration_since(due);
                 let slots = behind.as_nanos() / gap.as_nanos() + 1;
                 missed = u64::try_from(slots).unwrap_or(u64::MAX);
-                due += gap * u32::try_from(slots).unwrap_or(u32::MAX);
+                // `slots` gaps on from `due`: the first slot after now, in nanoseconds that a
+                // u128 holds whatever the gap and the lag.
+                let ahead = gap.as_nanos().saturating_mul(slots);
+                let ahead = u64::try_from(ahead / 1_000_000_000).map_or(Duration::MAX, |secs| {
+                    Duration::new(secs, u32::try_from(ahead % 1_000_000_000).unwrap_or(0))
+                });
+                due = saturating_add(due, ahead);
+                if due <= now {
+                    due = saturating_add(now, gap);
+                }
             }
             (due, missed)
         }
         Schedule::Cron(cron) => {
             // Fires between the previous due time and now were missed (the run overran them).
-            let previous_wall = now_wall
-                - chrono::Duration::from_std(now.saturating_duration_since(previous_due))
-                    .unwrap_or_default();
+            let previous_wall =
+                chrono::Duration::from_std(now.saturating_duration_since(previous_due))
+                    .ok()
+                    .and_then(|lag| now_wall.checked_sub_signed(lag))
+                    .unwrap_or(now_wall);
             let missed = cron
                 .after(&previous_wall)
                 .take_while(|fire| *fire <= now_wall)
                 .count();
-            let due = cron
+            let delay = cron
                 .after(&now_wall)
                 .next()
                 .and_then(|fire| (fire - now_wall).to_std().ok())
-                .map_or(now + Duration::from_secs(365 * 24 * 3600), |delay| {
-                    now + delay
-                });
+                .unwrap_or(NO_FIRE);
+            let due = saturating_add(now, delay);
             (due, u64::try_from(missed).unwrap_or(u64::MAX))
         }
     }
@@ -117,14 +144,14 @@ pub fn first_fire(
     jitter: Duration,
 ) -> Instant {
     match schedule {
-        Schedule::Every(_) => now + jitter,
+        Schedule::Every(_) => saturating_add(now, jitter),
         Schedule::Cron(cron) => {
             let delay = cron
                 .after(&now_wall)
                 .next()
                 .and_then(|fire| (fire - now_wall).to_std().ok())
-                .unwrap_or(Duration::from_secs(365 * 24 * 3600));
-            now + delay + jitter
+                .unwrap_or(NO_FIRE);
+            saturating_add(now, delay.saturating_add(jitter))
         }
     }
 }

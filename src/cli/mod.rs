@@ -132,11 +132,15 @@ async fn daemon(cli: Cli, web: WebConfig) -> ExitCode {
         }
     };
     if cli.config_check {
+        // The summary carries the warnings.
         println!("{}", config.summary(chrono::Utc::now()));
         if let Some(path) = &cli.web_config_file {
             println!("web config {}: {}", path.display(), web.describe());
         }
         return ExitCode::SUCCESS;
+    }
+    for warning in &config.warnings {
+        tracing::warn!(warning = %warning, "configuration accepted with a warning");
     }
     let state_directory = match state_directory(&cli) {
         Ok(directory) => directory,

@@ -194,10 +194,12 @@ impl Schedule {
     /// The next `n` fire times after `now` (for interval schedules: as if started at `now`).
     pub fn upcoming(&self, now: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
         match self {
+            // Checked all the way: a gap the validator would refuse still yields no panic, only
+            // fewer times.
             Self::Every(gap) => (1..=n)
-                .filter_map(|k| {
-                    let step = chrono::Duration::from_std(*gap * u32::try_from(k).ok()?).ok()?;
-                    Some(now + step)
+                .map_while(|k| {
+                    let step = gap.checked_mul(u32::try_from(k).ok()?)?;
+                    now.checked_add_signed(chrono::Duration::from_std(step).ok()?)
                 })
                 .collect(),
             Self::Cron(schedule) => schedule.after(&now).take(n).collect(),

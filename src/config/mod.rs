@@ -19,7 +19,8 @@
 //! - `problem`: [`Problem`] and [`ConfigError`], shared with the web config, and how a byte
 //!   offset becomes line and column;
 //! - [`defaults`], [`declared`] (the types an operator declares: format, schedule, checks…),
-//!   [`secret`] (secrets and where they come from);
+//!   [`secret`] (secrets and where they come from), [`regular_file`] (reading a file the daemon
+//!   is pointed at without hanging on a FIFO or reading a huge one whole);
 //! - [`web`]: `--web.config.file` (TLS, basic auth, headers), the same two phases for YAML.
 //!
 //! This file only reads and ties the phases together, so the submodules never import it: the
@@ -32,6 +33,7 @@ mod file;
 mod model;
 mod parse;
 mod problem;
+pub mod regular_file;
 pub mod secret;
 mod summary;
 mod validate;
@@ -47,17 +49,27 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
+use crate::config::regular_file::ReadError;
 use crate::config::secret::Environment;
 
+/// The most a configuration file may hold; a thousand probes take a few hundred KiB.
+pub const CONFIG_FILE_CAP: u64 = 16 * 1024 * 1024;
+
 impl Config {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file: a regular file of at most [`CONFIG_FILE_CAP`] bytes,
+    /// so that a FIFO or a device named by mistake is refused at once instead of hanging
+    /// `--config.check`, the start or a reload.
     pub fn load(path: &Path, env: &dyn Environment) -> Result<Self, ConfigError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|err| {
-            ConfigError::one(
-                &origin,
-                Problem::of_key("", format!("cannot read the configuration file: {err}")),
-            )
+        let text = regular_file::read(path, CONFIG_FILE_CAP).map_err(|err| {
+            let message = match err {
+                ReadError::Io(err) => format!("cannot read the configuration file: {err}"),
+                ReadError::NotRegular(_) | ReadError::TooLarge(_) => format!(
+                    "cannot read the configuration file: {err}; point --config.file at a \
+                     regular TOML file"
+                ),
+            };
+            ConfigError::one(&origin, Problem::of_key("", message))
         })?;
         Self::parse(&text, &origin, env, Utc::now())
     }
@@ -70,10 +82,19 @@ impl Config {
         now: DateTime<Utc>,
     ) -> Result<Self, ConfigError> {
         let file = file::from_toml(text, origin)?;
-        validate::validate(file, text, env, now).map_err(|problems| ConfigError {
-            origin: origin.to_owned(),
-            problems,
-        })
+        let (mut config, warnings) =
+            validate::validate(file, text, env, now).map_err(|problems| ConfigError {
+                origin: origin.to_owned(),
+                problems,
+            })?;
+        if !warnings.is_empty() {
+            let located = ConfigError {
+                origin: origin.to_owned(),
+                problems: warnings,
+            };
+            config.warnings = located.to_string().lines().map(str::to_owned).collect();
+        }
+        Ok(config)
     }
 }
 
@@ -240,6 +261,27 @@ format = "yaml"
             );
         }
         assert_eq!(message.lines().count(), 6, "{message}");
+    }
+
+    #[test]
+    fn a_key_that_cannot_be_lastfms_is_accepted_with_a_located_warning() {
+        assert!(parse(MINIMAL).unwrap().warnings.is_empty());
+        let short = FakeEnv(HashMap::from([(
+            "LASTFM_API_KEY".to_owned(),
+            "0123456789abcdef0123456789abcde".to_owned(),
+        )]));
+        let config = Config::parse(MINIMAL, "test.toml", &short, now()).unwrap();
+        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+        let warning = &config.warnings[0];
+        assert!(
+            warning.starts_with("test.toml:5:11: target \"lastfm\": key `api_key`: the value from environment variable LASTFM_API_KEY is 31 characters long"),
+            "{warning}"
+        );
+        assert!(
+            config
+                .summary(now())
+                .contains(&format!("warning: {warning}"))
+        );
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub struct Config {
     pub targets: Vec<Arc<Target>>,
     /// Endpoints that are not Last.fm, checked to tell our network's faults from Last.fm's.
     pub references: Vec<Reference>,
+    /// What is accepted but looks wrong (a key that cannot be one), each a located line
+    /// `file:line:col: context: key `k`: …`; `--config.check` prints them, the daemon logs them.
+    pub warnings: Vec<String>,
 }
 
 /// `[[references]]`: an endpoint that is not Last.fm (the host's gateway, a large public site),

@@ -41,6 +41,41 @@ pub(crate) fn is_method_name(name: &str) -> bool {
     is_probe_name(name) && name.contains('.')
 }
 
+/// The range a duration key must fall in, and how its message writes it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    /// The shortest allowed.
+    pub(crate) min: Duration,
+    /// The longest allowed.
+    pub(crate) max: Duration,
+    /// The range as the message writes it.
+    pub(crate) text: &'static str,
+}
+
+/// `interval` (probes and references), `suspended_interval`, `backoff_initial`, `backoff_max`:
+/// a period of the daemon's clockwork. A month is longer than any sensible one and keeps every
+/// instant the daemon computes from one (a fire, a backoff's end) far inside what the clocks
+/// hold; an `interval` of 300000000000y once overflowed the schedule's arithmetic.
+pub(crate) const PERIOD: Bounds = Bounds {
+    min: Duration::from_secs(1),
+    max: Duration::from_secs(30 * 24 * 3600),
+    text: "from 1s to 30d",
+};
+
+/// `timeout` (probes and references): a run's deadline.
+pub(crate) const TIMEOUT: Bounds = Bounds {
+    min: Duration::from_millis(100),
+    max: Duration::from_secs(600),
+    text: "from 100ms to 10m",
+};
+
+/// `startup_jitter`: zero turns it off.
+pub(crate) const JITTER: Bounds = Bounds {
+    min: Duration::ZERO,
+    max: Duration::from_secs(3600),
+    text: "from 0s to 1h",
+};
+
 /// A duration such as `30s`, `5m` or `1h`; zero only when `zero_ok`.
 pub(crate) fn duration(text: &str, zero_ok: bool) -> Result<Duration, String> {
     match humantime::parse_duration(text) {
@@ -106,6 +141,18 @@ pub(crate) fn base_url(text: &str) -> Result<Url, String> {
         Some(problem) => Err(format!("{text:?} {problem}")),
         None => Ok(url),
     }
+}
+
+/// Whether `url` is Last.fm's API (`ws.audioscrobbler.com`, docs/LASTFM-API.md), whose keys and
+/// secrets are 32 hex digits; other services (Libre.fm, a simulator) are not held to that shape.
+pub(crate) fn is_lastfm(url: &Url) -> bool {
+    url.host_str().is_some_and(|host| {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        host == "audioscrobbler.com"
+            || host.ends_with(".audioscrobbler.com")
+            || host == "last.fm"
+            || host.ends_with(".last.fm")
+    })
 }
 
 /// A reference's `url`: http(s) with a host and no credentials (it is fetched anonymously).

@@ -40,6 +40,9 @@ impl Config {
                  (see config.toml)"
             );
         }
+        for warning in &self.warnings {
+            let _ = writeln!(out, "warning: {warning}");
+        }
         let _ = write!(
             out,
             "interval schedules start at a random moment within {} of start-up; times are UTC",

@@ -87,7 +87,10 @@ pub async fn run_on(
         .state_directory
         .as_deref()
         .map(StateFile::in_directory);
-    let restored = state.as_ref().and_then(restore);
+    let restored = match &state {
+        Some(file) => restore(file.clone()).await,
+        None => None,
+    };
     let mut descriptors =
         Descriptors::new(&listener).context("cannot duplicate the listener's descriptor")?;
     // Before the first generation's burst: the descriptor table grows now, not mid-burst.
@@ -192,10 +195,10 @@ impl Running {
             tokio::select! {
                 () = &mut shutdown => return,
                 Some(reply) = daemon.reloads.recv() => {
-                    let _ = reply.send(self.reload(daemon, options));
+                    let _ = reply.send(self.reload(daemon, options).await);
                 }
                 Some(()) = next_hangup(&mut self.hangup) => {
-                    let _ = self.reload(daemon, options);
+                    let _ = self.reload(daemon, options).await;
                 }
                 _ = watchdog.tick(), if watchdog_period.is_some() => {
                     match daemon.fleet.stuck(Instant::now()) {
@@ -207,7 +210,7 @@ impl Running {
         }
     }
 
-    fn reload(&mut self, daemon: &Assembly, options: &Options) -> Result<String, String> {
+    async fn reload(&mut self, daemon: &Assembly, options: &Options) -> Result<String, String> {
         reload::reload(
             &mut self.config,
             &mut self.descriptors,
@@ -215,6 +218,7 @@ impl Running {
             &daemon.shared,
             &daemon.fleet,
         )
+        .await
     }
 }
 
@@ -241,12 +245,17 @@ pub fn revision() -> &'static str {
     option_env!("LASTFM_MONITOR_REVISION").unwrap_or("unknown")
 }
 
-/// The state file's content, or `None` (logged) when there is none or it cannot be used.
-fn restore(file: &StateFile) -> Option<Snapshot> {
-    match file.load() {
+/// The state file's content, or `None` (logged) when there is none or it cannot be used. Read on
+/// the blocking pool: file I/O stays off the thread that serves and schedules.
+async fn restore(file: StateFile) -> Option<Snapshot> {
+    let path = file.path().to_owned();
+    let loaded = tokio::task::spawn_blocking(move || file.load())
+        .await
+        .unwrap_or_else(|err| Err(format!("cannot read {}: {err}", path.display())));
+    match loaded {
         Ok(Some(snapshot)) => Some(snapshot),
         Ok(None) => {
-            tracing::info!(file = %file.path().display(), "no state file yet: fresh request budgets");
+            tracing::info!(file = %path.display(), "no state file yet: fresh request budgets");
             None
         }
         Err(problem) => {

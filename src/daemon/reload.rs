@@ -14,14 +14,14 @@ use std::sync::Arc;
 use super::descriptors::Descriptors;
 use super::fleet::Fleet;
 use super::options::{ConfigSource, Options};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Problem};
 use crate::run::{Generation, Origin};
 use crate::schedule::WallClock;
 use crate::server::Shared;
 
 /// Validates the new configuration and swaps it in, or keeps the old one: the sentence the
 /// caller of `POST /-/reload` gets.
-pub(super) fn reload(
+pub(super) async fn reload(
     config: &mut Config,
     descriptors: &mut Descriptors,
     options: &Options,
@@ -29,8 +29,9 @@ pub(super) fn reload(
     fleet: &Fleet,
 ) -> Result<String, String> {
     options.notifier.reloading();
+    let loaded = load(options).await;
     let now_unix = unix_now(options.clock.as_ref());
-    let result = match load(options) {
+    let result = match loaded {
         Err(err) => {
             for problem in err.to_string().lines() {
                 tracing::error!(
@@ -42,6 +43,9 @@ pub(super) fn reload(
             Err(err.to_string())
         }
         Ok(new) => {
+            for warning in &new.warnings {
+                tracing::warn!(warning = %warning, "configuration accepted with a warning");
+            }
             if new.web.listen_address != config.web.listen_address {
                 tracing::warn!("web.listen_address changed; it takes effect at the next restart");
             }
@@ -73,17 +77,30 @@ pub(super) fn reload(
     result
 }
 
-/// The configuration from where reloads read it.
-fn load(options: &Options) -> Result<Config, ConfigError> {
-    match &options.source {
-        ConfigSource::File(path) => Config::load(path, options.env.as_ref()),
-        ConfigSource::Fixed(text) => Config::parse(
-            text,
-            "<built-in>",
-            options.env.as_ref(),
-            options.clock.now(),
-        ),
-    }
+/// The configuration from where reloads read it, read and validated on the blocking pool: the
+/// file and the secret files it names are file I/O, which must not stall the thread that serves
+/// `/metrics` and schedules the probes (src/cli/mod.rs, `runtime`).
+async fn load(options: &Options) -> Result<Config, ConfigError> {
+    let source = options.source.clone();
+    let env = Arc::clone(&options.env);
+    let clock = Arc::clone(&options.clock);
+    tokio::task::spawn_blocking(move || match &source {
+        ConfigSource::File(path) => Config::load(path, env.as_ref()),
+        ConfigSource::Fixed(text) => Config::parse(text, "<built-in>", env.as_ref(), clock.now()),
+    })
+    .await
+    .unwrap_or_else(|err| {
+        Err(ConfigError {
+            origin: "reload".to_owned(),
+            problems: vec![Problem {
+                line: None,
+                column: None,
+                context: String::new(),
+                key: String::new(),
+                message: format!("the configuration could not be read: {err}"),
+            }],
+        })
+    })
 }
 
 /// Removes the series and recent runs of what `old` has and `new` no longer does.

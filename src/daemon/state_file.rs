@@ -19,10 +19,14 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::regular_file::{self, ReadError};
 use crate::run::saved::{Snapshot, VERSION};
 
 /// The file's name inside the state directory.
 pub const FILE_NAME: &str = "state.json";
+/// The most the file may hold: a target's budget and a probe's last send take under 300 bytes,
+/// so this is tens of thousands of probes.
+pub const CAP: u64 = 16 * 1024 * 1024;
 /// The least time between two writes while requests keep going out.
 const MIN_GAP: Duration = Duration::from_secs(1);
 
@@ -47,10 +51,15 @@ impl StateFile {
 
     /// The kept state: `Ok(None)` on a first start (no file), `Err` with a sentence when the
     /// file cannot be read or is not a state file of this version.
+    ///
+    /// Only a regular file of at most [`CAP`] bytes is read: a FIFO in its place would block the
+    /// start before any port is bound (and SIGTERM with it), a device would never end.
     pub fn load(&self) -> Result<Option<Snapshot>, String> {
-        let text = match std::fs::read_to_string(&self.path) {
+        let text = match regular_file::read(&self.path, CAP) {
             Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(ReadError::Io(err)) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(None);
+            }
             Err(err) => return Err(format!("cannot read {}: {err}", self.path.display())),
         };
         let snapshot: Snapshot = serde_json::from_str(&text).map_err(|err| {

@@ -26,6 +26,35 @@ const MIN_RETRY: Duration = Duration::from_millis(1);
 /// The shortest backoff a delay sent by the server gives: `Retry-After: 0` or a date already
 /// past must not let the next fire hit a server that has just said 429.
 const MIN_SERVER_DELAY: Duration = Duration::from_secs(1);
+/// What an instant too far for the clock becomes: far enough to mean "not soon".
+const FAR: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `at + by`, saturated: the validator bounds every period and rate (README.md, Configuration
+/// reference), and this keeps an upstream's word (a `Retry-After` of 2^64-1 seconds) or a
+/// hand-edited state file from ever making the arithmetic panic.
+fn later(at: Instant, by: Duration) -> Instant {
+    at.checked_add(by)
+        .or_else(|| at.checked_add(FAR))
+        .unwrap_or(at)
+}
+
+/// `seconds` as a wait: NaN or negative is none, too long for a `Duration` is the longest.
+fn wait(seconds: f64) -> Duration {
+    Duration::try_from_secs_f64(seconds).unwrap_or(if seconds > 0.0 {
+        Duration::MAX
+    } else {
+        Duration::ZERO
+    })
+}
+
+/// A uniform unit for the jitter: in `[0, 1]`, NaN as 0 (`clamp` keeps NaN, `mul_f64` panics).
+fn unit_interval(unit: f64) -> f64 {
+    if unit.is_nan() {
+        0.0
+    } else {
+        unit.clamp(0.0, 1.0)
+    }
+}
 
 closed_set! {
     /// Why a run was not sent (the `reason` label of `lastfm_probe_skipped_total`).
@@ -129,7 +158,8 @@ impl Gate {
     /// and a wall clock that went backwards counts as no time elapsed.
     pub fn restored(policy: Politeness, saved: &SavedGate, now: Instant, now_ms: i64) -> Self {
         let burst = f64::from(policy.burst);
-        let elapsed = Duration::from_millis(u64::try_from(now_ms - saved.at_ms).unwrap_or(0));
+        let elapsed =
+            Duration::from_millis(u64::try_from(now_ms.saturating_sub(saved.at_ms)).unwrap_or(0));
         let tokens = if saved.tokens.is_finite() {
             (saved.tokens.max(-burst) + elapsed.as_secs_f64() * policy.max_requests_per_second)
                 .min(burst)
@@ -137,8 +167,9 @@ impl Gate {
             0.0
         };
         let ahead = |at_ms: i64, cap: Duration| {
-            let wait = Duration::from_millis(u64::try_from(at_ms - now_ms).unwrap_or(0));
-            now + wait.min(cap)
+            let wait =
+                Duration::from_millis(u64::try_from(at_ms.saturating_sub(now_ms)).unwrap_or(0));
+            later(now, wait.min(cap))
         };
         let backoff_until = saved
             .backoff_until_ms
@@ -217,14 +248,14 @@ impl Gate {
         let at = if state.tokens >= 1.0 {
             now
         } else {
-            now + Duration::from_secs_f64((1.0 - state.tokens) / rate)
+            later(now, wait((1.0 - state.tokens) / rate))
         };
         if at > latest {
             return Err(SkipReason::RateLimited);
         }
         state.tokens -= 1.0;
         if state.suspended {
-            state.next_suspended_slot = now + self.policy.suspended_interval;
+            state.next_suspended_slot = later(now, self.policy.suspended_interval);
         }
         Ok(at)
     }
@@ -250,8 +281,8 @@ impl Gate {
             state.departures = (state.departures - 1.0).max(0.0);
             Ok(())
         } else {
-            let wait = Duration::from_secs_f64((1.0 - state.departures) / rate);
-            Err(now + wait.max(MIN_RETRY))
+            let wait = wait((1.0 - state.departures) / rate);
+            Err(later(now, wait.max(MIN_RETRY)))
         }
     }
 
@@ -291,7 +322,7 @@ impl Gate {
                 Some(hint) => self.retry_after(hint, now_unix),
                 None => self.exponential(state.backoff_attempts, unit),
             };
-            state.backoff_until = Some(now + delay);
+            state.backoff_until = Some(later(now, delay));
             state.epoch = state.epoch.wrapping_add(1);
             events.push(GateEvent::BackoffStarted(delay));
         }
@@ -304,7 +335,7 @@ impl Gate {
                 events.push(GateEvent::SuspendedModeStarted);
             }
             state.suspended = true;
-            state.next_suspended_slot = now + self.policy.suspended_interval;
+            state.next_suspended_slot = later(now, self.policy.suspended_interval);
             state.epoch = state.epoch.wrapping_add(1);
         }
         if verdict.api_healthy {
@@ -360,7 +391,7 @@ impl Gate {
             .backoff_initial
             .saturating_mul(1 << exponent)
             .min(self.policy.backoff_max);
-        full.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0))
+        full.mul_f64(0.5 + 0.5 * unit_interval(unit))
     }
 }
 

@@ -10,27 +10,45 @@ use toml::Spanned;
 
 use crate::config::declared::{Format, HttpMethod, Schedule};
 use crate::config::model::ScheduleSpec;
-use crate::config::parse;
+use crate::config::parse::{self, Bounds};
 
 use super::Validator;
 
+/// A day.
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// How far ahead a cron schedule's next fire may be: a yearly expression always fires within
+/// it; one that fires only on 29 February, or in a year far ahead, does not.
+const CRON_HORIZON_DAYS: u32 = 400;
+
 impl Validator<'_> {
-    /// A duration; zero only when `zero_ok`. `None` when absent or wrong.
+    /// A duration within `bounds`. `None` when absent or wrong.
     pub(super) fn duration(
         &mut self,
         value: Option<&Spanned<String>>,
         ctx: &str,
         key: &str,
-        zero_ok: bool,
+        bounds: Bounds,
     ) -> Option<Duration> {
         let value = value?;
-        parse::duration(value.get_ref(), zero_ok)
+        let checked = parse::duration(value.get_ref(), bounds.min.is_zero()).and_then(|d| {
+            if (bounds.min..=bounds.max).contains(&d) {
+                Ok(d)
+            } else {
+                Err(format!(
+                    "{:?} is out of range; use a duration {}",
+                    value.get_ref(),
+                    bounds.text
+                ))
+            }
+        });
+        checked
             .map_err(|message| self.problem(Some(value.span()), ctx, key, message))
             .ok()
     }
 
-    /// `interval` (at least 1s) or `cron` (firing after now), never both. `None` when neither
-    /// is set or either is wrong.
+    /// `interval` (1s to 30d) or `cron` (firing within 400 days), never both. `None` when
+    /// neither is set or either is wrong.
     pub(super) fn schedule(
         &mut self,
         interval: Option<&Spanned<String>>,
@@ -54,16 +72,7 @@ impl Validator<'_> {
     }
 
     fn interval(&mut self, i: &Spanned<String>, ctx: &str) -> Option<ScheduleSpec> {
-        let gap = self.duration(Some(i), ctx, "interval", false)?;
-        if gap < Duration::from_secs(1) {
-            self.problem(
-                Some(i.span()),
-                ctx,
-                "interval",
-                "must be at least 1s".to_owned(),
-            );
-            return None;
-        }
+        let gap = self.duration(Some(i), ctx, "interval", parse::PERIOD)?;
         Some(ScheduleSpec {
             source: i.get_ref().clone(),
             schedule: Schedule::Every(gap),
@@ -73,12 +82,30 @@ impl Validator<'_> {
     fn cron(&mut self, c: &Spanned<String>, ctx: &str) -> Option<ScheduleSpec> {
         match Schedule::parse_cron(c.get_ref()) {
             Ok(schedule) => {
-                if schedule.upcoming(self.now, 1).is_empty() {
+                let Some(next) = schedule.upcoming(self.now, 1).first().copied() else {
                     self.problem(
                         Some(c.span()),
                         ctx,
                         "cron",
                         format!("{:?} never fires after now", c.get_ref()),
+                    );
+                    return None;
+                };
+                let horizon = DAY * CRON_HORIZON_DAYS;
+                if (next - self.now)
+                    .to_std()
+                    .is_ok_and(|ahead| ahead > horizon)
+                {
+                    self.problem(
+                        Some(c.span()),
+                        ctx,
+                        "cron",
+                        format!(
+                            "{:?} next fires at {}, more than {CRON_HORIZON_DAYS} days ahead; \
+                             use a schedule that fires at least once a year",
+                            c.get_ref(),
+                            next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                        ),
                     );
                     return None;
                 }

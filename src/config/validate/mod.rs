@@ -29,25 +29,27 @@ use crate::config::declared::{Format, HttpMethod};
 use crate::config::defaults;
 use crate::config::file::{ConfigFile, DefaultsFile, TargetFile, WebFile};
 use crate::config::model::{Config, ScheduleSpec, Target, Web};
+use crate::config::parse;
 use crate::config::problem::Problem;
 use crate::config::secret::Environment;
 
-/// Validates the mirror of `text`: the config, or every problem found.
+/// Validates the mirror of `text`: the config and its warnings, or every problem found.
 pub(crate) fn validate(
     file: ConfigFile,
     text: &str,
     env: &dyn Environment,
     now: DateTime<Utc>,
-) -> Result<Config, Vec<Problem>> {
+) -> Result<(Config, Vec<Problem>), Vec<Problem>> {
     let mut v = Validator {
         text,
         env,
         now,
         problems: Vec::new(),
+        warnings: Vec::new(),
     };
     let config = v.config(file);
     if v.problems.is_empty() {
-        Ok(config)
+        Ok((config, v.warnings))
     } else {
         Err(v.problems)
     }
@@ -59,6 +61,8 @@ pub(crate) struct Validator<'a> {
     env: &'a dyn Environment,
     now: DateTime<Utc>,
     problems: Vec<Problem>,
+    /// Accepted but suspicious values, located like problems.
+    warnings: Vec<Problem>,
 }
 
 /// The settings `[defaults]` gives every probe.
@@ -77,6 +81,12 @@ impl Validator<'_> {
             .push(Problem::at(self.text, span, context, key, message));
     }
 
+    /// Records a warning at `span`: accepted, but shown by `--config.check` and logged.
+    fn warning(&mut self, span: Option<Range<usize>>, context: &str, key: &str, message: String) {
+        self.warnings
+            .push(Problem::at(self.text, span, context, key, message));
+    }
+
     fn config(&mut self, file: ConfigFile) -> Config {
         let listen_address = self.listen_address(&file.web);
         let ctx = "[defaults]";
@@ -85,7 +95,7 @@ impl Validator<'_> {
                 file.defaults.startup_jitter.as_ref(),
                 ctx,
                 "startup_jitter",
-                true,
+                parse::JITTER,
             )
             .unwrap_or(defaults::STARTUP_JITTER);
         let inherited = self.inherited(&file.defaults);
@@ -96,6 +106,7 @@ impl Validator<'_> {
             startup_jitter,
             targets,
             references,
+            warnings: Vec::new(),
         }
     }
 
@@ -129,7 +140,7 @@ impl Validator<'_> {
         Inherited {
             schedule: self.schedule(d.interval.as_ref(), d.cron.as_ref(), ctx),
             timeout: self
-                .duration(d.timeout.as_ref(), ctx, "timeout", false)
+                .duration(d.timeout.as_ref(), ctx, "timeout", parse::TIMEOUT)
                 .unwrap_or(defaults::TIMEOUT),
             format: self.format(d.format.as_ref(), ctx).unwrap_or(Format::Json),
             http_method: self

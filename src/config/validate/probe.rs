@@ -181,7 +181,7 @@ impl Validator<'_> {
         ctx: &str,
     ) -> Duration {
         let timeout = self
-            .duration(file.timeout.as_ref(), ctx, "timeout", false)
+            .duration(file.timeout.as_ref(), ctx, "timeout", parse::TIMEOUT)
             .unwrap_or(inherited.timeout);
         let gap = schedule.and_then(|s| s.schedule.shortest_gap(self.now));
         if let Some(gap) = gap

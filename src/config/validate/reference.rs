@@ -26,10 +26,10 @@ impl Validator<'_> {
             let name = self.reference_name(file.name.as_ref(), span.clone(), &mut ctx, &mut seen);
             let url = self.reference_url(file.url.as_ref(), span, &ctx);
             let interval = self
-                .duration(file.interval.as_ref(), &ctx, "interval", false)
+                .duration(file.interval.as_ref(), &ctx, "interval", parse::PERIOD)
                 .unwrap_or(defaults::REFERENCE_INTERVAL);
             let timeout = self
-                .duration(file.timeout.as_ref(), &ctx, "timeout", false)
+                .duration(file.timeout.as_ref(), &ctx, "timeout", parse::TIMEOUT)
                 .unwrap_or(defaults::REFERENCE_TIMEOUT);
             if timeout >= interval {
                 let at = file.timeout.as_ref().or(file.interval.as_ref());

@@ -13,7 +13,7 @@ use crate::config::defaults;
 use crate::config::file::{ProbeFile, TargetFile};
 use crate::config::model::{LASTFM_RATE_CEILING, Politeness, Probe, Target};
 use crate::config::parse;
-use crate::config::secret::Secret;
+use crate::config::secret::{Secret, SecretSource};
 
 use super::{Inherited, Validator};
 
@@ -40,13 +40,14 @@ impl Validator<'_> {
             None => format!("targets[{index}]"),
         };
         let base_url = self.base_url(file.base_url.as_ref(), span.clone(), &ctx);
-        let secrets = self.secrets(&file, span.clone(), &ctx);
+        let lastfm = base_url.as_ref().is_some_and(parse::is_lastfm);
+        let secrets = self.secrets(&file, span.clone(), &ctx, lastfm);
         let politeness = self.politeness(&file, &ctx);
         let down_after = self
-            .count(file.down_after.as_ref(), &ctx, "down_after", 1, 1000)
+            .count(file.down_after.as_ref(), &ctx, "down_after", 1, 100)
             .unwrap_or(defaults::DOWN_AFTER);
         let up_after = self
-            .count(file.up_after.as_ref(), &ctx, "up_after", 1, 1000)
+            .count(file.up_after.as_ref(), &ctx, "up_after", 1, 100)
             .unwrap_or(defaults::UP_AFTER);
         let statuses = self.statuses(file.documented_statuses.as_ref(), &ctx);
         let has_secret = file.api_secret.is_some();
@@ -119,8 +120,15 @@ impl Validator<'_> {
             .ok()
     }
 
-    /// `api_key` (required), `api_secret` and `session_key`, resolved.
-    fn secrets(&mut self, file: &TargetFile, span: Range<usize>, ctx: &str) -> Secrets {
+    /// `api_key` (required), `api_secret` and `session_key`, resolved; a value that cannot be a
+    /// key (of Last.fm's shape when `lastfm`) is accepted with a warning.
+    fn secrets(
+        &mut self,
+        file: &TargetFile,
+        span: Range<usize>,
+        ctx: &str,
+        lastfm: bool,
+    ) -> Secrets {
         let api_key = match &file.api_key {
             None => {
                 self.problem(
@@ -132,16 +140,17 @@ impl Validator<'_> {
                 );
                 None
             }
-            Some(value) => self.secret(value, ctx, "api_key"),
+            Some(value) => self.secret(value, ctx, "api_key", lastfm),
         };
         let api_secret = file
             .api_secret
             .as_ref()
-            .and_then(|value| self.secret(value, ctx, "api_secret"));
+            .and_then(|value| self.secret(value, ctx, "api_secret", lastfm));
+        // Session keys come from auth.getSession; their shape is not documented.
         let session_key = file
             .session_key
             .as_ref()
-            .and_then(|value| self.secret(value, ctx, "session_key"));
+            .and_then(|value| self.secret(value, ctx, "session_key", false));
         Secrets {
             api_key,
             api_secret,
@@ -149,12 +158,35 @@ impl Validator<'_> {
         }
     }
 
-    fn secret(&mut self, value: &Spanned<toml::Value>, ctx: &str, key: &str) -> Option<Secret> {
-        let resolved = parse::secret_source(value.get_ref())
-            .and_then(|(source, inline)| source.resolve(inline, self.env));
-        resolved
-            .map_err(|message| self.problem(Some(value.span()), ctx, key, message))
-            .ok()
+    fn secret(
+        &mut self,
+        value: &Spanned<toml::Value>,
+        ctx: &str,
+        key: &str,
+        lastfm_hex: bool,
+    ) -> Option<Secret> {
+        let (source, secret) =
+            match parse::secret_source(value.get_ref()).and_then(|(source, inline)| {
+                source
+                    .resolve(inline, self.env)
+                    .map(|secret| (source, secret))
+            }) {
+                Ok(resolved) => resolved,
+                Err(message) => {
+                    self.problem(Some(value.span()), ctx, key, message);
+                    return None;
+                }
+            };
+        if let Some(why) = secret.shape_problem(lastfm_hex) {
+            let from = match &source {
+                SecretSource::Inline => "the value".to_owned(),
+                SecretSource::Env(_) | SecretSource::File(_) | SecretSource::Credential(_) => {
+                    format!("the value from {}", source.describe())
+                }
+            };
+            self.warning(Some(value.span()), ctx, key, format!("{from} {why}"));
+        }
+        Some(secret)
     }
 
     /// The request budget and backoff; a wrong value falls back on its default.
@@ -162,26 +194,33 @@ impl Validator<'_> {
         let politeness = Politeness {
             max_requests_per_second: self.rate(file.max_requests_per_second.as_ref(), ctx),
             burst: self
-                .count(file.burst.as_ref(), ctx, "burst", 1, 100)
+                .count(file.burst.as_ref(), ctx, "burst", 1, 1000)
                 .unwrap_or(defaults::BURST),
             suspended_interval: self
                 .duration(
                     file.suspended_interval.as_ref(),
                     ctx,
                     "suspended_interval",
-                    false,
+                    parse::PERIOD,
                 )
                 .unwrap_or(defaults::SUSPENDED_INTERVAL),
             backoff_initial: self
-                .duration(file.backoff_initial.as_ref(), ctx, "backoff_initial", false)
+                .duration(
+                    file.backoff_initial.as_ref(),
+                    ctx,
+                    "backoff_initial",
+                    parse::PERIOD,
+                )
                 .unwrap_or(defaults::BACKOFF_INITIAL),
             backoff_max: self
-                .duration(file.backoff_max.as_ref(), ctx, "backoff_max", false)
+                .duration(file.backoff_max.as_ref(), ctx, "backoff_max", parse::PERIOD)
                 .unwrap_or(defaults::BACKOFF_MAX),
         };
         if politeness.backoff_max < politeness.backoff_initial {
+            // At backoff_max, or at backoff_initial when the cap is the default.
+            let at = file.backoff_max.as_ref().or(file.backoff_initial.as_ref());
             self.problem(
-                file.backoff_max.as_ref().map(Spanned::span),
+                at.map(Spanned::span),
                 ctx,
                 "backoff_max",
                 "is shorter than backoff_initial; the cap must be at least the first backoff"
@@ -191,18 +230,20 @@ impl Validator<'_> {
         politeness
     }
 
-    /// `max_requests_per_second`: above 0, at most 1000.
+    /// `max_requests_per_second`: from 0.001 (one request in about 17 minutes) to 1000. Below
+    /// that, the wait for a token is longer than any instant the clocks hold (1e-300 once
+    /// aborted the daemon); NaN is in no range.
     fn rate(&mut self, value: Option<&Spanned<f64>>, ctx: &str) -> f64 {
         match value {
             None => defaults::MAX_REQUESTS_PER_SECOND,
-            Some(rate) if *rate.get_ref() > 0.0 && *rate.get_ref() <= 1000.0 => *rate.get_ref(),
+            Some(rate) if (0.001..=1000.0).contains(rate.get_ref()) => *rate.get_ref(),
             Some(rate) => {
                 self.problem(
                     Some(rate.span()),
                     ctx,
                     "max_requests_per_second",
                     format!(
-                        "{} is out of range; use a rate above 0 and at most 1000 (Last.fm allows about {LASTFM_RATE_CEILING} per second)",
+                        "{:?} is out of range; use a rate from 0.001 to 1000 (Last.fm allows about {LASTFM_RATE_CEILING} per second)",
                         rate.get_ref()
                     ),
                 );
