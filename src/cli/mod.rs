@@ -196,7 +196,7 @@ async fn demo(listen: Option<SocketAddr>, web: WebConfig) -> ExitCode {
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(err) => {
-            eprintln!("lastfm-monitor: cannot listen on {listen}: {err}");
+            eprintln!("lastfm-monitor: {}", demo_bind_failure(listen, &err));
             return ExitCode::FAILURE;
         }
     };
@@ -231,6 +231,16 @@ async fn demo(listen: Option<SocketAddr>, web: WebConfig) -> ExitCode {
     let result = daemon::run_on(config, listener, options, crate::daemon::shutdown::signal()).await;
     drop(simulator);
     finish(result)
+}
+
+/// Why the demo could not listen, and the flag that moves it (the demo has no config file to
+/// edit, so the command line is the only way out).
+fn demo_bind_failure(listen: SocketAddr, err: &std::io::Error) -> String {
+    format!(
+        "cannot listen on {listen}: {err}; choose another address with --web.listen-address, \
+         e.g. `lastfm-monitor demo --web.listen-address 127.0.0.1:0` (port 0: any free port; the \
+         URLs printed at start-up name it)"
+    )
 }
 
 async fn simulate(listen: SocketAddr, scenario: Option<std::path::PathBuf>) -> ExitCode {
