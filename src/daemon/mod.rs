@@ -156,6 +156,9 @@ fn serve(
     if let Some(warning) = options.web.exposure_warning(address) {
         tracing::warn!(%address, "{warning}");
     }
+    if let Some(warning) = crate::config::web::cost_warning(&options.web.users) {
+        tracing::warn!("{warning}");
+    }
     daemon.tracker.spawn(server::serve_tls(
         listener,
         server::router(Arc::clone(&daemon.shared)),

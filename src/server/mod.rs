@@ -4,7 +4,8 @@
 //! - `GET /metrics`: the exposition, from memory; never waits on a probe.
 //! - `GET /`: the status page (targets, probes, conditions, recent runs).
 //! - `GET /runs/{id}`: the stored debug trace of a recent run.
-//! - `GET /probe?target=T&probe=P[&debug=true]`: one run now, within the target's budget.
+//! - `GET /probe?target=T&probe=P[&debug=true]`: one run now, within the target's budget
+//!   (`HEAD` and every other method: 405 with `Allow: GET`, never a run).
 //! - `GET /-/healthy`: liveness. `GET /-/ready`: 200 once the config is loaded and probes run.
 //! - `POST /-/reload`: reload the configuration, as SIGHUP does.
 //!
@@ -40,7 +41,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::web::{BasicAuth, WebConfig};
+use crate::config::web::{BasicAuth, Verdict, WebConfig};
 use crate::metrics::Metrics;
 use crate::run::{Generation, Mode, RunResult, Runner};
 
@@ -136,19 +137,25 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/", get(status_page))
         .route("/metrics", get(metrics))
-        .route("/probe", get(probe))
+        // axum answers HEAD with the GET handler (dropping the body), which for `/probe` would
+        // send a real upstream request: HEAD, like every other method, gets 405 here.
+        .route(
+            "/probe",
+            get(probe).head(probe_get_only).fallback(probe_get_only),
+        )
         .route("/runs/{id}", get(run_trace))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
         .fallback(not_found)
-        // Outermost last: headers on every answer, then the cap, so authentication (bcrypt)
-        // is bounded by it too.
+        // Outermost last: headers on every answer, then authentication, then the cap. Password
+        // checks have their own bound (`BasicAuth::check`), so wrong passwords queue there and
+        // never take the requests-in-flight permits an authorised scraper needs.
+        .layer(middleware::from_fn_with_state(Arc::clone(&shared), guard))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&shared),
             authenticate,
         ))
-        .layer(middleware::from_fn_with_state(Arc::clone(&shared), guard))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&shared),
             security_headers,
@@ -161,21 +168,27 @@ async fn authenticate(State(shared): State<Arc<Shared>>, request: Request, next:
     let Some(auth) = &shared.auth else {
         return next.run(request).await;
     };
-    if auth
-        .is_authorized(request.headers().get(header::AUTHORIZATION))
+    match auth
+        .check(request.headers().get(header::AUTHORIZATION))
         .await
     {
-        return next.run(request).await;
+        Verdict::Authorized => next.run(request).await,
+        Verdict::Refused => (
+            StatusCode::UNAUTHORIZED,
+            [(
+                header::WWW_AUTHENTICATE,
+                crate::config::web::WWW_AUTHENTICATE,
+            )],
+            "unauthorized\n",
+        )
+            .into_response(),
+        Verdict::Busy => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "too many password checks waiting\n",
+        )
+            .into_response(),
     }
-    (
-        StatusCode::UNAUTHORIZED,
-        [(
-            header::WWW_AUTHENTICATE,
-            crate::config::web::WWW_AUTHENTICATE,
-        )],
-        "unauthorized\n",
-    )
-        .into_response()
 }
 
 /// Adds the web config's headers to every response.
@@ -222,6 +235,16 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         shared.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `/probe` with any method but GET: 405, `Allow: GET`, and no run.
+async fn probe_get_only() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(header::ALLOW, "GET")],
+        "/probe answers GET only\n",
     )
         .into_response()
 }
