@@ -43,11 +43,18 @@ pub(super) fn reload(
             if new.web.listen_address != config.web.listen_address {
                 tracing::warn!("web.listen_address changed; it takes effect at the next restart");
             }
+            if new.web.max_connections != config.web.max_connections {
+                tracing::warn!("web.max_connections changed; it takes effect at the next restart");
+            }
             let old = shared.generation();
             old.cancel.cancel();
             retire(&old, &new, shared);
             let probes = new.probe_count();
-            descriptors.prepare(probes);
+            if let Err(problem) = descriptors.prepare(probes, new.web.max_connections) {
+                // `load` checked it against the limit this would reach; only a failed raise
+                // gets here, and the running server keeps its cap.
+                tracing::warn!(%problem.message, "web.max_connections does not fit the descriptor limit");
+            }
             let generation = fleet.start(&new, &shared.metrics, Origin::Reload(&old));
             shared.set_generation(generation);
             shared.metrics.record_reload(true, now_unix);
@@ -68,16 +75,24 @@ pub(super) fn reload(
     result
 }
 
-/// The configuration from where reloads read it.
+/// The configuration from where reloads read it, refused when its `max_connections` exceeds
+/// its share of the descriptor limit.
 fn load(options: &Options) -> Result<Config, ConfigError> {
-    match &options.source {
+    let config = match &options.source {
         ConfigSource::File(path) => Config::load(path, options.env.as_ref()),
         ConfigSource::Fixed(text) => Config::parse(
             text,
-            "<built-in>",
+            &options.source.origin(),
             options.env.as_ref(),
             options.clock.now(),
         ),
+    }?;
+    match super::descriptors::check(config.probe_count(), config.web.max_connections) {
+        Ok(_) => Ok(config),
+        Err(problem) => Err(ConfigError {
+            origin: options.source.origin(),
+            problems: vec![problem],
+        }),
     }
 }
 

@@ -11,16 +11,17 @@
 //!
 //! Other methods on these paths answer 405, other paths a fixed 404 that does not echo the path.
 //! axum's `serve` installs no header-read timeout (axum#2741), so [`serve`] runs its own hyper
-//! accept loop with one; a middleware caps requests in flight (503 beyond) and bounds each
-//! request's time. With a web config ([`crate::config::web`]), [`serve_tls`] does the TLS
+//! accept loop (`accept.rs`) with one, a cap on connections and 10 s from accept to the first
+//! request; a middleware caps requests in flight (503 beyond) and bounds each request's time. With a web config ([`crate::config::web`]), [`serve_tls`] does the TLS
 //! handshake inside each connection's task under a deadline, and every route, the 404 included,
 //! answers 401 without valid basic-auth credentials; the configured security headers go on every
 //! response.
 
+mod accept;
 pub mod status_page;
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
+pub use accept::{HEADER_READ_TIMEOUT, TLS_HANDSHAKE_TIMEOUT, serve, serve_capped, serve_tls};
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -31,15 +32,9 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::config::web::{BasicAuth, Verdict, WebConfig};
 use crate::metrics::Metrics;
@@ -47,10 +42,6 @@ use crate::run::{Generation, Mode, RunResult, Runner};
 
 /// Requests handled at once; beyond this, 503 at once (node_exporter's `--web.max-requests`).
 pub const MAX_IN_FLIGHT: usize = 40;
-/// How long a client may take to send its request headers.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to complete the TLS handshake.
-pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one request may take (an on-demand probe is bounded by its own timeout first).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(70);
 /// How long `/probe` waits for a token of the target's budget before answering 429.
@@ -454,156 +445,6 @@ fn single_run_exposition(record: &crate::history::RunRecord) -> String {
         });
     }
     out
-}
-
-/// Serves `router` on `listener` until `cancel`, with header-read timeouts, and drains
-/// connections gracefully on cancel. Connection tasks are spawned on `tracker`.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    cancel: CancellationToken,
-    tracker: TaskTracker,
-) {
-    serve_tls(listener, router, None, cancel, tracker).await;
-}
-
-/// [`serve`], with TLS when `tls` is given: each connection's handshake runs in its own task
-/// under [`TLS_HANDSHAKE_TIMEOUT`], so a slow or silent client never stalls the accept loop.
-pub async fn serve_tls(
-    listener: TcpListener,
-    router: Router,
-    tls: Option<TlsAcceptor>,
-    cancel: CancellationToken,
-    tracker: TaskTracker,
-) {
-    let service = hyper_util::service::TowerToHyperService::new(router);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = cancel.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(err) => {
-                    // Out of descriptors and the like: back off a little instead of spinning.
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let service = service.clone();
-        let cancel = cancel.clone();
-        let tls = tls.clone();
-        tracker.spawn(async move {
-            match tls {
-                None => serve_connection(stream, peer, service, cancel).await,
-                Some(acceptor) => {
-                    let handshake = tls_handshake(stream, peer, acceptor);
-                    let stream = tokio::select! {
-                        () = cancel.cancelled() => return,
-                        stream = handshake => stream,
-                    };
-                    if let Some(stream) = stream {
-                        serve_connection(stream, peer, service, cancel).await;
-                    }
-                }
-            }
-        });
-    }
-}
-
-/// The answer to plain HTTP on the TLS listener (what Go's servers do too).
-const PLAIN_HTTP_REFUSED: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
-    content-type: text/plain; charset=utf-8\r\n\
-    connection: close\r\n\
-    content-length: 33\r\n\
-    \r\n\
-    this endpoint speaks HTTPS only.\n";
-
-/// The TLS handshake under its deadline; a client speaking plain HTTP gets a short 400 that
-/// says why, instead of a bare reset, and is never served.
-async fn tls_handshake(
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    acceptor: TlsAcceptor,
-) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
-    /// The first byte of a TLS handshake record.
-    const TLS_HANDSHAKE_RECORD: u8 = 0x16;
-    let deadline = Instant::now() + TLS_HANDSHAKE_TIMEOUT;
-    let mut first = [0_u8; 1];
-    match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
-        Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => {}
-        Ok(Ok(1)) => {
-            tracing::debug!(%peer, "plain HTTP on the TLS listener: refused");
-            refuse_plain_http(stream, deadline).await;
-            return None;
-        }
-        Ok(_) => return None,
-        Err(_) => {
-            tracing::debug!(%peer, "TLS handshake timed out");
-            return None;
-        }
-    }
-    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
-        Ok(Ok(stream)) => Some(stream),
-        Ok(Err(err)) => {
-            tracing::debug!(%peer, error = %err, "TLS handshake failed");
-            None
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "TLS handshake timed out");
-            None
-        }
-    }
-}
-
-async fn refuse_plain_http(mut stream: tokio::net::TcpStream, deadline: Instant) {
-    let _ = tokio::time::timeout_at(deadline, stream.write_all(PLAIN_HTTP_REFUSED)).await;
-    let _ = stream.shutdown().await;
-    // Read what the client sent (a little, briefly) before closing, so the close is not a
-    // reset that could destroy the answer before the client reads it.
-    let mut sink = [0_u8; 4096];
-    let drain = async {
-        let mut left = 64 * 1024_usize;
-        while left > 0 {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => left = left.saturating_sub(n),
-            }
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
-}
-
-async fn serve_connection<I, S>(io: I, peer: SocketAddr, service: S, cancel: CancellationToken)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<
-            hyper::Request<hyper::body::Incoming>,
-            Response = Response,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .keep_alive(true);
-    let connection = builder.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(err) = result {
-                tracing::trace!(%peer, error = %err, "connection ended with an error");
-            }
-        }
-        () = cancel.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(Duration::from_secs(5), connection).await;
-        }
-    }
 }
 
 #[cfg(test)]
