@@ -49,6 +49,7 @@ const TABLE: &[(&str, Option<usize>, Option<&str>)] = &[
     ("interval-too-short", Some(10), Some("interval")),
     ("listen-address", Some(3), Some("listen_address")),
     ("max-body-bytes", Some(10), Some("max_body_bytes")),
+    ("max-connections", Some(3), Some("max_connections")),
     ("method-name", Some(8), Some("method")),
     ("missing-credential", Some(5), Some("api_key")),
     ("missing-env", Some(5), Some("api_key")),

@@ -165,6 +165,28 @@ async fn unknown_paths_are_404_without_echo_and_wrong_methods_405() {
 }
 
 #[tokio::test]
+async fn head_and_other_methods_on_probe_are_405_allow_get_without_a_run() {
+    let f = fixture();
+    for method in ["HEAD", "POST", "PUT"] {
+        let answer = f
+            .send(
+                Request::builder()
+                    .method(method)
+                    .uri("/probe?target=sim&probe=artist.getInfo")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert_eq!(answer.headers[header::ALLOW], "GET", "{method}");
+    }
+    assert_eq!(f.prober.calls(), 0, "HEAD /probe sends no upstream request");
+    let get = f.get("/probe?target=sim&probe=artist.getInfo").await;
+    assert_eq!(get.status, StatusCode::OK, "{}", get.body);
+    assert_eq!(f.prober.calls(), 1);
+}
+
+#[tokio::test]
 async fn reload_answers_with_the_app_s_verdict() {
     let f = fixture();
     let mut rx = f.reloads.lock().unwrap().take().unwrap();

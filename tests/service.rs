@@ -1141,6 +1141,23 @@ async fn a_taken_port_with_a_valid_config_exits_1_without_ready() {
     drop(taken);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_on_a_taken_port_names_the_flag_that_moves_it() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let addr = taken.local_addr().expect("bound address").to_string();
+    let (code, _, stderr) = run_to_end(&["demo", "--web.listen-address", &addr], &[]).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("choose another address with --web.listen-address"),
+        "the message names the flag:\n{stderr}"
+    );
+    drop(taken);
+}
+
 // ---- state across restarts ----------------------------------------------------------------------
 
 /// Restarts keep the request budget (README.md, Operations; docs/SERVICE.md, Restarts are not

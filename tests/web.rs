@@ -230,6 +230,95 @@ async fn a_stalled_handshake_does_not_stall_other_clients() {
     daemon.stop().await;
 }
 
+/// A flood of wrong passwords (README.md, TLS and basic auth): 200 clients sending wrong
+/// passwords in parallel, over and over, while a scraper whose credentials were verified once
+/// scrapes 16 times. bcrypt checks queue on their own bound, outside the requests-in-flight cap,
+/// so every scrape is answered 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_wrong_passwords_does_not_starve_an_authorised_scraper() {
+    const ATTACKERS: usize = 200;
+    const SCRAPES: usize = 16;
+    /// Dear enough that each wrong password holds its request for a while, as cost 10 does in
+    /// a release build (about 60 ms), cheap enough for a debug build.
+    const FLOOD_COST: u32 = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "web-config.yml",
+        &format!(
+            "basic_auth_users:\n  prometheus: '{}'\n  grafana: '{}'\n",
+            bcrypt::hash("s3cret", FLOOD_COST).unwrap(),
+            bcrypt::hash("other", FLOOD_COST).unwrap()
+        ),
+    );
+    let web = WebConfig::load(&path).unwrap();
+    let access = Access {
+        credentials: Some(("prometheus".into(), "s3cret".into())),
+        ..Access::plain()
+    };
+    let scraper = access.client.clone();
+    let daemon = start(web, access).await;
+    // The scraper logs in once before the flood, as a running Prometheus has.
+    assert_eq!(daemon.get("/-/healthy").await.0, 200);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attacker = crate::support::http_client()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap();
+    let url = daemon.url("/metrics");
+    let mut flood = tokio::task::JoinSet::new();
+    for i in 0..ATTACKERS {
+        let (client, url, stop) = (attacker.clone(), url.clone(), std::sync::Arc::clone(&stop));
+        let user = if i % 2 == 0 { "prometheus" } else { "mallory" };
+        flood.spawn(async move {
+            let mut answers = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && answers.len() < 50 {
+                let sent = client
+                    .get(&url)
+                    .basic_auth(user, Some(format!("wrong-{i}")))
+                    .send()
+                    .await;
+                answers.push(sent.map_or(0, |r| r.status().as_u16()));
+            }
+            answers
+        });
+    }
+    // Let the flood fill every queue before the scrapes start.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut statuses = Vec::with_capacity(SCRAPES);
+    for _ in 0..SCRAPES {
+        let request = scraper.get(&url).basic_auth("prometheus", Some("s3cret"));
+        let status = tokio::time::timeout(Duration::from_secs(5), request.send())
+            .await
+            .map_or(0, |sent| sent.map_or(0, |r| r.status().as_u16()));
+        statuses.push(status);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut refused = 0;
+    let mut attacks = 0;
+    while let Some(answers) = flood.join_next().await {
+        let answers = answers.unwrap();
+        attacks += answers.len();
+        assert!(
+            answers.iter().all(|s| *s != 200),
+            "a wrong password was let in: {answers:?}"
+        );
+        refused += answers.iter().filter(|s| **s == 401).count();
+    }
+    println!(
+        "auth flood: {ATTACKERS} clients sent {attacks} wrong passwords ({refused} answered 401); \
+         authorised scrapes: {statuses:?}"
+    );
+    assert_eq!(
+        statuses,
+        vec![200; SCRAPES],
+        "every authorised scrape answers 200 during the flood"
+    );
+    daemon.stop().await;
+}
+
 /// A minimal ClientHello with `version` as its legacy version (and no supported_versions
 /// extension, so that is the version offered), ECDHE-GCM suites and the extensions TLS 1.2 needs.
 fn client_hello(version: [u8; 2]) -> Vec<u8> {

@@ -14,9 +14,9 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::config::Config;
 use crate::config::secret::ProcessEnv;
 use crate::config::web::WebConfig;
+use crate::config::{Config, ConfigError};
 use crate::daemon::{self, ConfigSource, Options};
 use args::{Cli, Command, Parsed};
 
@@ -122,15 +122,18 @@ async fn daemon(cli: Cli, web: WebConfig) -> ExitCode {
     let env = Arc::new(ProcessEnv);
     let config = match Config::load(&cli.config_file, env.as_ref()) {
         Ok(config) => config,
-        Err(err) => {
-            eprintln!("{err}");
-            eprintln!(
-                "lastfm-monitor: configuration refused ({} problem(s)); fix them and start again",
-                err.problems.len()
-            );
-            return ExitCode::from(crate::EXIT_USAGE);
-        }
+        Err(err) => return refuse(err),
     };
+    // The descriptor limit the daemon would reach decides whether `max_connections` fits:
+    // refused here, before any port is bound, like every other configuration problem.
+    if let Err(problem) =
+        daemon::descriptors::check(config.probe_count(), config.web.max_connections)
+    {
+        return refuse(ConfigError {
+            origin: cli.config_file.display().to_string(),
+            problems: vec![problem],
+        });
+    }
     if cli.config_check {
         // The summary carries the warnings.
         println!("{}", config.summary(chrono::Utc::now()));
@@ -200,7 +203,7 @@ async fn demo(listen: Option<SocketAddr>, web: WebConfig) -> ExitCode {
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(err) => {
-            eprintln!("lastfm-monitor: cannot listen on {listen}: {err}");
+            eprintln!("lastfm-monitor: {}", demo_bind_failure(listen, &err));
             return ExitCode::FAILURE;
         }
     };
@@ -237,6 +240,16 @@ async fn demo(listen: Option<SocketAddr>, web: WebConfig) -> ExitCode {
     finish(result)
 }
 
+/// Why the demo could not listen, and the flag that moves it (the demo has no config file to
+/// edit, so the command line is the only way out).
+fn demo_bind_failure(listen: SocketAddr, err: &std::io::Error) -> String {
+    format!(
+        "cannot listen on {listen}: {err}; choose another address with --web.listen-address, \
+         e.g. `lastfm-monitor demo --web.listen-address 127.0.0.1:0` (port 0: any free port; the \
+         URLs printed at start-up name it)"
+    )
+}
+
 async fn simulate(listen: SocketAddr, scenario: Option<std::path::PathBuf>) -> ExitCode {
     let scenario = match scenario {
         None => crate::sim::Scenario::demo(),
@@ -271,9 +284,23 @@ async fn simulate(listen: SocketAddr, scenario: Option<std::path::PathBuf>) -> E
     }
 }
 
+/// Prints every problem of a refused configuration; exit 64.
+fn refuse(err: ConfigError) -> ExitCode {
+    eprintln!("{err}");
+    eprintln!(
+        "lastfm-monitor: configuration refused ({} problem(s)); fix them and start again",
+        err.problems.len()
+    );
+    ExitCode::from(crate::EXIT_USAGE)
+}
+
 fn finish(result: anyhow::Result<()>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    let Err(err) = result else {
+        return ExitCode::SUCCESS;
+    };
+    // A configuration the daemon could judge only once running (its descriptor limit).
+    match err.downcast::<ConfigError>() {
+        Ok(config) => refuse(config),
         Err(err) => {
             eprintln!("lastfm-monitor: {err:#}");
             ExitCode::FAILURE

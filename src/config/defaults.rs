@@ -8,6 +8,10 @@ use std::time::Duration;
 
 /// `[web] listen_address`: loopback, outside the crowded 9100–9999 range.
 pub const LISTEN_ADDRESS: &str = "127.0.0.1:10987";
+/// `[web] max_connections`, unless a quarter of the descriptor limit is lower.
+pub const MAX_CONNECTIONS: u32 = 256;
+/// The most `[web] max_connections` may say (the descriptor limit usually refuses less).
+pub const MAX_CONNECTIONS_CEILING: u32 = 1_000_000;
 /// `interval`
 pub const INTERVAL: Duration = Duration::from_secs(60);
 /// `timeout`

@@ -65,6 +65,7 @@ pub(crate) struct ReferenceFile {
 #[serde(deny_unknown_fields)]
 pub(crate) struct WebFile {
     pub(crate) listen_address: Option<Spanned<String>>,
+    pub(crate) max_connections: Option<Spanned<i64>>,
 }
 
 /// `[defaults]`

@@ -41,7 +41,8 @@ pub mod web;
 
 pub use declared::{Check, CheckRule, Expectation, Format, HttpMethod, Schedule, StatusTable};
 pub use model::{
-    Config, LASTFM_RATE_CEILING, Politeness, Probe, Reference, ScheduleSpec, Target, Web,
+    Config, LASTFM_RATE_CEILING, MaxConnections, Politeness, Probe, Reference, ScheduleSpec,
+    Target, Web,
 };
 pub use problem::{ConfigError, Problem};
 
@@ -409,6 +410,7 @@ format = "yaml"
         let text = include_str!("../../config.toml");
         for line in [
             &format!("listen_address = \"{}\"", defaults::LISTEN_ADDRESS),
+            &format!("# max_connections = {}", defaults::MAX_CONNECTIONS),
             "interval = \"60s\"",
             "timeout = \"10s\"",
             "format = \"json\"",

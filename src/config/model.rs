@@ -52,6 +52,22 @@ pub struct Reference {
 pub struct Web {
     /// Where `/metrics` and the other endpoints listen.
     pub listen_address: SocketAddr,
+    /// `max_connections` when the file sets it; `None`: the default, which depends on the
+    /// descriptor limit the daemon ends up with (README.md, Configuration reference).
+    pub max_connections: Option<MaxConnections>,
+}
+
+/// `[web] max_connections` as configured, with its place in the file: whether it fits the
+/// descriptor limit is known only once the daemon has raised that limit, and the refusal
+/// then still names the line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxConnections {
+    /// Connections the server holds at once.
+    pub value: u32,
+    /// 1-based line of the value.
+    pub line: usize,
+    /// 1-based column of the value.
+    pub column: usize,
 }
 
 /// One API to probe (Last.fm, Libre.fm, …).

@@ -42,7 +42,7 @@ pub use options::{ConfigSource, Options};
 use reload::unix_now;
 use state_file::StateFile;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::probe::Prober;
 use crate::probe::http::HttpProber;
 use crate::run::saved::Snapshot;
@@ -66,7 +66,8 @@ pub async fn run(
     run_on(config, listener, options, shutdown).await
 }
 
-/// Runs on an already bound listener until `shutdown` (tests bind port 0 themselves).
+/// Runs on an already bound listener until `shutdown` (tests bind port 0 themselves). A
+/// `[web] max_connections` above its share of the descriptor limit is a [`ConfigError`].
 pub async fn run_on(
     config: Config,
     listener: TcpListener,
@@ -94,7 +95,12 @@ pub async fn run_on(
     let mut descriptors =
         Descriptors::new(&listener).context("cannot duplicate the listener's descriptor")?;
     // Before the first generation's burst: the descriptor table grows now, not mid-burst.
-    descriptors.prepare(config.probe_count());
+    let max_connections = descriptors
+        .prepare(config.probe_count(), config.web.max_connections)
+        .map_err(|problem| ConfigError {
+            origin: options.source.origin(),
+            problems: vec![problem],
+        })?;
     let prober: Arc<dyn Prober> = match &options.prober {
         Some(prober) => Arc::clone(prober),
         None => Arc::new(HttpProber::try_new().context("cannot initialise the HTTP client")?),
@@ -115,7 +121,7 @@ pub async fn run_on(
     daemon
         .metrics
         .record_reload(true, unix_now(options.clock.as_ref()));
-    let address = serve(listener, &daemon, &options)?;
+    let address = serve(listener, &daemon, &options, max_connections)?;
     if let Some(file) = state {
         let shared = Arc::clone(&daemon.shared);
         let clock = Arc::clone(&options.clock);
@@ -152,6 +158,7 @@ fn serve(
     listener: TcpListener,
     daemon: &Assembly,
     options: &Options,
+    max_connections: u32,
 ) -> anyhow::Result<SocketAddr> {
     let address = listener
         .local_addr()
@@ -159,10 +166,14 @@ fn serve(
     if let Some(warning) = options.web.exposure_warning(address) {
         tracing::warn!(%address, "{warning}");
     }
-    daemon.tracker.spawn(server::serve_tls(
+    if let Some(warning) = crate::config::web::cost_warning(&options.web.users) {
+        tracing::warn!("{warning}");
+    }
+    daemon.tracker.spawn(server::serve_capped(
         listener,
         server::router(Arc::clone(&daemon.shared)),
         options.web.tls.as_ref().map(|tls| tls.acceptor()),
+        usize::try_from(max_connections).unwrap_or(usize::MAX),
         daemon.root.clone(),
         daemon.tracker.clone(),
     ));

@@ -42,6 +42,16 @@ pub struct Options {
     pub state_directory: Option<PathBuf>,
 }
 
+impl ConfigSource {
+    /// How problems in this configuration name it.
+    pub fn origin(&self) -> String {
+        match self {
+            Self::File(path) => path.display().to_string(),
+            Self::Fixed(_) => "<built-in>".to_owned(),
+        }
+    }
+}
+
 impl Options {
     /// Production defaults for a file-backed daemon.
     pub fn for_file(path: PathBuf, env: Arc<dyn Environment + Send + Sync>) -> Self {

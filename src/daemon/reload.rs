@@ -49,11 +49,18 @@ pub(super) async fn reload(
             if new.web.listen_address != config.web.listen_address {
                 tracing::warn!("web.listen_address changed; it takes effect at the next restart");
             }
+            if new.web.max_connections != config.web.max_connections {
+                tracing::warn!("web.max_connections changed; it takes effect at the next restart");
+            }
             let old = shared.generation();
             old.cancel.cancel();
             retire(&old, &new, shared);
             let probes = new.probe_count();
-            descriptors.prepare(probes);
+            if let Err(problem) = descriptors.prepare(probes, new.web.max_connections) {
+                // `load` checked it against the limit this would reach; only a failed raise
+                // gets here, and the running server keeps its cap.
+                tracing::warn!(%problem.message, "web.max_connections does not fit the descriptor limit");
+            }
             let generation = fleet.start(&new, &shared.metrics, Origin::Reload(&old));
             // Runs of the old generation still going finish and are recorded there, or are
             // counted as abandoned when their probe is gone.
@@ -77,16 +84,20 @@ pub(super) async fn reload(
     result
 }
 
-/// The configuration from where reloads read it, read and validated on the blocking pool: the
+/// The configuration from where reloads read it, read and validated on the blocking pool (the
 /// file and the secret files it names are file I/O, which must not stall the thread that serves
-/// `/metrics` and schedules the probes (src/cli/mod.rs, `runtime`).
+/// `/metrics` and schedules the probes), and refused when its `max_connections` exceeds its share
+/// of the descriptor limit.
 async fn load(options: &Options) -> Result<Config, ConfigError> {
     let source = options.source.clone();
     let env = Arc::clone(&options.env);
     let clock = Arc::clone(&options.clock);
-    tokio::task::spawn_blocking(move || match &source {
+    let origin = options.source.origin();
+    let config = tokio::task::spawn_blocking(move || match &source {
         ConfigSource::File(path) => Config::load(path, env.as_ref()),
-        ConfigSource::Fixed(text) => Config::parse(text, "<built-in>", env.as_ref(), clock.now()),
+        ConfigSource::Fixed(text) => {
+            Config::parse(text, &source.origin(), env.as_ref(), clock.now())
+        }
     })
     .await
     .unwrap_or_else(|err| {
@@ -100,7 +111,14 @@ async fn load(options: &Options) -> Result<Config, ConfigError> {
                 message: format!("the configuration could not be read: {err}"),
             }],
         })
-    })
+    })?;
+    match super::descriptors::check(config.probe_count(), config.web.max_connections) {
+        Ok(_) => Ok(config),
+        Err(problem) => Err(ConfigError {
+            origin,
+            problems: vec![problem],
+        }),
+    }
 }
 
 /// Removes the series and recent runs of what `old` has and `new` no longer does.

@@ -5,23 +5,25 @@
 //!   (`scrape`); never waits on a probe.
 //! - `GET /`: the status page (targets, probes, conditions, recent runs).
 //! - `GET /runs/{id}`: the stored debug trace of a recent run.
-//! - `GET /probe?target=T&probe=P[&debug=true]`: one run now, within the target's budget.
+//! - `GET /probe?target=T&probe=P[&debug=true]`: one run now, within the target's budget
+//!   (`HEAD` and every other method: 405 with `Allow: GET`, never a run).
 //! - `GET /-/healthy`: liveness. `GET /-/ready`: 200 once the config is loaded and probes run.
 //! - `POST /-/reload`: reload the configuration, as SIGHUP does.
 //!
 //! Other methods on these paths answer 405, other paths a fixed 404 that does not echo the path.
 //! axum's `serve` installs no header-read timeout (axum#2741), so [`serve`] runs its own hyper
-//! accept loop with one; a middleware caps requests in flight (503 beyond) and bounds each
-//! request's time. With a web config ([`crate::config::web`]), [`serve_tls`] does the TLS
+//! accept loop (`accept.rs`) with one, a cap on connections and 10 s from accept to the first
+//! request; a middleware caps requests in flight (503 beyond) and bounds each request's time. With a web config ([`crate::config::web`]), [`serve_tls`] does the TLS
 //! handshake inside each connection's task under a deadline, and every route, the 404 included,
 //! answers 401 without valid basic-auth credentials; the configured security headers go on every
 //! response.
 
+mod accept;
 pub mod scrape;
 pub mod status_page;
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
+pub use accept::{HEADER_READ_TIMEOUT, TLS_HANDSHAKE_TIMEOUT, serve, serve_capped, serve_tls};
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -32,26 +34,16 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::config::web::{BasicAuth, WebConfig};
+use crate::config::web::{BasicAuth, Verdict, WebConfig};
 use crate::metrics::Metrics;
 use crate::run::{Generation, Mode, RunResult, Runner};
 
 /// Requests handled at once; beyond this, 503 at once (node_exporter's `--web.max-requests`).
 pub const MAX_IN_FLIGHT: usize = 40;
-/// How long a client may take to send its request headers.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to complete the TLS handshake.
-pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one request may take (an on-demand probe is bounded by its own timeout first).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(70);
 /// How long `/probe` waits for a token of the target's budget before answering 429.
@@ -138,19 +130,25 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/", get(status_page))
         .route("/metrics", get(metrics))
-        .route("/probe", get(probe))
+        // axum answers HEAD with the GET handler (dropping the body), which for `/probe` would
+        // send a real upstream request: HEAD, like every other method, gets 405 here.
+        .route(
+            "/probe",
+            get(probe).head(probe_get_only).fallback(probe_get_only),
+        )
         .route("/runs/{id}", get(run_trace))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
         .fallback(not_found)
-        // Outermost last: headers on every answer, then the cap, so authentication (bcrypt)
-        // is bounded by it too.
+        // Outermost last: headers on every answer, then authentication, then the cap. Password
+        // checks have their own bound (`BasicAuth::check`), so wrong passwords queue there and
+        // never take the requests-in-flight permits an authorised scraper needs.
+        .layer(middleware::from_fn_with_state(Arc::clone(&shared), guard))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&shared),
             authenticate,
         ))
-        .layer(middleware::from_fn_with_state(Arc::clone(&shared), guard))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&shared),
             security_headers,
@@ -163,21 +161,27 @@ async fn authenticate(State(shared): State<Arc<Shared>>, request: Request, next:
     let Some(auth) = &shared.auth else {
         return next.run(request).await;
     };
-    if auth
-        .is_authorized(request.headers().get(header::AUTHORIZATION))
+    match auth
+        .check(request.headers().get(header::AUTHORIZATION))
         .await
     {
-        return next.run(request).await;
+        Verdict::Authorized => next.run(request).await,
+        Verdict::Refused => (
+            StatusCode::UNAUTHORIZED,
+            [(
+                header::WWW_AUTHENTICATE,
+                crate::config::web::WWW_AUTHENTICATE,
+            )],
+            "unauthorized\n",
+        )
+            .into_response(),
+        Verdict::Busy => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "too many password checks waiting\n",
+        )
+            .into_response(),
     }
-    (
-        StatusCode::UNAUTHORIZED,
-        [(
-            header::WWW_AUTHENTICATE,
-            crate::config::web::WWW_AUTHENTICATE,
-        )],
-        "unauthorized\n",
-    )
-        .into_response()
 }
 
 /// Adds the web config's headers to every response.
@@ -219,6 +223,16 @@ async fn metrics(State(shared): State<Arc<Shared>>, request: HeaderMap) -> Respo
         rt.publish(now);
     }
     scrape::respond(shared.metrics.pieces(scrape::PIECE_BYTES), &request)
+}
+
+/// `/probe` with any method but GET: 405, `Allow: GET`, and no run.
+async fn probe_get_only() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(header::ALLOW, "GET")],
+        "/probe answers GET only\n",
+    )
+        .into_response()
 }
 
 async fn healthy() -> &'static str {
@@ -426,156 +440,6 @@ fn single_run_exposition(record: &crate::history::RunRecord) -> String {
         });
     }
     out
-}
-
-/// Serves `router` on `listener` until `cancel`, with header-read timeouts, and drains
-/// connections gracefully on cancel. Connection tasks are spawned on `tracker`.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    cancel: CancellationToken,
-    tracker: TaskTracker,
-) {
-    serve_tls(listener, router, None, cancel, tracker).await;
-}
-
-/// [`serve`], with TLS when `tls` is given: each connection's handshake runs in its own task
-/// under [`TLS_HANDSHAKE_TIMEOUT`], so a slow or silent client never stalls the accept loop.
-pub async fn serve_tls(
-    listener: TcpListener,
-    router: Router,
-    tls: Option<TlsAcceptor>,
-    cancel: CancellationToken,
-    tracker: TaskTracker,
-) {
-    let service = hyper_util::service::TowerToHyperService::new(router);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = cancel.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(err) => {
-                    // Out of descriptors and the like: back off a little instead of spinning.
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let service = service.clone();
-        let cancel = cancel.clone();
-        let tls = tls.clone();
-        tracker.spawn(async move {
-            match tls {
-                None => serve_connection(stream, peer, service, cancel).await,
-                Some(acceptor) => {
-                    let handshake = tls_handshake(stream, peer, acceptor);
-                    let stream = tokio::select! {
-                        () = cancel.cancelled() => return,
-                        stream = handshake => stream,
-                    };
-                    if let Some(stream) = stream {
-                        serve_connection(stream, peer, service, cancel).await;
-                    }
-                }
-            }
-        });
-    }
-}
-
-/// The answer to plain HTTP on the TLS listener (what Go's servers do too).
-const PLAIN_HTTP_REFUSED: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
-    content-type: text/plain; charset=utf-8\r\n\
-    connection: close\r\n\
-    content-length: 33\r\n\
-    \r\n\
-    this endpoint speaks HTTPS only.\n";
-
-/// The TLS handshake under its deadline; a client speaking plain HTTP gets a short 400 that
-/// says why, instead of a bare reset, and is never served.
-async fn tls_handshake(
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    acceptor: TlsAcceptor,
-) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
-    /// The first byte of a TLS handshake record.
-    const TLS_HANDSHAKE_RECORD: u8 = 0x16;
-    let deadline = Instant::now() + TLS_HANDSHAKE_TIMEOUT;
-    let mut first = [0_u8; 1];
-    match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
-        Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => {}
-        Ok(Ok(1)) => {
-            tracing::debug!(%peer, "plain HTTP on the TLS listener: refused");
-            refuse_plain_http(stream, deadline).await;
-            return None;
-        }
-        Ok(_) => return None,
-        Err(_) => {
-            tracing::debug!(%peer, "TLS handshake timed out");
-            return None;
-        }
-    }
-    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
-        Ok(Ok(stream)) => Some(stream),
-        Ok(Err(err)) => {
-            tracing::debug!(%peer, error = %err, "TLS handshake failed");
-            None
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "TLS handshake timed out");
-            None
-        }
-    }
-}
-
-async fn refuse_plain_http(mut stream: tokio::net::TcpStream, deadline: Instant) {
-    let _ = tokio::time::timeout_at(deadline, stream.write_all(PLAIN_HTTP_REFUSED)).await;
-    let _ = stream.shutdown().await;
-    // Read what the client sent (a little, briefly) before closing, so the close is not a
-    // reset that could destroy the answer before the client reads it.
-    let mut sink = [0_u8; 4096];
-    let drain = async {
-        let mut left = 64 * 1024_usize;
-        while left > 0 {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => left = left.saturating_sub(n),
-            }
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
-}
-
-async fn serve_connection<I, S>(io: I, peer: SocketAddr, service: S, cancel: CancellationToken)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<
-            hyper::Request<hyper::body::Incoming>,
-            Response = Response,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .keep_alive(true);
-    let connection = builder.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(err) = result {
-                tracing::trace!(%peer, error = %err, "connection ended with an error");
-            }
-        }
-        () = cancel.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(Duration::from_secs(5), connection).await;
-        }
-    }
 }
 
 #[cfg(test)]

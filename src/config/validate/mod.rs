@@ -28,9 +28,9 @@ use toml::Spanned;
 use crate::config::declared::{Format, HttpMethod};
 use crate::config::defaults;
 use crate::config::file::{ConfigFile, DefaultsFile, TargetFile, WebFile};
-use crate::config::model::{Config, ScheduleSpec, Target, Web};
+use crate::config::model::{Config, MaxConnections, ScheduleSpec, Target, Web};
 use crate::config::parse;
-use crate::config::problem::Problem;
+use crate::config::problem::{Problem, line_col};
 use crate::config::secret::Environment;
 
 /// Validates the mirror of `text`: the config and its warnings, or every problem found.
@@ -89,6 +89,7 @@ impl Validator<'_> {
 
     fn config(&mut self, file: ConfigFile) -> Config {
         let listen_address = self.listen_address(&file.web);
+        let max_connections = self.max_connections(&file.web);
         let ctx = "[defaults]";
         let startup_jitter = self
             .duration(
@@ -102,7 +103,10 @@ impl Validator<'_> {
         let targets = self.targets(file.targets, &inherited);
         let references = self.references(file.references);
         Config {
-            web: Web { listen_address },
+            web: Web {
+                listen_address,
+                max_connections,
+            },
             startup_jitter,
             targets,
             references,
@@ -131,6 +135,24 @@ impl Validator<'_> {
                 ),
             );
             default()
+        })
+    }
+
+    /// `[web] max_connections`, with its place for a refusal once the descriptor limit is known.
+    fn max_connections(&mut self, web: &WebFile) -> Option<MaxConnections> {
+        let spanned = web.max_connections.as_ref()?;
+        let value = self.count(
+            Some(spanned),
+            "[web]",
+            "max_connections",
+            1,
+            defaults::MAX_CONNECTIONS_CEILING,
+        )?;
+        let (line, column) = line_col(self.text, spanned.span().start);
+        Some(MaxConnections {
+            value,
+            line,
+            column,
         })
     }
 

@@ -3,18 +3,27 @@
 //!
 //! bcrypt is slow on purpose (about 70 ms at cost 10), so it runs on the blocking pool and a
 //! successful check is cached per user as SHA-256(bcrypt hash, password), compared in constant
-//! time; unknown users are checked against a dummy hash of the same cost, so the answer time
-//! does not reveal which users exist.
+//! time; unknown users are checked against a dummy hash of the highest configured cost, so an
+//! unknown name costs what the dearest user costs. Users hashed at different costs still answer
+//! a wrong password at different speeds, which tells who exists: [`cost_warning`] says so at
+//! start-up.
+//!
+//! At most [`VERIFYING_AT_ONCE`] bcrypt checks run at once, on their own bound: a flood of wrong
+//! passwords queues here (first come, first served, for at most [`VERIFY_QUEUE_WAIT`]) instead of
+//! filling the blocking pool's hundreds of threads or the server's requests-in-flight cap, so a
+//! scraper whose credentials are cached is answered at once whatever the flood.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::http::HeaderValue;
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
+use tokio::sync::Semaphore;
 
 use crate::config::problem::Problem;
 use crate::config::secret::REDACTED;
@@ -79,6 +88,36 @@ pub(super) fn validate_users(
     valid
 }
 
+/// Why the users' bcrypt costs give away which users exist, when they differ.
+pub fn cost_warning(users: &BTreeMap<String, PasswordHash>) -> Option<String> {
+    let lowest = users.values().map(|h| h.cost).min()?;
+    let highest = users.values().map(|h| h.cost).max()?;
+    (lowest != highest).then(|| {
+        format!(
+            "basic_auth_users are hashed with different bcrypt costs ({lowest} to {highest}): a wrong \
+             password for a cheaper user is answered faster, which tells which users exist; hash \
+             every password with the same cost (htpasswd -nBC {highest})"
+        )
+    })
+}
+
+/// bcrypt checks that run at once; more wait their turn (the host the daemon is sized for has
+/// two cores, and the runtime thread needs one of them).
+pub const VERIFYING_AT_ONCE: usize = 2;
+/// How long a request waits for its bcrypt check to start before it is answered 503.
+pub const VERIFY_QUEUE_WAIT: Duration = Duration::from_secs(10);
+
+/// What a check of the `Authorization` header found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid credentials.
+    Authorized,
+    /// None, malformed or wrong.
+    Refused,
+    /// The bcrypt queue did not let this check start within [`VERIFY_QUEUE_WAIT`].
+    Busy,
+}
+
 /// Checks `Authorization: Basic` against the configured users, caching successes.
 pub struct BasicAuth {
     /// User name → bcrypt hash, from the web config.
@@ -90,6 +129,8 @@ pub struct BasicAuth {
     verified: Mutex<HashMap<String, [u8; 32]>>,
     /// How many bcrypt verifications ran (the cache's tests read it).
     slow_checks: AtomicU64,
+    /// Bounds the bcrypt checks running at once ([`VERIFYING_AT_ONCE`]).
+    verifying: Arc<Semaphore>,
 }
 
 impl fmt::Debug for BasicAuth {
@@ -116,31 +157,46 @@ impl BasicAuth {
             dummy,
             verified: Mutex::new(HashMap::new()),
             slow_checks: AtomicU64::new(0),
+            verifying: Arc::new(Semaphore::new(VERIFYING_AT_ONCE)),
         })
     }
 
     /// Whether the `Authorization` header carries valid credentials.
     pub async fn is_authorized(&self, authorization: Option<&HeaderValue>) -> bool {
+        self.check(authorization).await == Verdict::Authorized
+    }
+
+    /// Checks the `Authorization` header: cached credentials at once, others by bcrypt on the
+    /// blocking pool, at most [`VERIFYING_AT_ONCE`] at a time.
+    pub async fn check(&self, authorization: Option<&HeaderValue>) -> Verdict {
         let Some((user, password)) = authorization.and_then(parse_basic) else {
-            return false;
+            return Verdict::Refused;
         };
         let known = self.users.get(&user);
         let hash = known.unwrap_or(&self.dummy).clone();
         let digest = cache_digest(&hash, &password);
         if known.is_some() && self.is_cached(&user, &digest) {
-            return true;
+            return Verdict::Authorized;
         }
+        let turn = Arc::clone(&self.verifying).acquire_owned();
+        let Ok(Ok(turn)) = tokio::time::timeout(VERIFY_QUEUE_WAIT, turn).await else {
+            return Verdict::Busy;
+        };
         self.slow_checks.fetch_add(1, Ordering::Relaxed);
+        // The turn goes with the check: a client that hangs up does not free it while bcrypt
+        // still runs.
         let verified = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             bcrypt::verify(password.as_bytes(), &hash.hash).unwrap_or(false)
         })
         .await
         .unwrap_or(false);
-        let ok = verified && known.is_some();
-        if ok {
+        if verified && known.is_some() {
             self.lock().insert(user, digest);
+            Verdict::Authorized
+        } else {
+            Verdict::Refused
         }
-        ok
     }
 
     /// How many bcrypt verifications have run.

@@ -34,8 +34,10 @@
 //! - Basic auth: bcrypt is slow on purpose (about 70 ms at cost 10), so it runs on the blocking
 //!   pool and a successful check is cached per user as SHA-256(bcrypt hash, password), compared in
 //!   constant time (exporter-toolkit caches too); a Prometheus scraping every few seconds pays
-//!   bcrypt once. Unknown users are checked against a dummy hash of the same cost, so the answer
-//!   time does not reveal which users exist.
+//!   bcrypt once. Unknown users are checked against a dummy hash of the highest configured cost;
+//!   users of different costs are warned about at start-up, since a cheap one answers a wrong
+//!   password faster. At most two bcrypt checks run at once, so wrong passwords queue there and
+//!   never hold the server's requests-in-flight cap.
 //! - The file is read once, at start (exporter-toolkit re-reads it per request): a change takes
 //!   effect on restart.
 
@@ -52,7 +54,9 @@ use axum::http::{HeaderName, HeaderValue};
 use crate::config::problem::ConfigError;
 /// One problem in the web config: the main config's [`Problem`](crate::config::Problem).
 pub use crate::config::problem::Problem;
-pub use auth::{BasicAuth, PasswordHash};
+pub use auth::{
+    BasicAuth, PasswordHash, VERIFY_QUEUE_WAIT, VERIFYING_AT_ONCE, Verdict, cost_warning,
+};
 pub use tls::{ClientAuth, TlsSettings, TlsVersion};
 
 /// Why a web config was refused: every problem found. The main config's error type, so both
@@ -482,6 +486,18 @@ mod tests {
         let encoded =
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         HeaderValue::from_str(&format!("Basic {encoded}")).unwrap()
+    }
+
+    #[test]
+    fn users_of_different_bcrypt_costs_are_warned_about() {
+        let user = |cost| PasswordHash::parse(&bcrypt::hash("pw", cost).unwrap()).unwrap();
+        let same = BTreeMap::from([("a".to_owned(), user(4)), ("b".to_owned(), user(4))]);
+        assert_eq!(cost_warning(&same), None);
+        let mixed = BTreeMap::from([("a".to_owned(), user(4)), ("b".to_owned(), user(5))]);
+        let warning = cost_warning(&mixed).expect("a warning");
+        assert!(warning.contains("(4 to 5)"), "{warning}");
+        assert!(warning.contains("which users exist"), "{warning}");
+        assert!(warning.contains("htpasswd -nBC 5"), "{warning}");
     }
 
     #[tokio::test]
