@@ -78,3 +78,32 @@ fn the_checker_refuses_an_import_of_a_later_stage_and_an_oversized_file() {
         "{text}"
     );
 }
+
+/// A new user reads what building needs before the two set-up commands, and it is what
+/// Cargo.toml requires (`rust-version`); the commands are the first code block, exactly two.
+#[test]
+fn the_readme_says_what_building_needs_above_the_two_set_up_commands() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml");
+    let version = manifest
+        .lines()
+        .find_map(|line| line.strip_prefix("rust-version = "))
+        .map(|v| v.trim_matches('"'))
+        .expect("Cargo.toml states its rust-version");
+    let (before, after) = readme.split_once("```sh\n").expect("a first code block");
+    assert!(
+        before.contains(&format!("Rust {version} or newer")),
+        "{before}"
+    );
+    assert!(
+        before.contains("C compiler") && before.contains("rustup"),
+        "{before}"
+    );
+    let commands: Vec<&str> = after
+        .split_once("```")
+        .expect("the block ends")
+        .0
+        .lines()
+        .collect();
+    assert_eq!(commands, ["cargo run --release -- demo", "bash .ci/run"]);
+}
