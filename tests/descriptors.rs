@@ -10,125 +10,39 @@
     reason = "process and pipe plumbing: a failed unwrap is a failed test"
 )]
 
-use std::io::BufRead as _;
-use std::process::{Child, Command};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use lastfm_monitor::daemon::descriptors::{default_cap, needed_for, wanted_for};
 
-use crate::support::{ARTIST_EVERY_SECOND, CANARY_KEY, metric_sum, spawn_with_stderr, target_toml};
+use crate::support::child::{ChildDaemon, many_probes};
+use crate::support::{ARTIST_EVERY_SECOND, metric_sum, target_toml};
 
 const PROBES: usize = 600;
 
 /// One target with `PROBES` probes that do not run during the test (an hour's interval and
 /// jitter), against a port nothing listens on.
 fn config() -> String {
-    let mut text = format!(
-        "[defaults]\ninterval = \"1h\"\nstartup_jitter = \"1h\"\n\n[[targets]]\nname = \"t\"\n\
-         base_url = \"http://127.0.0.1:9/2.0/\"\napi_key = \"{CANARY_KEY}\"\n"
-    );
-    for i in 0..PROBES {
-        text.push_str(&format!(
-            "\n[[targets.probes]]\nname = \"p{i}\"\nmethod = \"artist.getInfo\"\n"
-        ));
-    }
-    text
+    many_probes(
+        "interval = \"1h\"\nstartup_jitter = \"1h\"",
+        "http://127.0.0.1:9/2.0/",
+        "",
+        PROBES,
+    )
 }
 
 /// The daemon, started by `sh` after `ulimit_args`, with its JSON log lines.
-struct Limited {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-    _dir: tempfile::TempDir,
-}
+struct Limited;
 
 impl Limited {
-    fn start(ulimit_args: &str) -> Self {
+    fn start(ulimit_args: &str) -> ChildDaemon {
         Self::start_with(ulimit_args, &config())
     }
 
-    fn start_with(ulimit_args: &str, config: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.toml");
-        std::fs::write(&path, config).unwrap();
-        let (child, stderr) = spawn_with_stderr(
-            Command::new("sh")
-                .arg("-c")
-                .arg(format!("ulimit {ulimit_args} && exec \"$0\" \"$@\""))
-                .arg(env!("CARGO_BIN_EXE_lastfm-monitor"))
-                .args([
-                    "--web.listen-address",
-                    "127.0.0.1:0",
-                    "--log.format",
-                    "json",
-                ])
-                .arg("--config.file")
-                .arg(&path),
-        );
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            child,
-            lines,
-            seen: Vec::new(),
-            _dir: dir,
-        }
-    }
-
-    /// The first log event whose message contains `text`, waiting at most 15 s.
-    fn event(&mut self, text: &str) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(event) = self
-                .seen
-                .iter()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .find(|e| {
-                    e["fields"]["message"]
-                        .as_str()
-                        .is_some_and(|m| m.contains(text))
-                })
-            {
-                return event;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(_) => panic!(
-                    "no log event containing {text:?} within 15 s:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// A line of /proc/PID/`file` that starts with `prefix`.
-    fn proc_line(&self, file: &str, prefix: &str) -> String {
-        let text = std::fs::read_to_string(format!("/proc/{}/{file}", self.child.id())).unwrap();
-        text.lines()
-            .find(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no {prefix} in /proc/PID/{file}:\n{text}"))
-            .to_owned()
-    }
-}
-
-impl Drop for Limited {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn start_with(ulimit_args: &str, config: &str) -> ChildDaemon {
+        ChildDaemon::start(ulimit_args, config, &[])
     }
 }
 
@@ -269,7 +183,7 @@ fn idle_connections_beyond_the_cap_are_closed_at_once_and_the_probes_keep_their_
 /// The daemon under `ulimit -n FLOOD_LIMIT`, four probes a second against `sim`; its address.
 fn four_probes_under_the_flood_limit(
     sim_addr: std::net::SocketAddr,
-) -> (Limited, std::net::SocketAddr) {
+) -> (ChildDaemon, std::net::SocketAddr) {
     let mut probes = String::new();
     for i in 0..4 {
         probes.push_str(
@@ -281,18 +195,14 @@ fn four_probes_under_the_flood_limit(
         target_toml(sim_addr, "")
     );
     let mut daemon = Limited::start_with(&format!("-n {FLOOD_LIMIT}"), &text);
-    let running = daemon.event("lastfm-monitor is running");
-    let addr: std::net::SocketAddr = running["fields"]["address"]
-        .as_str()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {running}"));
+    let addr = daemon.address();
     (daemon, addr)
 }
 
 /// Scrapes until `/metrics` answers (the held idle connections go 10 s after accept), then
 /// checks that every probe run succeeded meanwhile and nothing was logged as unavailable.
 fn assert_the_probes_kept_their_descriptors(
-    daemon: &mut Limited,
+    daemon: &mut ChildDaemon,
     addr: std::net::SocketAddr,
     idle: Vec<std::net::TcpStream>,
     flood_started: Instant,
@@ -333,7 +243,8 @@ fn assert_the_probes_kept_their_descriptors(
         "{metrics}"
     );
     daemon.event("connection cap reached");
-    for line in &daemon.seen {
+    for event in &daemon.seen {
+        let line = event.to_string();
         assert!(
             !line.contains("target unavailable") && !line.contains("accept failed"),
             "{line}"

@@ -10,16 +10,13 @@
     reason = "process and pipe plumbing: a failed unwrap is a failed test"
 )]
 
-use std::io::BufRead as _;
-use std::process::{Child, Command};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::time::Instant;
 
+use crate::support::child::{ChildDaemon, many_probes};
 use crate::support::raw::{self, RawServer, Reply};
-use crate::support::{CANARY_KEY, spawn_with_stderr};
 
 /// More runs in flight at once than the descriptors left under the limit.
 const PROBES: usize = 200;
@@ -31,104 +28,17 @@ const WAIT: Duration = Duration::from_secs(20);
 const SUCCESS_JSON: &str = r#"{"artist":{"name":"Cher","listeners":"1234"}}"#;
 
 fn config(upstream: std::net::SocketAddr) -> String {
-    let mut text = format!(
-        "[defaults]\ninterval = \"10s\"\ntimeout = \"5s\"\nstartup_jitter = \"0s\"\n\n\
-         [[targets]]\nname = \"t\"\nbase_url = \"http://{upstream}/2.0/\"\n\
-         api_key = \"{CANARY_KEY}\"\nmax_requests_per_second = 1000.0\nburst = 100\n\
-         down_after = 1\n"
-    );
-    for i in 0..PROBES {
-        text.push_str(&format!(
-            "\n[[targets.probes]]\nname = \"p{i}\"\nmethod = \"artist.getInfo\"\n"
-        ));
-    }
-    text
+    many_probes(
+        "interval = \"10s\"\ntimeout = \"5s\"\nstartup_jitter = \"0s\"",
+        &format!("http://{upstream}/2.0/"),
+        "max_requests_per_second = 1000.0\nburst = 100\ndown_after = 1",
+        PROBES,
+    )
 }
 
 /// The daemon under `ulimit -n LIMIT`, with its JSON log lines at debug level.
-struct Limited {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<Value>,
-    _dir: tempfile::TempDir,
-}
-
-impl Limited {
-    fn start(config: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.toml");
-        std::fs::write(&path, config).unwrap();
-        let (child, stderr) = spawn_with_stderr(
-            Command::new("sh")
-                .arg("-c")
-                .arg(format!("ulimit -n {LIMIT} && exec \"$0\" \"$@\""))
-                .arg(env!("CARGO_BIN_EXE_lastfm-monitor"))
-                .args([
-                    "--web.listen-address",
-                    "127.0.0.1:0",
-                    "--log.format",
-                    "json",
-                    "--log.level",
-                    "debug",
-                ])
-                .arg("--config.file")
-                .arg(&path),
-        );
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            child,
-            lines,
-            seen: Vec::new(),
-            _dir: dir,
-        }
-    }
-
-    /// The first log event for which `wanted` holds, waiting at most until `deadline`.
-    fn event(&mut self, what: &str, deadline: Instant, wanted: impl Fn(&Value) -> bool) -> Value {
-        let mut checked = 0;
-        loop {
-            if let Some(event) = self.seen[checked..].iter().find(|e| wanted(e)) {
-                return event.clone();
-            }
-            checked = self.seen.len();
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    if let Ok(event) = serde_json::from_str::<Value>(&line) {
-                        self.seen.push(event);
-                    }
-                }
-                Err(_) => panic!(
-                    "no log event {what} within {WAIT:?}; {} events seen, the last ones:\n{}",
-                    self.seen.len(),
-                    self.seen
-                        .iter()
-                        .rev()
-                        .take(20)
-                        .map(Value::to_string)
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                ),
-            }
-        }
-    }
-}
-
-impl Drop for Limited {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start_limited(config: &str) -> ChildDaemon {
+    ChildDaemon::start(&format!("-n {LIMIT}"), config, &["--log.level", "debug"])
 }
 
 fn message(event: &Value) -> &str {
@@ -157,27 +67,27 @@ fn running_out_of_descriptors_is_blamed_on_this_host_and_never_moves_availabilit
         body: SUCCESS_JSON.as_bytes().to_vec(),
         every: Duration::from_millis(10),
     }));
-    let mut daemon = Limited::start(&config(upstream.addr));
+    let mut daemon = start_limited(&config(upstream.addr));
     let deadline = Instant::now() + WAIT;
 
-    let warning = daemon.event("naming the errno", deadline, |e| {
+    let warning = daemon.event_where("naming the errno", deadline, |e| {
         message(e).contains("ran out of descriptors")
     });
     assert_eq!(warning["level"], "WARN", "{warning}");
     assert_eq!(warning["fields"]["errno"], "EMFILE", "{warning}");
     assert_eq!(warning["fields"]["phase"], "connect", "{warning}");
 
-    let run = daemon.event("of a run blamed local", deadline, |e| {
+    let run = daemon.event_where("of a run blamed local", deadline, |e| {
         message(e) == "probe run" && e["fields"]["blame"] == "local"
     });
     assert_eq!(run["fields"]["outcome"], "connection_error", "{run}");
-    let raised = daemon.event("raising the condition", deadline, |e| {
+    let raised = daemon.event_where("raising the condition", deadline, |e| {
         condition_event(e, "condition raised")
     });
     assert_eq!(raised["level"], "WARN", "{raised}");
     // A run that had its socket gets its answer and so gets past `connect`: the shortage is
     // over for the target.
-    daemon.event("clearing the condition", deadline, |e| {
+    daemon.event_where("clearing the condition", deadline, |e| {
         condition_event(e, "condition cleared")
     });
     let successes = daemon

@@ -9,99 +9,36 @@
     reason = "process and socket plumbing: a failed unwrap is a failed test"
 )]
 
-use std::io::{BufRead as _, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command};
 use std::time::Duration;
 
-use crate::support::{CANARY_KEY, spawn_with_stderr};
+use crate::support::child::{ChildDaemon, many_probes};
 
 const PROBES: usize = 1500;
 const SLOW_SCRAPERS: usize = 30;
 
-/// One target with `PROBES` probes that do not run during the test.
-fn config() -> String {
-    let mut text = format!(
-        "[defaults]\ninterval = \"1h\"\nstartup_jitter = \"1h\"\n\n[[targets]]\nname = \"t\"\n\
-         base_url = \"http://127.0.0.1:9/2.0/\"\napi_key = \"{CANARY_KEY}\"\n"
-    );
-    for i in 0..PROBES {
-        text.push_str(&format!(
-            "\n[[targets.probes]]\nname = \"p{i}\"\nmethod = \"artist.getInfo\"\n"
-        ));
-    }
-    text
-}
-
-/// The daemon as a child process, killed on drop.
+/// The daemon with `PROBES` probes that do not run during the test.
 struct Running {
-    child: Child,
+    daemon: ChildDaemon,
     addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Running {
     fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.toml");
-        std::fs::write(&path, config()).unwrap();
-        let (child, stderr) = spawn_with_stderr(
-            Command::new(env!("CARGO_BIN_EXE_lastfm-monitor"))
-                .args([
-                    "--web.listen-address",
-                    "127.0.0.1:0",
-                    "--log.format",
-                    "json",
-                ])
-                .arg("--config.file")
-                .arg(&path),
+        let config = many_probes(
+            "interval = \"1h\"\nstartup_jitter = \"1h\"",
+            "http://127.0.0.1:9/2.0/",
+            "",
+            PROBES,
         );
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let addr = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(20))
-                .expect("the daemon says it is running within 20 s");
-            let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if event["fields"]["message"] == "lastfm-monitor is running" {
-                break event["fields"]["address"]
-                    .as_str()
-                    .unwrap()
-                    .parse()
-                    .unwrap();
-            }
-        };
-        Self {
-            child,
-            addr,
-            _dir: dir,
-        }
+        let mut daemon = ChildDaemon::start("", &config, &[]);
+        let addr = daemon.address();
+        Self { daemon, addr }
     }
 
     fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap();
-        kib * 1024
+        self.daemon.rss_bytes()
     }
 
     /// Sends a scrape request on a new connection, reading nothing yet.
