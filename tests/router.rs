@@ -125,6 +125,24 @@ async fn metrics_is_gzip_compressed_when_the_scraper_accepts_it() {
     );
 }
 
+/// A reload cancels the generation's schedules, not a run someone asked for: the caller of
+/// `/probe` gets its result.
+#[tokio::test]
+async fn an_on_demand_run_outlives_a_reload() {
+    let f = fixture();
+    f.prober.set_delay(Duration::from_millis(300));
+    let shared = std::sync::Arc::clone(&f.shared);
+    let reload = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // What a reload does to the running generation.
+        shared.generation().cancel.cancel();
+    });
+    let answer = f.get("/probe?target=sim&probe=artist.getInfo").await;
+    reload.await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(f.prober.calls(), 1);
+}
+
 #[tokio::test]
 async fn healthy_and_ready() {
     let f = fixture();

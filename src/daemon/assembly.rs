@@ -78,7 +78,8 @@ pub fn assemble(
     let (reload_tx, reloads) = mpsc::channel(4);
     let shared = Arc::new(
         Shared::new(metrics.clone(), runner.clone(), generation, reload_tx)
-            .with_web_config(parts.web),
+            .with_web_config(parts.web)
+            .with_shutdown(&root),
     );
     Ok(Assembly {
         metrics,

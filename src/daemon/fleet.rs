@@ -162,11 +162,19 @@ async fn probe_task(
             let runner = runner.clone();
             let runs = runs.clone();
             let label = label.clone();
+            // A run of this probe that a reload overtook may still be going: this fire would
+            // make the probe overlap itself, so it is an overrun, like a fire that comes while
+            // the previous run of the same schedule is still going.
+            let overtaken = runs.in_flight.is_running(&label);
+            if overtaken {
+                rt.record_skip(index, SkipReason::Overrun, 1);
+                tracing::debug!(run = %label, "a run from before the reload is still going: this fire is an overrun");
+            }
             // The run is a task of its own: a reload cancels this generation's schedule and
             // drops the wait below, not the run, which finishes and is recorded where its probe
             // lives after the reload (`Runner::run`). Repeated reloads then cannot hide the
             // timeouts of a stalling upstream.
-            let run = runs.tracker.spawn(async move {
+            let run = (!overtaken).then(|| runs.tracker.spawn(async move {
                 // A guard, not enter/leave: a leaked entry would turn "stuck" once its deadline
                 // passed and withhold the watchdog ping for good.
                 let _ticket = runs
@@ -178,9 +186,12 @@ async fn probe_task(
                 if let RunResult::Skipped(reason) = result {
                     tracing::trace!(reason = reason.as_label(), "skipped");
                 }
-            });
+            }));
             async move {
-                if let Err(err) = run.await {
+                if let Some(Err(err)) = match run {
+                    Some(run) => Some(run.await),
+                    None => None,
+                } {
                     tracing::error!(error = %err, "a probe run ended abnormally");
                 }
             }
@@ -213,6 +224,12 @@ impl InFlight {
             runs: Arc::clone(self),
             id,
         }
+    }
+
+    /// Whether a run of `what` ("target/probe") is in flight, from this generation or an
+    /// earlier one.
+    fn is_running(&self, what: &str) -> bool {
+        self.lock().values().any(|(running, _)| running == what)
     }
 
     fn oldest_overdue(&self, now: Instant) -> Option<String> {
@@ -255,6 +272,19 @@ mod tests {
         // A run whose future is dropped (its task aborted or panicked): the ticket goes with it.
         drop(ticket);
         assert_eq!(runs.oldest_overdue(later), None);
+    }
+
+    /// What keeps a probe from overlapping itself across a reload: a fire of the new
+    /// generation sees the overtaken run of the same target and probe as running.
+    #[test]
+    fn a_run_in_flight_is_seen_by_its_target_and_probe_until_it_ends() {
+        let runs = Arc::new(InFlight::default());
+        let ticket = runs.enter("sim/artist.getInfo".to_owned(), Instant::now());
+        assert!(runs.is_running("sim/artist.getInfo"));
+        assert!(!runs.is_running("sim/user.getInfo"));
+        assert!(!runs.is_running("other/artist.getInfo"));
+        drop(ticket);
+        assert!(!runs.is_running("sim/artist.getInfo"));
     }
 
     #[tokio::test]

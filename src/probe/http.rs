@@ -383,13 +383,40 @@ fn failure_of(err: reqwest::Error) -> TransportFailure {
             .and_then(|dns| dns.errno)
             .or_else(|| causes.os_error.and_then(super::local_resources_errno))
             .unwrap_or("unknown");
-        tracing::warn!(
-            errno,
-            phase = failure.phase.as_label(),
-            "this host ran out of descriptors, memory or ports: a request could not be made"
-        );
+        warn_local_resources(errno, failure.phase);
     }
     failure
+}
+
+/// The least time between two warnings that this host ran out of resources.
+const RESOURCE_WARNING_GAP: Duration = Duration::from_secs(10);
+
+/// Warns that a request could not be made for want of descriptors, memory or ports, at most
+/// once per [`RESOURCE_WARNING_GAP`]: when it strikes, it strikes every run at once, and a
+/// warning per run would bury the one line on-call needs under hundreds of copies. Each warning
+/// says how many were held back since the one before.
+fn warn_local_resources(errno: &'static str, phase: Phase) {
+    static LAST: std::sync::Mutex<(Option<Instant>, u64)> = std::sync::Mutex::new((None, 0));
+    let now = Instant::now();
+    let held_back = {
+        let mut last = LAST
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last
+            .0
+            .is_some_and(|at| now.saturating_duration_since(at) < RESOURCE_WARNING_GAP)
+        {
+            last.1 += 1;
+            return;
+        }
+        std::mem::replace(&mut *last, (Some(now), 0)).1
+    };
+    tracing::warn!(
+        errno,
+        phase = phase.as_label(),
+        held_back,
+        "this host ran out of descriptors, memory or ports: a request could not be made"
+    );
 }
 
 /// What an error with `causes` means when it ended a run that was in `phase`; `timed_out` is

@@ -37,6 +37,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::web::{BasicAuth, Verdict, WebConfig};
 use crate::metrics::Metrics;
@@ -71,6 +72,9 @@ pub struct Shared {
     auth: Option<BasicAuth>,
     /// Headers from the web config, added to every response.
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// Cancelled at shutdown only: an on-demand run outlives a reload, as a scheduled one does,
+    /// and its caller gets its result.
+    shutdown: CancellationToken,
 }
 
 impl Shared {
@@ -90,7 +94,15 @@ impl Shared {
             in_flight: Semaphore::new(MAX_IN_FLIGHT),
             auth: None,
             headers: Vec::new(),
+            shutdown: CancellationToken::new(),
         }
+    }
+
+    /// Stops on-demand runs with `shutdown` (by default, only when this state is dropped).
+    #[must_use]
+    pub fn with_shutdown(mut self, shutdown: &CancellationToken) -> Self {
+        self.shutdown = shutdown.clone();
+        self
     }
 
     /// Applies the web config's basic auth and response headers to every route.
@@ -338,7 +350,7 @@ async fn probe(State(shared): State<Arc<Shared>>, Query(query): Query<ProbeQuery
     let latest = Instant::now() + PROBE_BUDGET_WAIT;
     match shared
         .runner
-        .run(rt, index, latest, Mode::OnDemand, &generation.cancel)
+        .run(rt, index, latest, Mode::OnDemand, &shared.shutdown)
         .await
     {
         RunResult::Skipped(reason) => (
@@ -350,11 +362,9 @@ async fn probe(State(shared): State<Arc<Shared>>, Query(query): Query<ProbeQuery
             ),
         )
             .into_response(),
-        RunResult::Cancelled => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "cancelled by reload or shutdown\n",
-        )
-            .into_response(),
+        RunResult::Cancelled => {
+            (StatusCode::SERVICE_UNAVAILABLE, "cancelled by shutdown\n").into_response()
+        }
         RunResult::Done(record) if debug => (
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             record.trace.text().to_owned(),

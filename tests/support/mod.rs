@@ -378,6 +378,8 @@ pub fn assert_metric_at_least(text: &str, name: &str, labels: &[(&str, &str)], m
 pub struct FakeProber {
     answer: Mutex<Result<Response, TransportFailure>>,
     calls: AtomicUsize,
+    /// How long each answer takes.
+    delay: Mutex<Duration>,
 }
 
 impl FakeProber {
@@ -386,7 +388,13 @@ impl FakeProber {
         Self {
             answer: Mutex::new(Ok(json_response(status, body))),
             calls: AtomicUsize::new(0),
+            delay: Mutex::new(Duration::ZERO),
         }
+    }
+
+    /// From now on, each answer takes `delay`.
+    pub fn set_delay(&self, delay: Duration) {
+        *self.delay.lock().expect("no test panicked holding it") = delay;
     }
 
     /// From now on, answers `status` with a JSON `body`.
@@ -418,7 +426,9 @@ impl Prober for FakeProber {
             .lock()
             .expect("no test panicked holding it")
             .clone();
+        let delay = *self.delay.lock().expect("no test panicked holding it");
         Box::pin(async move {
+            tokio::time::sleep(delay).await;
             Recorded {
                 request: RequestTrace {
                     http_method: "POST",
