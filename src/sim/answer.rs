@@ -414,6 +414,106 @@ mod tests {
     }
 
     #[test]
+    fn writes_need_a_signature_and_a_session_and_land_with_the_sessions_user() {
+        let s = Scenario::from_toml_str(&format!(
+            "[[keys]]\napi_key = \"{KEY}\"\nsecret = \"{SECRET}\"\nsession_keys = [\"sk-canary\"]\n\
+             session_users = {{ \"sk-writer\" = \"writer\" }}\n"
+        ))
+        .unwrap();
+        let mut memory = Memory::default();
+        let mut call = |pairs: &[(&str, &str)], secret: &str| {
+            let owned = signed(pairs, secret);
+            let params: Params = owned
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .chain([("api_key".to_owned(), KEY.to_owned())])
+                .chain([("format".to_owned(), "json".to_owned())])
+                .collect();
+            let now = Clock {
+                at: Instant::now(),
+                unix: 1_700_000_000,
+            };
+            decide(&s, None, &params, &mut memory, now)
+        };
+        let scrobble = [
+            ("method", "track.scrobble"),
+            ("artist", "Cher"),
+            ("track", "Believe"),
+            ("timestamp", "1700000000"),
+            ("sk", "sk-writer"),
+        ];
+        assert_eq!(outcome(&call(&scrobble, "wrong")), (400, 13));
+        let mut stale = scrobble;
+        stale[4] = ("sk", "sk-gone");
+        assert_eq!(outcome(&call(&stale, SECRET)), (403, 9));
+        let reply = call(&scrobble, SECRET);
+        assert_eq!(outcome(&reply), (200, 0));
+        let json: Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(json["scrobbles"]["@attr"]["accepted"], 1);
+        let read = |memory: &mut Memory, user: &str| -> Value {
+            let params: Params = [
+                ("method", "user.getRecentTracks"),
+                ("user", user),
+                ("api_key", KEY),
+                ("format", "json"),
+            ]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+            let now = Clock {
+                at: Instant::now(),
+                unix: 1_700_000_000,
+            };
+            let reply = decide(&s, None, &params, memory, now);
+            serde_json::from_slice(&reply.body).unwrap()
+        };
+        let writer = read(&mut memory, "writer");
+        assert_eq!(
+            writer["recenttracks"]["track"].as_array().map(Vec::len),
+            Some(2)
+        );
+        let simuser = read(&mut memory, SESSION_USER);
+        assert_eq!(
+            simuser["recenttracks"]["track"].as_array().map(Vec::len),
+            Some(1)
+        );
+        let info = ask_signed(
+            &s,
+            &[("method", "user.getInfo"), ("sk", "sk-writer")],
+            SECRET,
+        );
+        let info: Value = serde_json::from_slice(&info.body).unwrap();
+        assert_eq!(info["user"]["name"], "writer", "the session's user");
+    }
+
+    #[test]
+    fn the_phase_write_knobs_apply_after_the_checks_and_rules_still_win() {
+        let s = Scenario::from_toml_str(
+            "[[phases]]\nname = \"p\"\n[phases.writes]\nrate_limited = \"user\"\n\
+             [[phases.rules]]\nmethod = \"track.updateNowPlaying\"\nrespond = \"html\"\n",
+        )
+        .unwrap();
+        let scrobble = [
+            ("method", "track.scrobble"),
+            ("artist", "Cher"),
+            ("track", "Believe"),
+            ("timestamp", "1700000000"),
+            ("sk", "sk-any"),
+            ("api_sig", "unchecked-without-keys"),
+        ];
+        let reply = ask(&s, &scrobble);
+        assert_eq!(outcome(&reply), (429, 29));
+        assert!(String::from_utf8_lossy(&reply.body).contains("Too many scrobbles"));
+        assert_eq!(
+            outcome(&ask(&s, &scrobble[..4])),
+            (400, 13),
+            "unsigned first"
+        );
+        let np = [("method", "track.updateNowPlaying"), ("artist", "Cher")];
+        assert_eq!(ask(&s, &np).status, 502, "the rule");
+    }
+
+    #[test]
     fn a_user_name_too_long_to_exist_is_not_found() {
         let ghost = [
             ("method", "user.getInfo"),

@@ -738,6 +738,67 @@ mod tests {
     }
 
     #[test]
+    fn write_knobs_and_session_users_parse_with_defaults_that_change_nothing() {
+        let text = r#"
+            session_users = { "sk-any" = "anyone" }
+            [[keys]]
+            api_key = "0123456789abcdef0123456789abcdef"
+            session_keys = ["sk-canary"]
+            session_users = { "sk-writer" = "canary" }
+            [[phases]]
+            name = "writes-invisible"
+            duration = "1m"
+            [phases.writes]
+            visible_after = "20s"
+            invisible = true
+            ignore = 1
+            daily_cap = 3
+            rate_limited = "user"
+            [[phases]]
+            name = "healthy"
+        "#;
+        let s = Scenario::from_toml_str(text).unwrap();
+        let writes = s.phases()[0].writes();
+        assert_eq!(writes.visible_after, Some(secs(20)));
+        assert!(writes.invisible);
+        assert_eq!((writes.ignore, writes.daily_cap), (Some(1), Some(3)));
+        assert_eq!(writes.rate_limited, Some(LimitScope::User));
+        let healthy = s.phases()[1].writes();
+        assert!(healthy.visible_after.is_none() && !healthy.invisible);
+        assert!(healthy.ignore.is_none() && healthy.daily_cap.is_none());
+        assert!(healthy.rate_limited.is_none());
+        let key = Some(&s.keys()[0]);
+        assert_eq!(s.session_user(key, "sk-writer"), "canary");
+        assert_eq!(s.session_user(key, "sk-canary"), SESSION_USER);
+        assert_eq!(s.session_user(None, "sk-any"), "anyone");
+        assert_eq!(s.session_user(None, "sk-other"), SESSION_USER);
+        let demo = Scenario::demo();
+        assert!(
+            demo.phases()
+                .iter()
+                .all(|p| p.writes().rate_limited.is_none())
+        );
+    }
+
+    #[test]
+    fn write_knobs_are_checked() {
+        for (writes, want) in [
+            ("ignore = 0", "not an ignoredMessage code"),
+            ("ignore = 6", "not an ignoredMessage code"),
+            ("daily_cap = 0", "must be above 0"),
+            ("rate_limited = \"ip\"", "unknown variant"),
+            ("visible_after = \"later\"", "invalid duration"),
+            ("invisibel = true", "invisibel"),
+        ] {
+            let text = format!("[[phases]]\nname = \"a\"\n[phases.writes]\n{writes}\n");
+            let err = Scenario::from_toml_str(&text).unwrap_err().to_string();
+            assert!(err.contains(want), "{writes}: {err}");
+        }
+        let err = Scenario::from_toml_str("session_users = { \"sk\" = \"\" }\n").unwrap_err();
+        assert!(err.to_string().contains("neither may be empty"), "{err}");
+    }
+
+    #[test]
     fn unknown_key_is_named_with_its_line() {
         let err = Scenario::from_toml_str(
             "[[phases]]\nname = \"a\"\n[[phases.rules]]\nrespond = \"success\"\nstatuz = 200\n",

@@ -629,6 +629,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_signed_scrobble_over_tcp_shows_in_recent_tracks() {
+        let secret = "fedcba9876543210fedcba9876543210";
+        let (_, addr) = start(&format!(
+            "[[keys]]\napi_key = \"{KEY}\"\nsecret = \"{secret}\"\n\
+             session_users = {{ \"sk-writer\" = \"canary\" }}\n"
+        ))
+        .await;
+        let params = [
+            ("api_key", KEY),
+            ("artist", "Cher"),
+            ("method", "track.scrobble"),
+            ("sk", "sk-writer"),
+            ("timestamp", "1700000123"),
+            ("track", "Strong Enough"),
+        ];
+        let sig = api_sig(params.iter().copied(), secret);
+        let form = format!(
+            "method=track.scrobble&artist=Cher&track=Strong+Enough&timestamp=1700000123\
+             &sk=sk-writer&api_sig={sig}"
+        );
+        let written = post(addr, &form).await;
+        assert_eq!(written.status, 200);
+        assert!(
+            written
+                .text()
+                .contains("<scrobbles accepted=\"1\" ignored=\"0\">"),
+            "{}",
+            written.text()
+        );
+        let read = post(addr, "method=user.getRecentTracks&user=canary&format=json").await;
+        let first = &read.json()["recenttracks"]["track"][0];
+        assert_eq!(first["name"], "Strong Enough");
+        assert_eq!(first["date"]["uts"], "1700000123");
+    }
+
+    #[tokio::test]
     async fn beyond_the_rate_limit_the_answer_is_29() {
         let (_, addr) = start("rate_limit_per_second = 2.0\n").await;
         let mut outcomes = Vec::new();
