@@ -25,5 +25,6 @@ mod resources;
 mod router;
 mod scrape;
 mod service;
+mod sim_writes;
 mod soak;
 mod web;

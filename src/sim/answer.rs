@@ -13,11 +13,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::http::Params;
+use super::plays::PlayStore;
 use super::responses::{
-    self, Format, MISSING_PARAMETER, Method, default_message, default_status, error_body,
-    html_page, success_body,
+    self, Format, MISSING_PARAMETER, Method, SESSION_USER, default_message, default_status,
+    error_body, html_page, success_body,
 };
 use super::scenario::{Phase, Respond, Rule, Scenario};
+use super::writes::{self, Clock, WriteRequest};
 use crate::probe::sign::api_sig;
 
 /// How an answer's bytes leave the socket.
@@ -49,31 +51,74 @@ pub(crate) struct Reply {
     pub(crate) kind: &'static str,
 }
 
+/// What the simulated API remembers between requests.
+#[derive(Debug, Default)]
+pub(crate) struct Memory {
+    /// Per key; starts afresh with each scenario.
+    pub(crate) limiter: RateLimiter,
+    /// Per user; outlives a scenario swap, as an account outlives an incident.
+    pub(crate) plays: PlayStore,
+}
+
 /// Decides the answer to `params` at `now`.
 pub(crate) fn decide(
     scenario: &Scenario,
     phase: Option<&Phase>,
     params: &Params,
-    limiter: &mut RateLimiter,
-    now: Instant,
+    memory: &mut Memory,
+    now: Clock,
 ) -> Reply {
     let format = Format::of(params);
     let method_name = params.get("method").map(String::as_str);
     let method = method_name.and_then(responses::lookup);
-    match phase.and_then(|p| p.rule_for(method_name)) {
-        Some(rule) => from_rule(rule, method_name, method, params, format),
-        None => match check_request(scenario, method, params, limiter, now) {
-            Err((code, message, status)) => api_error(code, message, status, format),
-            Ok(method) => Reply {
-                status: 200,
-                content_type: format.content_type().to_owned(),
-                body: success_body(Some(method), params, format).into_bytes(),
-                delivery: Delivery::Whole,
-                delay: Duration::ZERO,
-                retry_after: None,
-                kind: "api_success",
-            },
-        },
+    if let Some(rule) = phase.and_then(|p| p.rule_for(method_name)) {
+        return from_rule(rule, method_name, method, params, format);
+    }
+    let method = match check_request(scenario, method, params, &mut memory.limiter, now.at) {
+        Err((code, message, status)) => return api_error(code, message, status, format),
+        Ok(method) => method,
+    };
+    let api_key = params.get("api_key").map(String::as_str);
+    let key = scenario
+        .keys()
+        .iter()
+        .find(|k| Some(k.api_key.as_str()) == api_key);
+    let session_user = params
+        .get("sk")
+        .map_or(SESSION_USER, |sk| scenario.session_user(key, sk));
+    let body = match method.write_path() {
+        Some(path) => {
+            let request = WriteRequest {
+                path,
+                session_user,
+                params,
+                format,
+            };
+            let knobs = phase.map(Phase::writes).cloned().unwrap_or_default();
+            match writes::answer(&request, &knobs, &mut memory.plays, now) {
+                Ok(body) => body,
+                Err((code, message)) => {
+                    let status = default_status(code, method_name);
+                    return api_error(code, message, status, format);
+                }
+            }
+        }
+        // Signed user.getInfo without `user` describes the session's user.
+        None if !params.contains_key("user") && params.contains_key("sk") => {
+            let mut params = params.clone();
+            params.insert("user".to_owned(), session_user.to_owned());
+            success_body(Some(method), &params, format)
+        }
+        None => success_body(Some(method), params, format),
+    };
+    Reply {
+        status: 200,
+        content_type: format.content_type().to_owned(),
+        body: body.into_bytes(),
+        delivery: Delivery::Whole,
+        delay: Duration::ZERO,
+        retry_after: None,
+        kind: "api_success",
     }
 }
 
@@ -191,7 +236,11 @@ fn check_request(
     let sk = params.get("sk");
     match (sk, key) {
         (None, _) if method.is_write() => return refuse(9, 403),
-        (Some(sk), Some(key)) if !key.session_keys.contains(sk) => return refuse(9, 403),
+        (Some(sk), Some(key))
+            if !key.session_keys.contains(sk) && !key.session_users.contains_key(sk) =>
+        {
+            return refuse(9, 403);
+        }
         (Some(sk), None) if sk.is_empty() => return refuse(9, 403),
         _ => {}
     }
@@ -285,13 +334,11 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         let phase = scenario.phase_at(Duration::ZERO);
-        decide(
-            scenario,
-            phase,
-            &params,
-            &mut RateLimiter::default(),
-            Instant::now(),
-        )
+        let now = Clock {
+            at: Instant::now(),
+            unix: 1_700_000_000,
+        };
+        decide(scenario, phase, &params, &mut Memory::default(), now)
     }
 
     /// Status and error code (0 for a success).
@@ -364,6 +411,106 @@ mod tests {
         );
         // Unsigned user.getInfo without `user` is a missing parameter.
         assert_eq!(outcome(&ask(&s, &[("method", "user.getInfo")])), (400, 6));
+    }
+
+    #[test]
+    fn writes_need_a_signature_and_a_session_and_land_with_the_sessions_user() {
+        let s = Scenario::from_toml_str(&format!(
+            "[[keys]]\napi_key = \"{KEY}\"\nsecret = \"{SECRET}\"\nsession_keys = [\"sk-canary\"]\n\
+             session_users = {{ \"sk-writer\" = \"writer\" }}\n"
+        ))
+        .unwrap();
+        let mut memory = Memory::default();
+        let mut call = |pairs: &[(&str, &str)], secret: &str| {
+            let owned = signed(pairs, secret);
+            let params: Params = owned
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .chain([("api_key".to_owned(), KEY.to_owned())])
+                .chain([("format".to_owned(), "json".to_owned())])
+                .collect();
+            let now = Clock {
+                at: Instant::now(),
+                unix: 1_700_000_000,
+            };
+            decide(&s, None, &params, &mut memory, now)
+        };
+        let scrobble = [
+            ("method", "track.scrobble"),
+            ("artist", "Cher"),
+            ("track", "Believe"),
+            ("timestamp", "1700000000"),
+            ("sk", "sk-writer"),
+        ];
+        assert_eq!(outcome(&call(&scrobble, "wrong")), (400, 13));
+        let mut stale = scrobble;
+        stale[4] = ("sk", "sk-gone");
+        assert_eq!(outcome(&call(&stale, SECRET)), (403, 9));
+        let reply = call(&scrobble, SECRET);
+        assert_eq!(outcome(&reply), (200, 0));
+        let json: Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(json["scrobbles"]["@attr"]["accepted"], 1);
+        let read = |memory: &mut Memory, user: &str| -> Value {
+            let params: Params = [
+                ("method", "user.getRecentTracks"),
+                ("user", user),
+                ("api_key", KEY),
+                ("format", "json"),
+            ]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+            let now = Clock {
+                at: Instant::now(),
+                unix: 1_700_000_000,
+            };
+            let reply = decide(&s, None, &params, memory, now);
+            serde_json::from_slice(&reply.body).unwrap()
+        };
+        let writer = read(&mut memory, "writer");
+        assert_eq!(
+            writer["recenttracks"]["track"].as_array().map(Vec::len),
+            Some(2)
+        );
+        let simuser = read(&mut memory, SESSION_USER);
+        assert_eq!(
+            simuser["recenttracks"]["track"].as_array().map(Vec::len),
+            Some(1)
+        );
+        let info = ask_signed(
+            &s,
+            &[("method", "user.getInfo"), ("sk", "sk-writer")],
+            SECRET,
+        );
+        let info: Value = serde_json::from_slice(&info.body).unwrap();
+        assert_eq!(info["user"]["name"], "writer", "the session's user");
+    }
+
+    #[test]
+    fn the_phase_write_knobs_apply_after_the_checks_and_rules_still_win() {
+        let s = Scenario::from_toml_str(
+            "[[phases]]\nname = \"p\"\n[phases.writes]\nrate_limited = \"user\"\n\
+             [[phases.rules]]\nmethod = \"track.updateNowPlaying\"\nrespond = \"html\"\n",
+        )
+        .unwrap();
+        let scrobble = [
+            ("method", "track.scrobble"),
+            ("artist", "Cher"),
+            ("track", "Believe"),
+            ("timestamp", "1700000000"),
+            ("sk", "sk-any"),
+            ("api_sig", "unchecked-without-keys"),
+        ];
+        let reply = ask(&s, &scrobble);
+        assert_eq!(outcome(&reply), (429, 29));
+        assert!(String::from_utf8_lossy(&reply.body).contains("Too many scrobbles"));
+        assert_eq!(
+            outcome(&ask(&s, &scrobble[..4])),
+            (400, 13),
+            "unsigned first"
+        );
+        let np = [("method", "track.updateNowPlaying"), ("artist", "Cher")];
+        assert_eq!(ask(&s, &np).status, 502, "the rule");
     }
 
     #[test]

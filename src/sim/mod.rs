@@ -11,6 +11,8 @@
 //! |---|---|
 //! | `scenario.rs` | the scenario format (documented there), validation, the timeline, `demo()` |
 //! | `answer.rs` | the decision for one request: phase rules first, then the API's own checks |
+//! | `writes.rs` | the write path: now playing and scrobbles into the store, recent tracks out |
+//! | `plays.rs` | the per-user play store: now playing, scrobbles, visibility, the daily count |
 //! | `responses.rs` | the method table, success and error bodies, default messages and statuses |
 //! | `http.rs` | reading one HTTP/1.1 request, writing a response head |
 //! | `server.rs` | the TCP server, delivery of (broken) answers, the [`Simulator`] handle |
@@ -21,9 +23,11 @@
 
 mod answer;
 mod http;
+mod plays;
 mod responses;
 mod scenario;
 mod server;
+mod writes;
 
 pub use scenario::{Phase, Scenario, ScenarioError};
 pub use server::{SeenRequest, Simulator, spawn_local};

@@ -9,6 +9,7 @@
 use serde_json::{Map, Value, json};
 
 use super::http::{Params, reason_phrase};
+use super::plays::{Play, Track};
 
 /// The response format a request asked for: JSON with `format=json`, else XML.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +46,38 @@ pub(crate) struct Method {
 impl Method {
     /// Writes need a signature and a session key.
     pub(crate) fn is_write(&self) -> bool {
-        matches!(self.shape, Shape::NowPlaying | Shape::Done)
+        matches!(
+            self.shape,
+            Shape::NowPlaying | Shape::Scrobble | Shape::Done
+        )
     }
+
+    /// Which part of the write path the method is, if any.
+    pub(crate) fn write_path(&self) -> Option<WritePath> {
+        match self.shape {
+            Shape::NowPlaying => Some(WritePath::NowPlaying),
+            Shape::Scrobble => Some(WritePath::Scrobble),
+            Shape::RecentTracks => Some(WritePath::ReadBack),
+            Shape::UserInfo
+            | Shape::ArtistInfo
+            | Shape::AlbumInfo
+            | Shape::TrackSearch
+            | Shape::ChartTopArtists
+            | Shape::TagInfo
+            | Shape::GeoTopArtists
+            | Shape::LibraryArtists
+            | Shape::Done
+            | Shape::Generic(_) => None,
+        }
+    }
+}
+
+/// The methods that write plays, and the one that reads them back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WritePath {
+    NowPlaying,
+    Scrobble,
+    ReadBack,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -61,6 +92,7 @@ enum Shape {
     GeoTopArtists,
     LibraryArtists,
     NowPlaying,
+    Scrobble,
     /// Other writes (`track.love`, …) answer an empty `<lfm status="ok">` / `{}`.
     Done,
     /// Methods the probes do not use: a plausible root element and nothing in it.
@@ -91,6 +123,8 @@ const METHODS: &[Method] = &[
         &["artist", "track"],
         Shape::NowPlaying,
     ),
+    // Required parameters are checked by the write path: a batch names them `artist[0]`, ….
+    m("track.scrobble", &[], Shape::Scrobble),
     m("track.love", &["artist", "track"], Shape::Done),
     m("track.unlove", &["artist", "track"], Shape::Done),
     m("track.addTags", &["artist", "track", "tags"], Shape::Done),
@@ -128,15 +162,7 @@ pub(crate) fn success_body(method: Option<&Method>, params: &Params, format: For
         None | Some(Shape::Done) => return ok_body(format),
         Some(shape) => success_value(shape, params),
     };
-    match format {
-        Format::Json => json!({ root: value }).to_string(),
-        Format::Xml => {
-            let mut out = format!("{XML_DECL}<lfm status=\"ok\">\n");
-            xml_element(&mut out, root, &value);
-            out.push_str("</lfm>\n");
-            out
-        }
-    }
+    wrap(root, &value, format)
 }
 
 fn ok_body(format: Format) -> String {
@@ -194,12 +220,7 @@ fn success_value(shape: Shape, params: &Params) -> (&'static str, Value) {
         Shape::RecentTracks => (
             "recenttracks",
             json!({
-                "track": [{
-                    "artist": {"mbid": "", "#text": "Cher"}, "album": {"mbid": "", "#text": "Believe"},
-                    "name": "Believe", "mbid": "", "streamable": "0", "image": images(),
-                    "url": "https://www.last.fm/music/Cher/_/Believe",
-                    "date": {"uts": "1700000000", "#text": "14 Nov 2023, 22:13"},
-                }],
+                "track": recent_entries(None, &[], params),
                 "@attr": page(json!({"user": user})),
             }),
         ),
@@ -277,19 +298,162 @@ fn success_value(shape: Shape, params: &Params) -> (&'static str, Value) {
                 "artist": list(json!({"tagcount": "0"})), "@attr": page(json!({"user": user})),
             }),
         ),
-        Shape::NowPlaying => (
-            "nowplaying",
-            json!({
-                "artist": {"corrected": "0", "#text": artist},
-                "track": {"corrected": "0", "#text": param("track", "Believe")},
-                "album": {"corrected": "0", "#text": param("album", "")},
-                "albumArtist": {"corrected": "0", "#text": param("albumArtist", "")},
-                "ignoredMessage": {"code": "0", "#text": ""},
-            }),
-        ),
+        Shape::NowPlaying | Shape::Scrobble => {
+            let track = Track {
+                artist,
+                name: param("track", "Believe"),
+                album: param("album", ""),
+                album_artist: param("albumArtist", ""),
+            };
+            if matches!(shape, Shape::Scrobble) {
+                let timestamp = param("timestamp", "").parse().unwrap_or(0);
+                (
+                    "scrobbles",
+                    scrobbles_value(&[(Play { track, timestamp }, 0)]),
+                )
+            } else {
+                ("nowplaying", now_playing_value(&track, 0))
+            }
+        }
         Shape::Generic(root) => (root, json!({"@attr": page(json!({}))})),
         Shape::Done => ("", json!({})),
     }
+}
+
+/// The answer to `track.updateNowPlaying`: the track as written and its `ignoredMessage` code.
+pub(crate) fn now_playing_body(track: &Track, ignored: u8, format: Format) -> String {
+    wrap("nowplaying", &now_playing_value(track, ignored), format)
+}
+
+/// The answer to `track.scrobble`: one play is an object, several an array, as Last.fm sends them.
+pub(crate) fn scrobbles_body(plays: &[(Play, u8)], format: Format) -> String {
+    wrap("scrobbles", &scrobbles_value(plays), format)
+}
+
+/// `user.getRecentTracks` for `user`: the track playing now, then `plays` (newest first), then the
+/// canned history every simulated user has, `limit` of them (the now playing is extra, as on Last.fm).
+pub(crate) fn recent_tracks_body(
+    user: &str,
+    now_playing: Option<&Track>,
+    plays: &[&Play],
+    params: &Params,
+    format: Format,
+) -> String {
+    let (_, mut value) = success_value(Shape::RecentTracks, params);
+    value["track"] = Value::Array(recent_entries(now_playing, plays, params));
+    value["@attr"]["user"] = Value::String(user.to_owned());
+    wrap("recenttracks", &value, format)
+}
+
+fn wrap(root: &str, value: &Value, format: Format) -> String {
+    match format {
+        Format::Json => json!({ root: value }).to_string(),
+        Format::Xml => {
+            let mut out = format!("{XML_DECL}<lfm status=\"ok\">\n");
+            xml_element(&mut out, root, value);
+            out.push_str("</lfm>\n");
+            out
+        }
+    }
+}
+
+/// The official scrobbling guide's meaning of each `ignoredMessage` code (last.fm/api/scrobbling).
+fn ignored_text(code: u8) -> &'static str {
+    match code {
+        0 => "",
+        1 => "Artist was ignored",
+        2 => "Track was ignored",
+        3 => "Timestamp was too old",
+        4 => "Timestamp was too new",
+        5 => "Daily scrobble limit exceeded",
+        _ => "Ignored",
+    }
+}
+
+fn corrected(text: &str) -> Value {
+    json!({"corrected": "0", "#text": text})
+}
+
+fn ignored_message(code: u8) -> Value {
+    json!({"code": code.to_string(), "#text": ignored_text(code)})
+}
+
+fn now_playing_value(track: &Track, ignored: u8) -> Value {
+    json!({
+        "artist": corrected(&track.artist), "track": corrected(&track.name),
+        "album": corrected(&track.album), "albumArtist": corrected(&track.album_artist),
+        "ignoredMessage": ignored_message(ignored),
+    })
+}
+
+fn scrobbles_value(plays: &[(Play, u8)]) -> Value {
+    let entries: Vec<Value> = plays
+        .iter()
+        .map(|(play, ignored)| {
+            let mut entry = now_playing_value(&play.track, *ignored);
+            merge(&mut entry, json!({"timestamp": play.timestamp.to_string()}));
+            entry
+        })
+        .collect();
+    let ignored = plays.iter().filter(|(_, code)| *code != 0).count();
+    let attr = json!({"accepted": plays.len() - ignored, "ignored": ignored});
+    match <[Value; 1]>::try_from(entries) {
+        Ok([one]) => json!({"@attr": attr, "scrobble": one}),
+        Err(many) => json!({"@attr": attr, "scrobble": many}),
+    }
+}
+
+/// Every simulated user listened to this once: the history behind whatever they scrobble.
+fn canned_play() -> Play {
+    Play {
+        track: Track {
+            artist: "Cher".to_owned(),
+            name: "Believe".to_owned(),
+            album: "Believe".to_owned(),
+            album_artist: String::new(),
+        },
+        timestamp: 1_700_000_000,
+    }
+}
+
+fn recent_entries(now_playing: Option<&Track>, plays: &[&Play], params: &Params) -> Vec<Value> {
+    // Last.fm's default page is 50 and at most 200; the history ends with the canned play.
+    let limit = params
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .map_or(50, |l| l.clamp(1, 200));
+    let canned = canned_play();
+    let played = plays.iter().copied().chain(std::iter::once(&canned));
+    let mut entries: Vec<Value> = now_playing
+        .map(|track| {
+            let mut entry = recent_entry(track);
+            merge(&mut entry, json!({"@attr": {"nowplaying": "true"}}));
+            entry
+        })
+        .into_iter()
+        .collect();
+    entries.extend(played.take(limit).map(|play| {
+        let mut entry = recent_entry(&play.track);
+        let when = i64::try_from(play.timestamp)
+            .ok()
+            .and_then(|uts| chrono::DateTime::from_timestamp(uts, 0))
+            .map(|at| at.format("%d %b %Y, %H:%M").to_string())
+            .unwrap_or_default();
+        merge(
+            &mut entry,
+            json!({"date": {"uts": play.timestamp.to_string(), "#text": when}}),
+        );
+        entry
+    }));
+    entries
+}
+
+fn recent_entry(track: &Track) -> Value {
+    json!({
+        "artist": {"mbid": "", "#text": track.artist}, "album": {"mbid": "", "#text": track.album},
+        "name": track.name, "mbid": "", "streamable": "0", "image": images(),
+        "url": format!("{}/_/{}", music_url(&track.artist), encode(&track.name)),
+    })
 }
 
 fn merge(into: &mut Value, extra: Value) {

@@ -16,11 +16,13 @@
 //! # error 10, a wrong api_sig error 13 (verified with `secret`, default "") and an sk that is not
 //! # listed error 9.
 //! rate_limit_per_second = 5.0        # optional, for every key: beyond it the answer is error 29 / 429
+//! session_users = { "sk-any" = "canary" }  # optional, without [[keys]]: whose session each sk is
 //!
 //! [[keys]]
 //! api_key = "0123456789abcdef0123456789abcdef"
 //! secret = "fedcba9876543210fedcba9876543210"
 //! session_keys = ["sk-canary"]
+//! session_users = { "sk-writer" = "canary" }  # optional: more valid session keys, each a user's
 //! rate_limit_per_second = 5.0        # optional, for this key only (overrides the top-level one)
 //!
 //! [[phases]]
@@ -38,7 +40,31 @@
 //! message = "Operation failed"       # optional: default = the real API's wording for the code
 //! delay = "2s"                       # optional, every kind: wait before answering
 //! retry_after = 30                   # optional, every kind: also send `Retry-After: 30`
+//!
+//! [[phases]]
+//! name = "writes-invisible"
+//! duration = "1m"
+//! [phases.writes]                    # optional: how the write path behaves during this phase
+//! visible_after = "20s"              # an accepted write shows in user.getRecentTracks this late
+//! invisible = true                   # accepted writes never show (default false)
+//! ignore = 1                         # every write answered ignored with this code, 1-5
+//! daily_cap = 3                      # per user and UTC day, the scrobble after the 3rd: ignored, code 5
+//! rate_limited = "user"              # every write: error 29, "user" or "key" scoped wording
 //! ```
+//!
+//! # The write path
+//!
+//! `track.updateNowPlaying` and `track.scrobble` (signed POSTs with an `sk`) write to a per-user play
+//! store, and `user.getRecentTracks` reads it back (docs/LASTFM-API.md §7): the now-playing track
+//! first, marked `nowplaying="true"` and without a date, then the scrobbles newest first, then the
+//! canned history every user has. The user is the one the `sk` belongs to: `session_users` of the
+//! key (or the top-level `session_users` without `[[keys]]`); every other valid session key belongs
+//! to `simuser`, the user signed `user.getInfo` names. A now-playing track lasts its `duration`
+//! (seconds) or 5 minutes without one, and a scrobble of the same track ends it. The checks run in
+//! this order: `rate_limited`, `ignore`, `daily_cap` (scrobbles only; the count is kept across
+//! phases), then the write is accepted and stored unless `invisible`. The knobs apply to the two
+//! writes only; a rule (below) still wins over all of them, and a rule with `code = 29` and a
+//! `message` limits every method.
 //!
 //! `respond` is one of (all accept `status`, `delay` and `retry_after`):
 //!
@@ -60,11 +86,14 @@
 //! matches get the normal behaviour. After the last phase the timeline starts again when `repeat` is
 //! true; otherwise no phase is active any more and everything behaves normally.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
+
+use super::responses::SESSION_USER;
 
 /// A validated timeline of phases plus the keys the simulated API knows.
 #[derive(Debug, Clone, Deserialize)]
@@ -76,6 +105,8 @@ pub struct Scenario {
     repeat: bool,
     #[serde(default)]
     rate_limit_per_second: Option<f64>,
+    #[serde(default)]
+    session_users: BTreeMap<String, String>,
     #[serde(default)]
     keys: Vec<KeyEntry>,
     #[serde(default)]
@@ -91,6 +122,37 @@ pub struct Phase {
     duration: Option<Duration>,
     #[serde(default)]
     rules: Vec<Rule>,
+    #[serde(default)]
+    writes: WriteKnobs,
+}
+
+/// How the write path behaves during a phase; the default is the healthy API.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WriteKnobs {
+    /// How long after an accepted write the play shows in `user.getRecentTracks`.
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub(crate) visible_after: Option<Duration>,
+    /// Accepted writes never show.
+    #[serde(default)]
+    pub(crate) invisible: bool,
+    /// Every write is ignored with this `ignoredMessage` code.
+    #[serde(default)]
+    pub(crate) ignore: Option<u8>,
+    /// Scrobbles per user and UTC day before the next is ignored with code 5.
+    #[serde(default)]
+    pub(crate) daily_cap: Option<u32>,
+    /// Every write is refused with error 29 in this scope's wording.
+    #[serde(default)]
+    pub(crate) rate_limited: Option<LimitScope>,
+}
+
+/// Whose budget a simulated error 29 says was spent; the wording is what tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LimitScope {
+    User,
+    Key,
 }
 
 /// An API key the simulator accepts, with its secret and valid session keys.
@@ -103,6 +165,8 @@ pub(crate) struct KeyEntry {
     #[serde(default)]
     pub(crate) session_keys: Vec<String>,
     #[serde(default)]
+    pub(crate) session_users: BTreeMap<String, String>,
+    #[serde(default)]
     pub(crate) rate_limit_per_second: Option<f64>,
 }
 
@@ -113,6 +177,7 @@ impl fmt::Debug for KeyEntry {
             .field("api_key", &"<redacted>")
             .field("secret", &"<redacted>")
             .field("session_keys", &self.session_keys.len())
+            .field("session_users", &self.session_users.len())
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .finish()
     }
@@ -358,11 +423,13 @@ impl Scenario {
             name: "healthy".to_owned(),
             repeat: true,
             rate_limit_per_second: None,
+            session_users: BTreeMap::new(),
             keys: Vec::new(),
             phases: vec![Phase {
                 name: "healthy".to_owned(),
                 duration: None,
                 rules: Vec::new(),
+                writes: WriteKnobs::default(),
             }],
         }
     }
@@ -418,6 +485,13 @@ impl Scenario {
         self.rate_limit_per_second
     }
 
+    /// The user a session key belongs to, for the key it came with (`None` without `[[keys]]`);
+    /// a valid session key nobody claims is `simuser`'s.
+    pub(crate) fn session_user<'a>(&'a self, key: Option<&'a KeyEntry>, sk: &str) -> &'a str {
+        let users = key.map_or(&self.session_users, |k| &k.session_users);
+        users.get(sk).map_or(SESSION_USER, String::as_str)
+    }
+
     fn parse(text: &str, path: Option<&Path>) -> Result<Self, ScenarioError> {
         let scenario: Self =
             toml::from_str(text).map_err(|cause| ScenarioError::ParseScenario {
@@ -456,6 +530,29 @@ impl Scenario {
                 return Err(format!("rate_limit_per_second = {limit} must be above 0"));
             }
         }
+        for phase in &self.phases {
+            phase.writes.validate(&phase.name)?;
+        }
+        let users = self.session_users.iter();
+        let users = users.chain(self.keys.iter().flat_map(|k| &k.session_users));
+        if let Some((sk, user)) = users
+            .into_iter()
+            .find(|(sk, u)| sk.is_empty() || u.is_empty())
+        {
+            return Err(format!(
+                "session_users maps {} to {}: neither may be empty",
+                if sk.is_empty() {
+                    "an empty sk"
+                } else {
+                    "an sk"
+                },
+                if user.is_empty() {
+                    "an empty user"
+                } else {
+                    "a user"
+                },
+            ));
+        }
         if let Some(key) = self.keys.iter().find(|k| k.api_key.is_empty()) {
             return Err(format!(
                 "a [[keys]] entry has an empty api_key ({} session keys)",
@@ -476,6 +573,11 @@ impl Phase {
         self.duration
     }
 
+    /// The write path's knobs during this phase.
+    pub(crate) fn writes(&self) -> &WriteKnobs {
+        &self.writes
+    }
+
     /// The first rule for `method` (compared like Last.fm does, ignoring ASCII case).
     pub(crate) fn rule_for(&self, method: Option<&str>) -> Option<&Rule> {
         self.rules.iter().find(|rule| match (&rule.method, method) {
@@ -483,6 +585,22 @@ impl Phase {
             (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
             (Some(_), None) => false,
         })
+    }
+}
+
+impl WriteKnobs {
+    fn validate(&self, phase: &str) -> Result<(), String> {
+        if let Some(code) = self.ignore.filter(|c| !(1..=5).contains(c)) {
+            return Err(format!(
+                "phase {phase:?}: writes.ignore = {code} is not an ignoredMessage code (1-5)"
+            ));
+        }
+        if self.daily_cap == Some(0) {
+            return Err(format!(
+                "phase {phase:?}: writes.daily_cap must be above 0 (use `ignore = 5` to refuse all)"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -617,6 +735,67 @@ mod tests {
         assert_eq!(outage.rules[0].retry_after, Some(30));
         assert_eq!(outage.rules[1].retry_after, None);
         assert!(!format!("{s:?}").contains("fedcba"), "secrets are redacted");
+    }
+
+    #[test]
+    fn write_knobs_and_session_users_parse_with_defaults_that_change_nothing() {
+        let text = r#"
+            session_users = { "sk-any" = "anyone" }
+            [[keys]]
+            api_key = "0123456789abcdef0123456789abcdef"
+            session_keys = ["sk-canary"]
+            session_users = { "sk-writer" = "canary" }
+            [[phases]]
+            name = "writes-invisible"
+            duration = "1m"
+            [phases.writes]
+            visible_after = "20s"
+            invisible = true
+            ignore = 1
+            daily_cap = 3
+            rate_limited = "user"
+            [[phases]]
+            name = "healthy"
+        "#;
+        let s = Scenario::from_toml_str(text).unwrap();
+        let writes = s.phases()[0].writes();
+        assert_eq!(writes.visible_after, Some(secs(20)));
+        assert!(writes.invisible);
+        assert_eq!((writes.ignore, writes.daily_cap), (Some(1), Some(3)));
+        assert_eq!(writes.rate_limited, Some(LimitScope::User));
+        let healthy = s.phases()[1].writes();
+        assert!(healthy.visible_after.is_none() && !healthy.invisible);
+        assert!(healthy.ignore.is_none() && healthy.daily_cap.is_none());
+        assert!(healthy.rate_limited.is_none());
+        let key = Some(&s.keys()[0]);
+        assert_eq!(s.session_user(key, "sk-writer"), "canary");
+        assert_eq!(s.session_user(key, "sk-canary"), SESSION_USER);
+        assert_eq!(s.session_user(None, "sk-any"), "anyone");
+        assert_eq!(s.session_user(None, "sk-other"), SESSION_USER);
+        let demo = Scenario::demo();
+        assert!(
+            demo.phases()
+                .iter()
+                .all(|p| p.writes().rate_limited.is_none())
+        );
+    }
+
+    #[test]
+    fn write_knobs_are_checked() {
+        for (writes, want) in [
+            ("ignore = 0", "not an ignoredMessage code"),
+            ("ignore = 6", "not an ignoredMessage code"),
+            ("daily_cap = 0", "must be above 0"),
+            ("rate_limited = \"ip\"", "unknown variant"),
+            ("visible_after = \"later\"", "invalid duration"),
+            ("invisibel = true", "invisibel"),
+        ] {
+            let text = format!("[[phases]]\nname = \"a\"\n[phases.writes]\n{writes}\n");
+            let err = Scenario::from_toml_str(&text).unwrap_err().to_string();
+            assert!(err.contains(want), "{writes}: {err}");
+        }
+        let err = Scenario::from_toml_str("session_users = { \"sk\" = \"\" }\n").unwrap_err();
+        assert!(err.to_string().contains("neither may be empty"), "{err}");
     }
 
     #[test]

@@ -16,9 +16,10 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, timeout};
 use tracing::{debug, warn};
 
-use super::answer::{self, Delivery, RateLimiter, Reply};
+use super::answer::{self, Delivery, Memory, RateLimiter, Reply};
 use super::http::{self, RequestError};
 use super::scenario::{Phase, Scenario};
+use super::writes::Clock;
 
 /// A client gets this long to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -75,8 +76,8 @@ struct State {
     seen: VecDeque<SeenRequest>,
     /// Every request ever seen, including those `seen` has dropped.
     seen_total: usize,
-    /// The simulated API's per-key limiter; starts afresh with each scenario.
-    limiter: RateLimiter,
+    /// The simulated API's limiter and play store.
+    memory: Memory,
 }
 
 impl Simulator {
@@ -88,7 +89,7 @@ impl Simulator {
                 started: Instant::now(),
                 seen: VecDeque::new(),
                 seen_total: 0,
-                limiter: RateLimiter::default(),
+                memory: Memory::default(),
             })),
         }
     }
@@ -98,7 +99,7 @@ impl Simulator {
         let mut state = self.lock();
         state.scenario = scenario;
         state.started = Instant::now();
-        state.limiter = RateLimiter::default();
+        state.memory.limiter = RateLimiter::default();
     }
 
     /// The requests to `/2.0/` seen so far, oldest first (at most the latest 10 000).
@@ -168,7 +169,11 @@ impl Simulator {
             let state = &mut *guard;
             let now = Instant::now();
             let phase = state.scenario.phase_at(now.duration_since(state.started));
-            let reply = answer::decide(&state.scenario, phase, &params, &mut state.limiter, now);
+            let clock = Clock {
+                at: now,
+                unix: unix_now(),
+            };
+            let reply = answer::decide(&state.scenario, phase, &params, &mut state.memory, clock);
             debug!(
                 method = params.get("method").map(String::as_str),
                 phase = phase.map(Phase::name),
@@ -191,6 +196,13 @@ impl Simulator {
         // Write errors mean the client left; there is nobody to tell.
         let _ = deliver(&mut stream, reply).await;
     }
+}
+
+/// The wall clock in Unix seconds; a clock before 1970 counts as 1970.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 async fn deliver(stream: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
@@ -614,6 +626,42 @@ mod tests {
         .await;
         assert_eq!(ghost.outcome(), (404, Some(6)));
         assert_eq!(ghost.json()["message"], "User not found");
+    }
+
+    #[tokio::test]
+    async fn a_signed_scrobble_over_tcp_shows_in_recent_tracks() {
+        let secret = "fedcba9876543210fedcba9876543210";
+        let (_, addr) = start(&format!(
+            "[[keys]]\napi_key = \"{KEY}\"\nsecret = \"{secret}\"\n\
+             session_users = {{ \"sk-writer\" = \"canary\" }}\n"
+        ))
+        .await;
+        let params = [
+            ("api_key", KEY),
+            ("artist", "Cher"),
+            ("method", "track.scrobble"),
+            ("sk", "sk-writer"),
+            ("timestamp", "1700000123"),
+            ("track", "Strong Enough"),
+        ];
+        let sig = api_sig(params.iter().copied(), secret);
+        let form = format!(
+            "method=track.scrobble&artist=Cher&track=Strong+Enough&timestamp=1700000123\
+             &sk=sk-writer&api_sig={sig}"
+        );
+        let written = post(addr, &form).await;
+        assert_eq!(written.status, 200);
+        assert!(
+            written
+                .text()
+                .contains("<scrobbles accepted=\"1\" ignored=\"0\">"),
+            "{}",
+            written.text()
+        );
+        let read = post(addr, "method=user.getRecentTracks&user=canary&format=json").await;
+        let first = &read.json()["recenttracks"]["track"][0];
+        assert_eq!(first["name"], "Strong Enough");
+        assert_eq!(first["date"]["uts"], "1700000123");
     }
 
     #[tokio::test]
