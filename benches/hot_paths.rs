@@ -125,7 +125,7 @@ fn metrics_with_series(series: usize) -> Metrics {
     for i in 0..probes.max(1) {
         let target = format!("t{}", i / 50);
         metrics.probe(&target, &format!("p{i}"), Duration::from_secs(60));
-        metrics.target(&target);
+        metrics.target(&target, 0.995);
     }
     metrics
 }

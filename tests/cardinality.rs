@@ -221,8 +221,9 @@ fn series_bound(targets: usize, probes: usize) -> usize {
         + 6 // success, http_status_code, last_error_code, last_run, last_success, interval
         + TransportFailure::all().count() // lastfm_probe_failures_total
         + lastfm_monitor::probe::TIMED_PHASES.len(); // lastfm_probe_phase_duration_seconds
-    // available, conditions, backoff, certificate expiry (https targets only)
-    let per_target = 1 + lastfm_monitor::classify::Condition::ALL.len() + 1 + 1;
+    // available, conditions, backoff, availability objective, certificate expiry (https
+    // targets only)
+    let per_target = 1 + lastfm_monitor::classify::Condition::ALL.len() + 1 + 1 + 1;
     let global = 1 + 2 + MAX_PROCESS_SERIES; // build_info, reload gauges, process_*
     probes * per_probe + targets * per_target + global
 }
@@ -365,7 +366,7 @@ async fn hostile_label_values_are_escaped() {
     let metrics = &offline.shared.metrics;
     metrics.probe(hostile, hostile, Duration::from_secs(60));
     metrics
-        .target(hostile)
+        .target(hostile, 0.995)
         .set(true, |_| true, Duration::from_secs(1));
     let (_, text) = offline.request("GET", "/metrics").await;
     let escaped = r#"quote\" backslash\\ newline\n brace} end"#;

@@ -20,6 +20,11 @@ const LIMIT: Duration = Duration::from_secs(20);
 /// Stem after `invalid-`, the line the message must name (`None`: the problem has no line, e.g.
 /// an unreadable file), and the key it must name (`None`: not TOML, nothing to name).
 const TABLE: &[(&str, Option<usize>, Option<&str>)] = &[
+    (
+        "availability-objective",
+        Some(6),
+        Some("availability_objective"),
+    ),
     ("backoff", Some(7), Some("backoff_max")),
     ("backoff-too-long", Some(6), Some("backoff_max")),
     ("bad-cron", Some(10), Some("cron")),

@@ -343,6 +343,7 @@ async fn every_outcome_code_and_condition_series_exists_at_zero_from_start_up() 
         &[
             available(1.0),
             eq("lastfm_target_backoff_seconds", &[t], 0.0),
+            eq("lastfm_target_availability_objective_ratio", &[t], 0.995),
             eq("lastfm_monitor_config_last_reload_successful", &[], 1.0),
         ],
     );

@@ -34,6 +34,11 @@ pub const SUSPENDED_INTERVAL: Duration = Duration::from_secs(15 * 60);
 pub const BACKOFF_INITIAL: Duration = Duration::from_secs(60);
 /// `backoff_max`
 pub const BACKOFF_MAX: Duration = Duration::from_secs(3600);
+/// `availability_objective`: the share of 30 days a target should be available.
+pub const AVAILABILITY_OBJECTIVE: f64 = 0.995;
+/// The range `availability_objective` is held to: below 90% a budget means little, above
+/// 99.999% (26 s in 30 days) a 15 s scrape cannot measure it.
+pub const AVAILABILITY_OBJECTIVE_RANGE: std::ops::RangeInclusive<f64> = 0.9..=0.99999;
 /// How often a reference is checked.
 pub const REFERENCE_INTERVAL: Duration = Duration::from_secs(15);
 /// A reference check's deadline.

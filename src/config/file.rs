@@ -99,6 +99,7 @@ pub(crate) struct TargetFile {
     pub(crate) backoff_max: Option<Spanned<String>>,
     pub(crate) documented_statuses: Option<Spanned<BTreeMap<String, Vec<i64>>>>,
     pub(crate) reuse_connections: Option<bool>,
+    pub(crate) availability_objective: Option<Spanned<f64>>,
     #[serde(default)]
     pub(crate) probes: Vec<Spanned<ProbeFile>>,
 }

@@ -155,6 +155,7 @@ params = { artist = "Cher", limit = 1 }
             Duration::from_secs(900)
         );
         assert_eq!(target.down_after, 3);
+        assert!((target.availability_objective - 0.995).abs() < f64::EPSILON);
         assert!(
             !target.reuse_connections,
             "a fresh connection per run by default"
@@ -329,6 +330,41 @@ format = "yaml"
     }
 
     #[test]
+    fn availability_objective_is_a_bounded_ratio_shown_by_the_check() {
+        let with = |value: &str| {
+            MINIMAL.replace(
+                "api_key = { env",
+                &format!("availability_objective = {value}\napi_key = {{ env"),
+            )
+        };
+        let config = parse(&with("0.999")).unwrap();
+        assert!((config.targets[0].availability_objective - 0.999).abs() < f64::EPSILON);
+        assert!(
+            config
+                .summary(now())
+                .contains("availability objective 99.9% over 30d"),
+            "{}",
+            config.summary(now())
+        );
+        assert!(
+            parse(MINIMAL)
+                .unwrap()
+                .summary(now())
+                .contains("availability objective 99.5% over 30d")
+        );
+        for edge in ["0.9", "0.99999"] {
+            assert!(parse(&with(edge)).is_ok(), "{edge}");
+        }
+        for wrong in ["0.89", "0.999991", "1.0", "99.5", "nan", "-0.995"] {
+            let message = err(&with(wrong));
+            assert!(
+                message.contains(":5:") && message.contains("`availability_objective`"),
+                "{wrong}: {message}"
+            );
+        }
+    }
+
+    #[test]
     fn plain_http_is_only_for_loopback() {
         let remote = MINIMAL.replace(
             "https://ws.audioscrobbler.com",
@@ -424,6 +460,10 @@ format = "yaml"
             "suspended_interval = \"15m\"",
             "backoff_initial = \"60s\"",
             "backoff_max = \"1h\"",
+            &format!(
+                "# availability_objective = {}",
+                defaults::AVAILABILITY_OBJECTIVE
+            ),
             "interval = \"15s\"",
             "timeout = \"5s\"",
         ] {

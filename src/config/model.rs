@@ -93,6 +93,9 @@ pub struct Target {
     pub statuses: StatusTable,
     /// Keep connections open between runs instead of a fresh one per run (`reuse_connections`).
     pub reuse_connections: bool,
+    /// The share of 30 days the target should be available (`availability_objective`), the
+    /// objective its error budget is measured against.
+    pub availability_objective: f64,
     /// The probes of this target.
     pub probes: Vec<Probe>,
 }

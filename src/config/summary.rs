@@ -56,11 +56,12 @@ impl Config {
 fn write_target(out: &mut String, target: &Target) {
     let _ = writeln!(
         out,
-        "target {} {} (budget {}/s, burst {}, api_key {}, api_secret {}, session_key {}{})",
+        "target {} {} (budget {}/s, burst {}, availability objective {}% over 30d, api_key {}, api_secret {}, session_key {}{})",
         target.name,
         target.base_url,
         target.politeness.max_requests_per_second,
         target.politeness.burst,
+        percent(target.availability_objective),
         REDACTED,
         if target.api_secret.is_some() {
             "set"
@@ -78,6 +79,12 @@ fn write_target(out: &mut String, target: &Target) {
             ""
         },
     );
+}
+
+/// A ratio as a percentage without float noise: 0.995 is `99.5`, 0.99999 is `99.999`.
+fn percent(ratio: f64) -> String {
+    let text = format!("{:.6}", ratio * 100.0);
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 /// `  probe NAME method=… schedule timeout=… expect=…`, then its next three fires.

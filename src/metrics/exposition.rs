@@ -534,7 +534,7 @@ mod tests {
         for probe in ["a", "b", "c"] {
             metrics.probe("lastfm", probe, Duration::from_secs(60));
         }
-        metrics.target("lastfm");
+        metrics.target("lastfm", 0.995);
         let index = metrics.exposition.snapshot();
         let mut whole = String::new();
         index.encode(&mut whole);
@@ -581,12 +581,14 @@ mod tests {
         let plain = metrics.probe("lastfm", "artist.getInfo", Duration::from_secs(60));
         let odd = metrics.probe("lastfm", "a\"b\\c\nd", Duration::from_millis(1500));
         metrics.probe("libre", "gone", Duration::from_secs(60));
-        metrics.target("lastfm").set(
+        metrics.target("lastfm", 0.995).set(
             false,
             |c| c == Condition::RateLimited,
             Duration::from_millis(2500),
         );
-        metrics.target("libre").set(true, |_| false, Duration::ZERO);
+        metrics
+            .target("libre", 0.999)
+            .set(true, |_| false, Duration::ZERO);
         let mismatch = |kind, code, status| crate::classify::Mismatch { kind, code, status };
         plain.record_run(
             &verdict(Outcome::Success, Some(200), None, None),

@@ -51,6 +51,7 @@ closed_set! {
         ServiceAvailable => "lastfm_service_available",
         Condition => "lastfm_condition",
         TargetBackoff => "lastfm_target_backoff_seconds",
+        TargetAvailabilityObjective => "lastfm_target_availability_objective_ratio",
         ConfigLastReloadSuccessful => "lastfm_monitor_config_last_reload_successful",
         ConfigLastReloadSuccessTimestamp => "lastfm_monitor_config_last_reload_success_timestamp_seconds",
         RunsAbandoned => "lastfm_monitor_runs_abandoned_total",
@@ -262,6 +263,13 @@ impl Family {
                 Gauge,
                 Target,
             ),
+            Self::TargetAvailabilityObjective => row(
+                Help::text(
+                    "The target's configured availability objective over 30 days (availability_objective), a ratio; its error budget is 1 minus this.",
+                ),
+                Gauge,
+                Target,
+            ),
             Self::ConfigLastReloadSuccessful => row(
                 Help::text("1 if the last configuration load or reload succeeded, else 0."),
                 Gauge,
@@ -390,6 +398,7 @@ mod tests {
                 "lastfm_service_available",
                 "lastfm_condition",
                 "lastfm_target_backoff_seconds",
+                "lastfm_target_availability_objective_ratio",
             ]
         );
         assert_eq!(

@@ -327,10 +327,14 @@ pub struct TargetMetrics {
 }
 
 impl TargetMetrics {
-    /// Creates (or finds) a target's series: available, no condition, no backoff.
-    pub(super) fn register(exposition: &Arc<Exposition>, target: &str) -> Self {
+    /// Creates (or finds) a target's series: available, no condition, no backoff, and its
+    /// availability objective (set again on every registration, so a reload updates it).
+    pub(super) fn register(exposition: &Arc<Exposition>, target: &str, objective: f64) -> Self {
         let t = [("target", target)];
         let mut batch = Batch::new(exposition);
+        batch
+            .series::<Gauge>(Family::TargetAvailabilityObjective, &t)
+            .set(objective);
         let metrics = Self {
             available: batch.series::<IntGauge>(Family::ServiceAvailable, &t),
             conditions: Condition::ALL.map(|c| {

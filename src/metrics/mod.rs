@@ -80,9 +80,10 @@ impl Metrics {
         ProbeMetrics::register(&self.exposition, target, probe, interval)
     }
 
-    /// Creates (or finds) a target's series: available, no condition, no backoff.
-    pub fn target(&self, target: &str) -> TargetMetrics {
-        TargetMetrics::register(&self.exposition, target)
+    /// Creates (or finds) a target's series: available, no condition, no backoff, and its
+    /// availability objective (a ratio, set from the config on every registration).
+    pub fn target(&self, target: &str, objective: f64) -> TargetMetrics {
+        TargetMetrics::register(&self.exposition, target, objective)
     }
 
     /// Creates (or finds) a reference's series: down and never checked until its first check.
@@ -230,7 +231,7 @@ mod tests {
         let metrics = Metrics::try_new("1.2.3", "abc").unwrap();
         metrics.probe("lastfm", "artist.getInfo", Duration::from_secs(60));
         metrics
-            .target("lastfm")
+            .target("lastfm", 0.995)
             .set(true, |_| false, Duration::ZERO);
         let text = metrics.render();
         for outcome in Outcome::ALL {
@@ -254,6 +255,16 @@ mod tests {
             "lastfm_probe_interval_seconds{probe=\"artist.getInfo\",target=\"lastfm\"} 60"
         ));
         assert!(text.contains("Values come from the last scheduled run"));
+        assert!(
+            text.contains("lastfm_target_availability_objective_ratio{target=\"lastfm\"} 0.995")
+        );
+        // A reload registers the target again with its new objective.
+        metrics.target("lastfm", 0.999);
+        assert!(
+            metrics
+                .render()
+                .contains("lastfm_target_availability_objective_ratio{target=\"lastfm\"} 0.999")
+        );
     }
 
     /// A classification with the given outcome, status, code and mismatch.
@@ -345,7 +356,7 @@ mod tests {
         let metrics = Metrics::try_new("1", "r").unwrap();
         metrics.probe("gone", "kept", Duration::from_secs(60));
         for target in ["gone", "kept"] {
-            metrics.target(target).set_certificate_not_after(1);
+            metrics.target(target, 0.995).set_certificate_not_after(1);
             metrics.reference(target);
         }
         metrics.remove_target("gone");
@@ -355,6 +366,7 @@ mod tests {
             "lastfm_service_available",
             "lastfm_condition",
             "lastfm_target_backoff",
+            "lastfm_target_availability_objective_ratio",
         ] {
             assert!(
                 !text.contains(&format!("{family}{{target=\"gone\"")),
@@ -366,6 +378,7 @@ mod tests {
         );
         assert!(!text.contains("reference=\"gone\""));
         assert!(text.contains("lastfm_service_available{target=\"kept\"} 0"));
+        assert!(text.contains("lastfm_target_availability_objective_ratio{target=\"kept\"} 0.995"));
         assert!(
             text.contains("lastfm_tls_certificate_not_after_timestamp_seconds{target=\"kept\"} 1")
         );

@@ -152,7 +152,7 @@ impl TargetRuntime {
         };
         let runtime = Self {
             codes: CodeTable::lastfm().with_statuses(&target.statuses),
-            metrics: metrics.target(&target.name),
+            metrics: metrics.target(&target.name, target.availability_objective),
             next_runs: target.probes.iter().map(|_| Mutex::new(None)).collect(),
             last_sent_ms,
             target,

@@ -50,6 +50,7 @@ impl Validator<'_> {
             .count(file.up_after.as_ref(), &ctx, "up_after", 1, 100)
             .unwrap_or(defaults::UP_AFTER);
         let statuses = self.statuses(file.documented_statuses.as_ref(), &ctx);
+        let availability_objective = self.objective(file.availability_objective.as_ref(), &ctx);
         let has_secret = file.api_secret.is_some();
         let probes = self.target_probes(file.probes, span, &ctx, has_secret, inherited);
         Some(Target {
@@ -63,6 +64,7 @@ impl Validator<'_> {
             up_after,
             statuses,
             reuse_connections: file.reuse_connections.unwrap_or(false),
+            availability_objective,
             probes,
         })
     }
@@ -248,6 +250,29 @@ impl Validator<'_> {
                     ),
                 );
                 defaults::MAX_REQUESTS_PER_SECOND
+            }
+        }
+    }
+
+    /// `availability_objective`: a ratio from 0.9 to 0.99999 (NaN is in no range).
+    fn objective(&mut self, value: Option<&Spanned<f64>>, ctx: &str) -> f64 {
+        let range = defaults::AVAILABILITY_OBJECTIVE_RANGE;
+        match value {
+            None => defaults::AVAILABILITY_OBJECTIVE,
+            Some(ratio) if range.contains(ratio.get_ref()) => *ratio.get_ref(),
+            Some(ratio) => {
+                self.problem(
+                    Some(ratio.span()),
+                    ctx,
+                    "availability_objective",
+                    format!(
+                        "{:?} is out of range; use a ratio from {} to {} (0.995: available 99.5% of 30 days)",
+                        ratio.get_ref(),
+                        range.start(),
+                        range.end()
+                    ),
+                );
+                defaults::AVAILABILITY_OBJECTIVE
             }
         }
     }
