@@ -613,6 +613,17 @@ def rewrite_rules(features, args, work):
     with open(args.rules) as f:
         rules = yaml.safe_load(f)
     shipped = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    # The error-budget alerts judge hours to days (their shortest window pair is 1 h and 5 m), so
+    # on this run's minutes they fire at the first outage and stay until the run ends, where every
+    # phase here expects each alert to resolve within 40 s. They are proven by `promtool test
+    # rules` (a fast burn, a slow burn, a blip) and against a real Prometheus by dashboards/e2e.py;
+    # left out here, the quorum and inhibition this test is about stay readable.
+    budget = {name for name in shipped if name.startswith("LastfmErrorBudgetBurn")}
+    for g in rules["groups"]:
+        g["rules"] = [r for r in g["rules"] if r.get("alert") not in budget]
+    if budget:
+        log(f"rules: left out {sorted(budget)} (error budgets: hours-to-days windows)")
+    shipped -= budget
     for name in WATCHED:
         features[f"rule:{name}"] = "shipped" if name in shipped else "missing"
     fors = {}
