@@ -10,10 +10,12 @@
 //! - `verdict`: the closed sets (outcome, blame, mismatch, condition) and [`Classification`].
 //! - `codes`: the one table of error codes (label, documented statuses, blame, condition) and
 //!   the bounded label sets of codes and statuses.
+//! - `canary`: what a write-path canary's write and read-back meant, and its run's result.
 //! - `local`: whether a failure is our network's fault, from the reference checks.
 //! - `payload`, `json`, `xml`: the readers that turn a body into what is judged.
 //! - this module: the judgement itself, from facts and the probe's spec to a verdict.
 
+mod canary;
 mod codes;
 mod json;
 mod local;
@@ -23,6 +25,10 @@ mod xml;
 
 use serde_json::Value;
 
+pub use canary::{
+    CanaryResult, IgnoredCode, Sight, Wanted, WriteJudgement, canary_blame, judge_read,
+    judge_write,
+};
 pub use codes::{
     CODE_LABELS, Code, CodeTable, KNOWN_CODES, Raises, STATUS_LABELS, code_index, code_label,
     status_label,

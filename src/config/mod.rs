@@ -39,10 +39,12 @@ mod summary;
 mod validate;
 pub mod web;
 
-pub use declared::{Check, CheckRule, Expectation, Format, HttpMethod, Schedule, StatusTable};
+pub use declared::{
+    CanaryKind, Check, CheckRule, Expectation, Format, HttpMethod, Schedule, StatusTable,
+};
 pub use model::{
-    Config, LASTFM_RATE_CEILING, MaxConnections, Politeness, Probe, Reference, ScheduleSpec,
-    Target, Web,
+    Canary, Config, LASTFM_RATE_CEILING, MaxConnections, Politeness, Probe, Reference,
+    ScheduleSpec, Step, Target, Web,
 };
 pub use problem::{ConfigError, Problem};
 

@@ -25,7 +25,7 @@ pub use self::exposition::RegisterMetric;
 pub(crate) use self::exposition::push_f64;
 use self::exposition::{Batch, Cursor, Exposition, Index, label, lock};
 use self::families::{Family, Owner};
-pub use self::handles::{ProbeMetrics, ReferenceMetrics, TargetMetrics};
+pub use self::handles::{CanaryMetrics, ProbeMetrics, ReferenceMetrics, TargetMetrics};
 
 /// All metrics. Cheap to clone: handles share the series.
 #[derive(Clone, Debug)]
@@ -84,6 +84,20 @@ impl Metrics {
     /// availability objective (a ratio, set from the config on every registration).
     pub fn target(&self, target: &str, objective: f64) -> TargetMetrics {
         TargetMetrics::register(&self.exposition, target, objective)
+    }
+
+    /// Creates (or finds) a write-path canary's series: every result at zero, no run yet.
+    pub fn canary(&self, target: &str, canary: &str) -> CanaryMetrics {
+        CanaryMetrics::register(&self.exposition, target, canary)
+    }
+
+    /// Drops every series of a canary that is no longer configured (its steps' series go with
+    /// their `probe` labels, through [`Metrics::remove_probe`]).
+    pub fn remove_canary(&self, target: &str, canary: &str) {
+        self.exposition
+            .remove(Family::owned_by(Owner::Canary), |labels| {
+                label(labels, "target") == Some(target) && label(labels, "canary") == Some(canary)
+            });
     }
 
     /// Creates (or finds) a reference's series: down and never checked until its first check.

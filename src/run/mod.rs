@@ -6,7 +6,9 @@
 //! tasks) and on-demand runs (`/probe`) share this path, so `/probe` obeys the same budget; only
 //! scheduled runs move the exported series, as their HELP texts promise.
 
+mod canary;
 mod handover;
+mod request;
 pub mod references;
 pub mod saved;
 
@@ -18,8 +20,10 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::classify::{self, Classification, CodeTable, Condition, ProbeSpec};
-use crate::config::{Probe, Target};
+use std::borrow::Cow;
+
+use crate::classify::{self, Classification, CodeTable, Condition, ProbeSpec, RateLimitScope};
+use crate::config::{Probe, Step, Target};
 use crate::health::politeness::{Gate, GateEvent, SkipReason};
 use crate::health::{Health, HealthEvent};
 use crate::history::trace::Trace;
@@ -28,7 +32,9 @@ use crate::metrics::{Metrics, ProbeMetrics, TargetMetrics};
 use crate::probe::{Prober, Recorded};
 use crate::run::references::References;
 use crate::schedule::WallClock;
+pub use canary::{CanaryRun, CanaryRuntime};
 use handover::{Home, Retirable, Retirement};
+use request::{Stop, log_events, log_run};
 use saved::{Snapshot, TargetState};
 
 /// `last_sent` of a probe that has not sent yet.
@@ -41,6 +47,12 @@ pub struct TargetRuntime {
     pub target: Arc<Target>,
     /// The request budget, shared by all probes of the target.
     pub gate: Arc<Gate>,
+    /// The canaries' own backoff, after a rate limit on the canary account ("too many
+    /// scrobbles"): it holds the canaries back and leaves the probes alone. Its bucket is not
+    /// used; every request still takes its token from `gate`.
+    canary_gate: Arc<Gate>,
+    /// Per canary, in the order of `target.canaries`.
+    canaries: Vec<CanaryRuntime>,
     /// Availability and conditions, shared by all probes of the target.
     health: Arc<Mutex<Health>>,
     metrics: TargetMetrics,
@@ -140,7 +152,8 @@ impl TargetRuntime {
             Some(old)
                 if old.target.down_after == target.down_after
                     && old.target.up_after == target.up_after
-                    && old.target.probes.len() == target.probes.len() =>
+                    && old.target.probes.len() == target.probes.len()
+                    && old.target.canaries.len() == target.canaries.len() =>
             {
                 Arc::clone(&old.health)
             }
@@ -148,8 +161,29 @@ impl TargetRuntime {
                 target.down_after,
                 target.up_after,
                 target.probes.len(),
+                target.canaries.len(),
             ))),
         };
+        let canary_gate = match (carry_running, &kept) {
+            (Some(old), _) if old.target.politeness == target.politeness => {
+                Arc::clone(&old.canary_gate)
+            }
+            (_, Some(TargetState {
+                canary_gate: Some(saved),
+                ..
+            })) => Arc::new(Gate::restored(target.politeness.clone(), saved, at, wall_ms)),
+            _ => Arc::new(Gate::new(target.politeness.clone(), at)),
+        };
+        let canaries = target
+            .canaries
+            .iter()
+            .map(|c| {
+                let sent = kept
+                    .as_ref()
+                    .and_then(|k| k.last_sent_ms.get(&c.write.name).copied());
+                CanaryRuntime::new(&target.name, c, metrics, now, sent.unwrap_or(NEVER))
+            })
+            .collect();
         let runtime = Self {
             codes: CodeTable::lastfm().with_statuses(&target.statuses),
             metrics: metrics.target(&target.name, target.availability_objective),
@@ -157,6 +191,8 @@ impl TargetRuntime {
             last_sent_ms,
             target,
             gate,
+            canary_gate,
+            canaries,
             health,
             probes,
             references,
@@ -216,14 +252,17 @@ impl TargetRuntime {
 
     /// The target's state for the state file, as of `now` (`now_ms` on the wall clock).
     pub fn save(&self, now: Instant, now_ms: i64) -> TargetState {
+        let canaries = self.canaries.iter().zip(&self.target.canaries);
         TargetState {
             gate: self.gate.save(now, now_ms),
+            canary_gate: Some(self.canary_gate.save(now, now_ms)),
             last_sent_ms: self
                 .target
                 .probes
                 .iter()
                 .enumerate()
                 .filter_map(|(i, p)| Some((p.name.clone(), self.last_sent_ms(i)?)))
+                .chain(canaries.filter_map(|(rt, c)| Some((c.write.name.clone(), rt.last_sent_ms()?))))
                 .collect(),
         }
     }
@@ -449,16 +488,8 @@ impl Runner {
             Home::Moved(home, _) => Some(Arc::clone(&home.references)),
             Home::Gone => None,
         };
-        let verdict = match references {
-            Some(references) if verdict.failure.is_some_and(classify::could_be_local) => {
-                let network = tokio::select! {
-                    biased;
-                    () = cancel.cancelled() => return RunResult::Cancelled,
-                    network = references.confirm(sent) => network,
-                };
-                classify::localize(verdict, network)
-            }
-            Some(_) | None => verdict,
+        let Some(verdict) = self.localize(references, verdict, sent, cancel).await else {
+            return RunResult::Cancelled;
         };
         match handover::home(rt, &probe.name) {
             Home::Here => RunResult::Done(self.record(made, made, probe, recorded, &verdict, mode)),
@@ -495,49 +526,31 @@ impl Runner {
         cancel: &CancellationToken,
     ) -> Result<(Instant, Recorded), RunResult> {
         let Slot { rt, index } = made;
-        let skipped = |reason: SkipReason| {
-            if mode == Mode::Scheduled {
-                rt.record_skip(index, reason, 1);
-                rt.publish(Instant::now());
-            }
-            tracing::debug!(
-                target = %rt.target.name,
-                probe = %probe.name,
-                reason = reason.as_label(),
-                "run skipped"
-            );
-            RunResult::Skipped(reason)
-        };
-        let epoch = rt.gate.epoch();
-        let at = rt.gate.admit(Instant::now(), latest).map_err(skipped)?;
-        let attempt = async {
-            tokio::time::sleep_until(at).await;
-            loop {
-                // A 29/429 or 26/10 that another probe received while this one waited for its
-                // token voids the reservation: the upstream said stop after it was made.
-                rt.gate.still_admitted(epoch)?;
-                match rt.gate.depart(Instant::now()) {
-                    Ok(()) => break,
-                    // Woken late together with later reservations: keep to the budget.
-                    Err(retry) => tokio::time::sleep_until(retry).await,
+        let sent = self
+            .send(rt, probe, latest, cancel, || {
+                if mode == Mode::Scheduled
+                    && let Some(at) = rt.last_sent_ms.get(index)
+                {
+                    at.store(self.clock.now().timestamp_millis(), Ordering::Relaxed);
                 }
+            })
+            .await;
+        sent.map_err(|stop| match stop {
+            Stop::Cancelled => RunResult::Cancelled,
+            Stop::Skipped(reason) => {
+                if mode == Mode::Scheduled {
+                    rt.record_skip(index, reason, 1);
+                    rt.publish(Instant::now());
+                }
+                tracing::debug!(
+                    target = %rt.target.name,
+                    probe = %probe.name,
+                    reason = reason.as_label(),
+                    "run skipped"
+                );
+                RunResult::Skipped(reason)
             }
-            if mode == Mode::Scheduled
-                && let Some(at) = rt.last_sent_ms.get(index)
-            {
-                at.store(self.clock.now().timestamp_millis(), Ordering::Relaxed);
-            }
-            self.changed.notify_one();
-            let sent = Instant::now();
-            Ok((sent, self.prober.probe(&rt.target, probe).await))
-        };
-        // Biased: once cancelled (shutdown) no request goes out, so the state file's last
-        // capture, taken at cancellation, has every request that did.
-        tokio::select! {
-            biased;
-            () = cancel.cancelled() => Err(RunResult::Cancelled),
-            attempted = attempt => attempted.map_err(skipped),
-        }
+        })
     }
 
     /// Records a run made on `made` into `home` (the same probe, or its successor after a
@@ -553,14 +566,12 @@ impl Runner {
         mode: Mode,
     ) -> Arc<RunRecord> {
         let Slot { rt, index } = home;
-        let now = Instant::now();
         let wall = self.clock.now();
         let now_unix = wall.timestamp_millis() as f64 / 1000.0;
-        let gate_events = rt
-            .gate
-            .record(verdict, now, wall.timestamp(), rand::random::<f64>());
+        let metrics = rt.probes.get(index);
+        let (for_target, gate_events) = self.account(rt, metrics, &recorded, verdict, mode, false);
         let health_events = if mode == Mode::Scheduled {
-            if let Some(metrics) = rt.probes.get(index) {
+            if let Some(metrics) = metrics {
                 metrics.record_run(
                     verdict,
                     recorded.outcome.elapsed,
@@ -568,19 +579,11 @@ impl Runner {
                     now_unix,
                 );
             }
-            rt.health().observe(index, verdict, probe.signed)
+            rt.health().observe(index, &for_target, probe.signed)
         } else {
             Vec::new()
         };
-        if mode == Mode::Scheduled
-            && let Some(unix) = recorded.outcome.tls.as_ref().and_then(|t| t.not_after_unix)
-        {
-            rt.metrics.set_certificate_not_after(unix);
-        }
-        rt.publish(now);
-        if !gate_events.is_empty() {
-            self.changed.notify_one();
-        }
+        rt.publish(Instant::now());
         log_run(&rt.target, probe, verdict, recorded.outcome.elapsed, mode);
         log_events(&rt.target, &gate_events, &health_events);
         // `detail` can be upstream text (an error message), which a hostile or buggy upstream
@@ -601,7 +604,7 @@ impl Runner {
             // Rendered when read (the status page's links, `/probe?debug=true`), not on every run.
             trace: Trace::new(
                 Arc::clone(&made.rt.target),
-                made.index,
+                Step::Probe(made.index),
                 recorded,
                 verdict.clone(),
             ),
@@ -629,70 +632,5 @@ fn placeholder(
         verdict: verdict.clone(),
         on_demand: true,
         trace: Trace::default(),
-    }
-}
-
-fn log_run(
-    target: &Target,
-    probe: &Probe,
-    verdict: &Classification,
-    elapsed: Duration,
-    mode: Mode,
-) {
-    tracing::debug!(
-        target = %target.name,
-        probe = %probe.name,
-        outcome = verdict.outcome.as_label(),
-        code = verdict.error_code.unwrap_or(0),
-        status = verdict.http_status.unwrap_or(0),
-        success = verdict.met_expectation,
-        mismatch = verdict.mismatch.map_or("none", |m| m.kind.as_label()),
-        blame = verdict.blame.map_or("none", |b| b.as_label()),
-        duration_seconds = elapsed.as_secs_f64(),
-        on_demand = mode == Mode::OnDemand,
-        "probe run"
-    );
-}
-
-fn log_events(target: &Target, gate: &[GateEvent], health: &[HealthEvent]) {
-    for event in gate {
-        match event {
-            GateEvent::BackoffStarted(delay) => tracing::warn!(
-                target = %target.name,
-                backoff_seconds = delay.as_secs_f64(),
-                "rate limited by the API: backing off"
-            ),
-            GateEvent::BackoffCleared => {
-                tracing::info!(target = %target.name, "backoff cleared after a healthy answer");
-            }
-            GateEvent::SuspendedModeStarted => tracing::warn!(
-                target = %target.name,
-                suspended_interval_seconds = target.politeness.suspended_interval.as_secs_f64(),
-                "API key refused: probing slowed to one request per suspended_interval"
-            ),
-            GateEvent::SuspendedModeCleared => {
-                tracing::info!(target = %target.name, "API key accepted again: normal probing resumes");
-            }
-        }
-    }
-    for event in health {
-        match event {
-            HealthEvent::Availability(true) => {
-                tracing::info!(target = %target.name, available = true, "target available again");
-            }
-            HealthEvent::Availability(false) => {
-                tracing::warn!(target = %target.name, available = false, "target unavailable");
-            }
-            HealthEvent::Condition(condition, true) => tracing::warn!(
-                target = %target.name,
-                condition = condition.as_label(),
-                "condition raised"
-            ),
-            HealthEvent::Condition(condition, false) => tracing::info!(
-                target = %target.name,
-                condition = condition.as_label(),
-                "condition cleared"
-            ),
-        }
     }
 }

@@ -25,7 +25,12 @@ pub struct Snapshot {
 pub struct TargetState {
     /// The request budget.
     pub gate: SavedGate,
-    /// Per probe name, when its last scheduled request went out (Unix milliseconds).
+    /// The canaries' backoff after a rate limit on the canary account; absent in files
+    /// written before canaries existed.
+    #[serde(default)]
+    pub canary_gate: Option<SavedGate>,
+    /// Per probe name (a canary's by its write step's), when its last scheduled request went
+    /// out (Unix milliseconds).
     pub last_sent_ms: BTreeMap<String, i64>,
 }
 

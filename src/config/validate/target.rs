@@ -15,6 +15,7 @@ use crate::config::model::{LASTFM_RATE_CEILING, Politeness, Probe, Target};
 use crate::config::parse;
 use crate::config::secret::{Secret, SecretSource};
 
+use super::canary::CanaryContext;
 use super::{Inherited, Validator};
 
 /// A target's three secrets; `api_key` is `None` when missing or unresolved.
@@ -31,7 +32,7 @@ impl Validator<'_> {
         &mut self,
         index: usize,
         span: Range<usize>,
-        file: TargetFile,
+        mut file: TargetFile,
         inherited: &Inherited,
     ) -> Option<Target> {
         let name = self.target_name(file.name.as_ref(), index, span.clone());
@@ -52,7 +53,23 @@ impl Validator<'_> {
         let statuses = self.statuses(file.documented_statuses.as_ref(), &ctx);
         let availability_objective = self.objective(file.availability_objective.as_ref(), &ctx);
         let has_secret = file.api_secret.is_some();
-        let probes = self.target_probes(file.probes, span, &ctx, has_secret, inherited);
+        let probes = self.target_probes(
+            std::mem::take(&mut file.probes),
+            span,
+            &ctx,
+            has_secret,
+            inherited,
+        );
+        let canary_files = std::mem::take(&mut file.canaries);
+        let (canaries, max_scrobbles_per_day) = self.target_canaries(
+            &canary_files,
+            &CanaryContext {
+                target_ctx: &ctx,
+                file: &file,
+                probe_names: probes.iter().map(|p| p.name.clone()).collect(),
+            },
+            inherited,
+        );
         Some(Target {
             name: name?,
             base_url: base_url?,
@@ -66,6 +83,8 @@ impl Validator<'_> {
             reuse_connections: file.reuse_connections.unwrap_or(false),
             availability_objective,
             probes,
+            canaries,
+            max_scrobbles_per_day,
         })
     }
 
