@@ -13,6 +13,8 @@
 //! - `canary`: what a write-path canary's write and read-back meant, and its run's result.
 //! - `local`: whether a failure is our network's fault, from the reference checks.
 //! - `payload`, `json`, `xml`: the readers that turn a body into what is judged.
+//! - `write`: what a write's success and a recent-tracks read-back say (for the canaries), and
+//!   the scope of a rate limit.
 //! - this module: the judgement itself, from facts and the probe's spec to a verdict.
 
 mod canary;
@@ -21,6 +23,7 @@ mod json;
 mod local;
 mod payload;
 mod verdict;
+mod write;
 mod xml;
 
 use serde_json::Value;
@@ -37,6 +40,10 @@ pub use local::{LocalNetwork, could_be_local, localize};
 pub use verdict::{
     Blame, Classification, Condition, Mismatch, MismatchKind, Outcome, RetryAfter,
     parse_retry_after,
+};
+pub use write::{
+    RateLimitScope, RecentEntry, RecentTracks, WriteAnswer, rate_limit_scope, read_recent_tracks,
+    read_write_answer,
 };
 
 use crate::config::{Check, CheckRule, Expectation, Format};
