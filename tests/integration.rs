@@ -28,3 +28,4 @@ mod service;
 mod sim_writes;
 mod soak;
 mod web;
+mod write_path;

@@ -106,12 +106,16 @@ pub fn judge_write(
         return (verdict, judgement);
     }
     match read_write_answer(format, body.unwrap_or_default()) {
-        Ok(answer) if answer.ignored > 0 || answer.ignored_code.is_some() => {
-            (verdict, WriteJudgement::Ignored(answer.ignored_code.unwrap_or(0)))
-        }
+        Ok(answer) if answer.ignored > 0 || answer.ignored_code.is_some() => (
+            verdict,
+            WriteJudgement::Ignored(answer.ignored_code.unwrap_or(0)),
+        ),
         Ok(answer) if answer.accepted > 0 => (verdict, WriteJudgement::Accepted),
         Ok(_) => (
-            failed_check(verdict, "the write's answer accepted no play and ignored none"),
+            failed_check(
+                verdict,
+                "the write's answer accepted no play and ignored none",
+            ),
             WriteJudgement::Failed,
         ),
         Err(why) => (
@@ -220,7 +224,7 @@ pub fn canary_blame(
 mod tests {
     use super::*;
 
-    const NOW_PLAYING: &str = r#"{"nowplaying":{"artist":{"corrected":"0","#text":"lastfm-monitor"},"track":{"corrected":"0","#text":"canary"},"ignoredMessage":{"code":"0","#text":""}}}"#;
+    const NOW_PLAYING: &str = r##"{"nowplaying":{"artist":{"corrected":"0","#text":"lastfm-monitor"},"track":{"corrected":"0","#text":"canary"},"ignoredMessage":{"code":"0","#text":""}}}"##;
 
     fn wanted(timestamp: Option<i64>) -> Wanted<'static> {
         Wanted {
@@ -237,7 +241,7 @@ mod tests {
         let (_, judged) = judge_write(ok.clone(), Format::Json, Some(NOW_PLAYING.as_bytes()));
         assert_eq!(judged, WriteJudgement::Accepted);
 
-        let ignored = r#"{"scrobbles":{"@attr":{"accepted":"0","ignored":"1"},"scrobble":[{"ignoredMessage":{"code":"1","#text":"Artist was ignored"}}]}}"#;
+        let ignored = r##"{"scrobbles":{"@attr":{"accepted":"0","ignored":"1"},"scrobble":[{"ignoredMessage":{"code":"1","#text":"Artist was ignored"}}]}}"##;
         let (_, judged) = judge_write(ok.clone(), Format::Json, Some(ignored.as_bytes()));
         assert_eq!(judged, WriteJudgement::Ignored(1));
 
@@ -262,8 +266,13 @@ mod tests {
     #[test]
     fn a_read_back_sees_the_play_of_the_canary_account_only() {
         let ok = Classification::success(200);
-        let playing = r#"{"recenttracks":{"track":[{"artist":{"#text":"lastfm-monitor"},"name":"canary","@attr":{"nowplaying":"true"}}],"@attr":{"user":"canary"}}}"#;
-        let (_, sight) = judge_read(ok.clone(), Format::Json, Some(playing.as_bytes()), wanted(None));
+        let playing = r##"{"recenttracks":{"track":[{"artist":{"#text":"lastfm-monitor"},"name":"canary","@attr":{"nowplaying":"true"}}],"@attr":{"user":"canary"}}}"##;
+        let (_, sight) = judge_read(
+            ok.clone(),
+            Format::Json,
+            Some(playing.as_bytes()),
+            wanted(None),
+        );
         assert_eq!(sight, Sight::Seen, "user names compare case-insensitively");
         // The same entry is not a scrobble with a timestamp.
         let (_, sight) = judge_read(
@@ -274,7 +283,7 @@ mod tests {
         );
         assert_eq!(sight, Sight::NotYet);
 
-        let scrobbled = r#"{"recenttracks":{"track":{"artist":{"#text":"lastfm-monitor"},"name":"canary","date":{"uts":"1700000000","#text":""}},"@attr":{"user":"canary"}}}"#;
+        let scrobbled = r##"{"recenttracks":{"track":{"artist":{"#text":"lastfm-monitor"},"name":"canary","date":{"uts":"1700000000","#text":""}},"@attr":{"user":"canary"}}}"##;
         let (_, sight) = judge_read(
             ok.clone(),
             Format::Json,

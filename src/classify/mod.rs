@@ -29,8 +29,7 @@ mod xml;
 use serde_json::Value;
 
 pub use canary::{
-    CanaryResult, IgnoredCode, Sight, Wanted, WriteJudgement, canary_blame, judge_read,
-    judge_write,
+    CanaryResult, IgnoredCode, Sight, Wanted, WriteJudgement, canary_blame, judge_read, judge_write,
 };
 pub use codes::{
     CODE_LABELS, Code, CodeTable, KNOWN_CODES, Raises, STATUS_LABELS, code_index, code_label,

@@ -31,6 +31,10 @@ pub struct Trace {
 }
 
 /// What a trace is rendered from.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per run behind an Arc; boxing the common variant would cost every run an allocation"
+)]
 enum Source {
     /// One request.
     Run(RunSource),

@@ -692,8 +692,10 @@ mod tests {
                     for key in family.series.keys() {
                         vec.with_label_values(&values_of(key, &names, declared));
                     }
-                    for (labels, seconds) in durations {
-                        vec.with_label_values(labels).observe(*seconds);
+                    if *name == Family::ProbeDuration.name() {
+                        for (labels, seconds) in durations {
+                            vec.with_label_values(labels).observe(*seconds);
+                        }
                     }
                     Box::new(vec)
                 }

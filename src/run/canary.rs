@@ -11,63 +11,26 @@
 //! same handles when the canary stays, and detached ones when the reload removed it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Mode, NEVER, Runner, Stop, TargetRuntime, log_events};
+use super::canary_state::CanaryRuntime;
+use super::log::{log_events, log_run};
+use super::runner::{Mode, Runner, Stop};
+use super::runtime::TargetRuntime;
 use crate::classify::{
     self, Blame, CanaryResult, Classification, IgnoredCode, ProbeSpec, RateLimitScope, Sight,
     Wanted, WriteJudgement,
 };
 use crate::config::{Canary, CanaryKind, Probe, Step};
 use crate::health::politeness::SkipReason;
-use crate::history::trace::Trace;
 use crate::history::RunRecord;
-use crate::metrics::{CanaryMetrics, Metrics, ProbeMetrics};
+use crate::history::trace::Trace;
+use crate::metrics::ProbeMetrics;
 use crate::probe::Recorded;
-
-/// A canary's live state: its series, its steps' series and its cadence.
-#[derive(Debug)]
-pub struct CanaryRuntime {
-    metrics: CanaryMetrics,
-    write: ProbeMetrics,
-    read: ProbeMetrics,
-    /// When the last scheduled write went out (Unix ms, [`NEVER`]).
-    last_sent_ms: AtomicI64,
-}
-
-impl CanaryRuntime {
-    /// Registers the canary's series and its steps'.
-    pub(super) fn new(
-        target: &str,
-        canary: &Canary,
-        metrics: &Metrics,
-        now: chrono::DateTime<Utc>,
-        last_sent_ms: i64,
-    ) -> Self {
-        let interval = canary.schedule.schedule.nominal_interval(now);
-        Self {
-            metrics: metrics.canary(target, &canary.name),
-            write: metrics.probe(target, &canary.write.name, interval),
-            read: metrics.probe(target, &canary.read.name, interval),
-            last_sent_ms: AtomicI64::new(last_sent_ms),
-        }
-    }
-
-    /// When the last scheduled write went out (Unix ms), if one has.
-    pub fn last_sent_ms(&self) -> Option<i64> {
-        Some(self.last_sent_ms.load(Ordering::Relaxed)).filter(|at| *at != NEVER)
-    }
-
-    /// Counts skipped runs (a skipped run is a write not sent).
-    pub fn record_skip(&self, reason: SkipReason, n: u64) {
-        self.write.record_skip(reason, n);
-    }
-}
 
 /// What became of a canary run.
 #[derive(Debug)]
@@ -83,6 +46,20 @@ pub enum CanaryRun {
         /// The record whose trace shows the whole run.
         record: Arc<RunRecord>,
     },
+}
+
+/// A write, sent and judged.
+struct Written {
+    /// The request as sent (a scrobble's with its timestamp).
+    write: Probe,
+    verdict: Classification,
+    judgement: WriteJudgement,
+    /// The wall-clock second written as a scrobble's timestamp.
+    timestamp: i64,
+    latency: Duration,
+    trace: Trace,
+    /// When the answer came: `visible_within` and the visibility latency count from it.
+    accepted_at: Instant,
 }
 
 /// A run's facts as it goes, for the trace's heading and the records.
@@ -108,6 +85,115 @@ impl Runner {
         else {
             return CanaryRun::Cancelled;
         };
+        let written = match self
+            .write(rt, index, canary, live, latest, mode, cancel)
+            .await
+        {
+            Ok(written) => written,
+            Err(stopped) => return stopped,
+        };
+        let mut progress = Progress {
+            steps: vec![written.trace.clone()],
+            polls: 0,
+            seen_answer: false,
+            last_read: None,
+            read_latency: Duration::ZERO,
+        };
+        let ending = match written.judgement {
+            WriteJudgement::Rejected => Ending::of(CanaryResult::Rejected),
+            WriteJudgement::Failed => Ending::of(CanaryResult::Failed),
+            WriteJudgement::Ignored(code) => Ending {
+                ignored: Some(IgnoredCode::of(code)),
+                ..Ending::of(CanaryResult::Ignored)
+            },
+            WriteJudgement::Accepted => {
+                // The write's record now, so that its trace link works while the read-back goes.
+                let w = &written;
+                self.keep(rt, &w.write, &w.verdict, &w.trace, w.latency, mode);
+                let polled = self
+                    .read_back(rt, index, canary, &written, mode, cancel, &mut progress)
+                    .await;
+                match polled {
+                    None => return CanaryRun::Cancelled,
+                    Some(Some(after)) => Ending {
+                        visible_after: Some(after),
+                        ..Ending::of(CanaryResult::Visible)
+                    },
+                    Some(None) if progress.seen_answer => Ending::of(CanaryResult::NotVisible),
+                    Some(None) => Ending::of(CanaryResult::Failed),
+                }
+            }
+        };
+        let record = self.conclude(rt, index, &written, progress, ending, mode);
+        self.finish(rt, index, canary, live, ending, mode);
+        CanaryRun::Done {
+            result: ending.result,
+            record,
+        }
+    }
+
+    /// Keeps the run in the history: its whole trace goes with its last request (the write's
+    /// when nothing was read), under a heading that says how it ended.
+    fn conclude(
+        &self,
+        rt: &TargetRuntime,
+        index: usize,
+        written: &Written,
+        mut progress: Progress,
+        ending: Ending,
+        mode: Mode,
+    ) -> Arc<RunRecord> {
+        let Some(canary) = rt.target.canaries.get(index) else {
+            return self.keep(
+                rt,
+                &written.write,
+                &written.verdict,
+                &written.trace,
+                written.latency,
+                mode,
+            );
+        };
+        let scope = classify::rate_limit_scope(&written.verdict);
+        let step_blame = progress
+            .last_read
+            .as_ref()
+            .map_or(written.verdict.blame, |read| read.blame);
+        let blame = classify::canary_blame(ending.result, ending.ignored, scope, step_blame);
+        let head = Heading {
+            ending,
+            scope,
+            blame,
+        }
+        .render(rt, canary, progress.polls);
+        let trace = Trace::steps(head, std::mem::take(&mut progress.steps));
+        match progress.last_read.take() {
+            None => self.keep(
+                rt,
+                &written.write,
+                &written.verdict,
+                &trace,
+                written.latency,
+                mode,
+            ),
+            Some(read) => self.keep(rt, &canary.read, &read, &trace, progress.read_latency, mode),
+        }
+    }
+
+    /// The write of a run, judged and recorded; `Err` with the run's end when it was not sent.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the run's context, passed down once"
+    )]
+    async fn write(
+        &self,
+        rt: &TargetRuntime,
+        index: usize,
+        canary: &Canary,
+        live: &CanaryRuntime,
+        latest: Instant,
+        mode: Mode,
+        cancel: &CancellationToken,
+    ) -> Result<Written, CanaryRun> {
         let skip = |reason: SkipReason| {
             if mode == Mode::Scheduled {
                 live.record_skip(reason, 1);
@@ -116,7 +202,7 @@ impl Runner {
             CanaryRun::Skipped(reason)
         };
         if !rt.canary_gate.backoff_remaining(Instant::now()).is_zero() {
-            return skip(SkipReason::RateLimited);
+            return Err(skip(SkipReason::RateLimited));
         }
         let mut write = canary.write.clone();
         let timestamp = self.clock.now().timestamp();
@@ -135,18 +221,17 @@ impl Runner {
             .await;
         let (sent, recorded) = match sent {
             Ok(sent) => sent,
-            Err(Stop::Cancelled) => return CanaryRun::Cancelled,
-            Err(Stop::Skipped(reason)) => return skip(reason),
+            Err(Stop::Cancelled) => return Err(CanaryRun::Cancelled),
+            Err(Stop::Skipped(reason)) => return Err(skip(reason)),
         };
         let Some(verdict) = self.judged(rt, &write, &recorded, sent, cancel).await else {
-            return CanaryRun::Cancelled;
+            return Err(CanaryRun::Cancelled);
         };
         let body = body_of(&recorded).map(<[u8]>::to_vec);
         let (verdict, judgement) = classify::judge_write(verdict, write.format, body.as_deref());
         let accepted_at = Instant::now();
-        let scope = classify::rate_limit_scope(&verdict);
         let latency = recorded.outcome.elapsed;
-        let write_trace = self.step(
+        let trace = self.step(
             rt,
             Step::Write(index),
             &live.write,
@@ -155,80 +240,42 @@ impl Runner {
             &verdict,
             mode,
         );
-        let mut progress = Progress {
-            steps: vec![write_trace.clone()],
-            polls: 0,
-            seen_answer: false,
-            last_read: None,
-            read_latency: Duration::ZERO,
-        };
-        let (result, ignored, visible_after) = match judgement {
-            WriteJudgement::Rejected => (CanaryResult::Rejected, None, None),
-            WriteJudgement::Failed => (CanaryResult::Failed, None, None),
-            WriteJudgement::Ignored(code) => {
-                (CanaryResult::Ignored, Some(IgnoredCode::of(code)), None)
-            }
-            WriteJudgement::Accepted => {
-                // The write's record now, so that its trace link works while the read-back goes.
-                self.keep(rt, &write, &verdict, &write_trace, latency, mode);
-                let wanted = Wanted {
-                    user: &canary.user,
-                    artist: &canary.artist,
-                    track: &canary.track,
-                    timestamp: (canary.kind == CanaryKind::Scrobble).then_some(timestamp),
-                };
-                let polled = self
-                    .read_back(rt, index, canary, wanted, accepted_at, mode, cancel, &mut progress)
-                    .await;
-                let Some(seen) = polled else {
-                    return CanaryRun::Cancelled;
-                };
-                match seen {
-                    Some(after) => (CanaryResult::Visible, None, Some(after)),
-                    None if progress.seen_answer => (CanaryResult::NotVisible, None, None),
-                    None => (CanaryResult::Failed, None, None),
-                }
-            }
-        };
-        let step_blame = progress
-            .last_read
-            .as_ref()
-            .map_or(verdict.blame, |read| read.blame);
-        let blame = classify::canary_blame(result, ignored, scope, step_blame);
-        let head = Heading {
-            result,
-            ignored,
-            scope,
-            blame,
-            visible_after,
-        }
-        .render(rt, canary, progress.polls);
-        let trace = Trace::steps(head, std::mem::take(&mut progress.steps));
-        // The whole run's trace goes with its last request: the write's when nothing was read.
-        let record = match progress.last_read.take() {
-            None => self.keep(rt, &write, &verdict, &trace, latency, mode),
-            Some(read) => self.keep(rt, &canary.read, &read, &trace, progress.read_latency, mode),
-        };
-        self.finish(rt, index, canary, live, result, ignored, visible_after, mode);
-        CanaryRun::Done { result, record }
+        Ok(Written {
+            write,
+            verdict,
+            judgement,
+            timestamp,
+            latency,
+            trace,
+            accepted_at,
+        })
     }
 
     /// Polls the canary account's recent tracks every `poll_every` until the play shows or
     /// `visible_within` after the accepted write passes: how long it took, `None` when it never
     /// showed, or `None` from the outside when `cancel` came first.
-    #[expect(clippy::too_many_arguments, reason = "the run's context, passed down once")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the run's context, passed down once"
+    )]
     async fn read_back(
         &self,
         rt: &TargetRuntime,
         index: usize,
         canary: &Canary,
-        wanted: Wanted<'_>,
-        accepted_at: Instant,
+        written: &Written,
         mode: Mode,
         cancel: &CancellationToken,
         progress: &mut Progress,
     ) -> Option<Option<Duration>> {
         let live = rt.canaries.get(index)?;
+        let accepted_at = written.accepted_at;
+        let wanted = Wanted {
+            user: &canary.user,
+            artist: &canary.artist,
+            track: &canary.track,
+            timestamp: (canary.kind == CanaryKind::Scrobble).then_some(written.timestamp),
+        };
         let deadline = accepted_at + canary.visible_within;
         let mut poll_at = Instant::now();
         loop {
@@ -241,7 +288,9 @@ impl Runner {
                     }
                 }
                 Ok((sent, recorded)) => {
-                    let verdict = self.judged(rt, &canary.read, &recorded, sent, cancel).await?;
+                    let verdict = self
+                        .judged(rt, &canary.read, &recorded, sent, cancel)
+                        .await?;
                     let body = body_of(&recorded).map(<[u8]>::to_vec);
                     let (verdict, sight) =
                         classify::judge_read(verdict, canary.read.format, body.as_deref(), wanted);
@@ -330,7 +379,13 @@ impl Runner {
             Vec::new()
         };
         rt.publish(Instant::now());
-        super::log_run(&rt.target, probe, verdict, recorded.outcome.elapsed, mode);
+        log_run(
+            &rt.target,
+            probe,
+            verdict,
+            recorded.outcome.elapsed,
+            mode == Mode::OnDemand,
+        );
         log_events(&rt.target, &gate_events, &health_events);
         Trace::new(Arc::clone(&rt.target), step, recorded, verdict.clone())
     }
@@ -364,23 +419,26 @@ impl Runner {
     }
 
     /// Records the run's result: its series, the write-path conditions, one log line.
-    #[expect(clippy::too_many_arguments, reason = "the run's result")]
     fn finish(
         &self,
         rt: &TargetRuntime,
         index: usize,
         canary: &Canary,
         live: &CanaryRuntime,
-        result: CanaryResult,
-        ignored: Option<IgnoredCode>,
-        visible_after: Option<Duration>,
+        ending: Ending,
         mode: Mode,
     ) {
+        let Ending {
+            result,
+            ignored,
+            visible_after,
+        } = ending;
         if mode != Mode::Scheduled {
             return;
         }
         let now_unix = self.clock.now().timestamp_millis() as f64 / 1000.0;
-        live.metrics.record(result, ignored, visible_after, now_unix);
+        live.metrics
+            .record(result, ignored, visible_after, now_unix);
         let events = rt.health().observe_canary(index, result, ignored);
         rt.publish(Instant::now());
         log_events(&rt.target, &[], &events);
@@ -395,16 +453,39 @@ impl Runner {
 
 /// The body of a response, if one arrived.
 fn body_of(recorded: &Recorded) -> Option<&[u8]> {
-    recorded.outcome.result.as_ref().ok().map(|r| r.body.as_slice())
+    recorded
+        .outcome
+        .result
+        .as_ref()
+        .ok()
+        .map(|r| r.body.as_slice())
 }
 
 /// How a run ended, for its trace's heading.
 struct Heading {
-    result: CanaryResult,
-    ignored: Option<IgnoredCode>,
+    ending: Ending,
     scope: Option<RateLimitScope>,
     blame: Option<Blame>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy)]
+struct Ending {
+    result: CanaryResult,
+    /// The ignore code of an `ignored` run.
+    ignored: Option<IgnoredCode>,
+    /// From the accepted write to the poll that saw the play, for a `visible` run.
     visible_after: Option<Duration>,
+}
+
+impl Ending {
+    fn of(result: CanaryResult) -> Self {
+        Self {
+            result,
+            ignored: None,
+            visible_after: None,
+        }
+    }
 }
 
 impl Heading {
@@ -415,13 +496,13 @@ impl Heading {
             canary.name,
             rt.target.name,
             canary.kind.as_label(),
-            self.result.as_label()
+            self.ending.result.as_label()
         );
-        if let Some(code) = self.ignored {
+        if let Some(code) = self.ending.ignored {
             head.push_str(", ignored with code ");
             head.push_str(code.as_label());
         }
-        if let Some(after) = self.visible_after {
+        if let Some(after) = self.ending.visible_after {
             head.push_str(&format!(", visible after {:.1} s", after.as_secs_f64()));
         }
         if let Some(scope) = self.scope {

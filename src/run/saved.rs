@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::health::politeness::SavedGate;
 
+/// `last_sent` of a probe that has not sent yet.
+pub const NEVER: i64 = i64::MIN;
+
 /// The format written; a file of another version is set aside.
 pub const VERSION: u32 = 1;
 

@@ -24,8 +24,6 @@ use super::{Inherited, Validator};
 const READ_LIMIT: &str = "10";
 /// The `duration` a scrobble carries: plays shorter than 30 s are filtered.
 const SCROBBLE_SECONDS: u64 = 180;
-/// The shortest `duration` a now-playing write carries.
-const NOW_PLAYING_MIN_SECONDS: u64 = 30;
 /// A day, for the scrobble cap.
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -202,7 +200,15 @@ impl Validator<'_> {
         let (name, kind, user, artist, track, schedule) =
             (name?, kind?, user?, artist?, track?, schedule?);
         let (timeout, visible_within, poll_every) = timing;
-        let write = steps.write(&name, kind, &artist, &track, &schedule, timeout, visible_within);
+        let write = steps.write(
+            &name,
+            kind,
+            &artist,
+            &track,
+            &schedule,
+            timeout,
+            visible_within,
+        );
         let read = steps.read(&name, &user, &schedule, timeout);
         Some(Canary {
             name,
@@ -346,7 +352,9 @@ impl Validator<'_> {
             .unwrap_or(defaults::CANARY_POLL_EVERY);
         if poll_every > visible_within {
             self.problem(
-                file.poll_every.as_ref().map_or(Some(span.clone()), |p| Some(p.span())),
+                file.poll_every
+                    .as_ref()
+                    .map_or(Some(span.clone()), |p| Some(p.span())),
                 ctx,
                 "poll_every",
                 format!(
@@ -390,8 +398,10 @@ struct Steps {
 }
 
 impl Steps {
-    /// The write: signed, always POST; a now-playing lasts through the read-back's window and
-    /// is gone before the next run, so a run never sees the previous one's play.
+    /// The write: signed, always POST. A now-playing's `duration` is the read-back's window
+    /// and the last poll's timeout: it shows for as long as the run looks for it and is gone
+    /// before the next run (the schedule leaves a longer gap), so a run never sees the
+    /// previous run's play.
     #[expect(clippy::too_many_arguments, reason = "the fields of one request")]
     fn write(
         &self,
@@ -404,10 +414,9 @@ impl Steps {
         visible_within: Duration,
     ) -> Probe {
         let seconds = match kind {
-            CanaryKind::NowPlaying => visible_within
-                .saturating_add(timeout)
-                .as_secs()
-                .max(NOW_PLAYING_MIN_SECONDS),
+            CanaryKind::NowPlaying => {
+                visible_within.saturating_add(timeout).as_secs_f64().ceil() as u64
+            }
             CanaryKind::Scrobble => SCROBBLE_SECONDS,
         };
         Probe {

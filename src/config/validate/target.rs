@@ -58,6 +58,7 @@ impl Validator<'_> {
             span,
             &ctx,
             has_secret,
+            !file.canaries.is_empty(),
             inherited,
         );
         let canary_files = std::mem::take(&mut file.canaries);
@@ -321,21 +322,23 @@ impl Validator<'_> {
         table
     }
 
-    /// The target's probes: at least one, distinct names, signed only with an `api_secret`.
+    /// The target's probes: at least one unless it has canaries, distinct names, signed only
+    /// with an `api_secret`.
     fn target_probes(
         &mut self,
         files: Vec<Spanned<ProbeFile>>,
         span: Range<usize>,
         ctx: &str,
         has_secret: bool,
+        has_canaries: bool,
         inherited: &Inherited,
     ) -> Vec<Probe> {
-        if files.is_empty() {
+        if files.is_empty() && !has_canaries {
             self.problem(
                 Some(span),
                 ctx,
                 "probes",
-                "no [[targets.probes]] are configured; add at least one".to_owned(),
+                "no [[targets.probes]] (and no [[targets.canaries]]) are configured; add at least one probe".to_owned(),
             );
         }
         let mut probe_names = BTreeSet::new();
