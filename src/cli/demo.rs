@@ -9,6 +9,11 @@ use std::net::SocketAddr;
 /// The demo's API key: 32 hex characters, accepted by the simulator, worthless anywhere else.
 pub const DEMO_API_KEY: &str = "deadbeefdeadbeefdeadbeefdeadbeef";
 
+/// The demo's session key, which the demo scenario says belongs to [`DEMO_CANARY_USER`].
+pub const DEMO_SESSION_KEY: &str = "sk-demo-canary";
+/// The demo's canary account.
+pub const DEMO_CANARY_USER: &str = "canary";
+
 /// The demo configuration for a simulator at `sim`, serving on `listen`.
 pub fn config_text(sim: SocketAddr, listen: SocketAddr) -> String {
     format!(
@@ -33,6 +38,9 @@ timeout = "2s"
 name = "lastfm-sim"
 base_url = "http://{sim}/2.0/"
 api_key = "{DEMO_API_KEY}"
+# The simulator checks neither the signature nor the secret; a real target's come from files.
+api_secret = "{DEMO_API_KEY}"
+session_key = "{DEMO_SESSION_KEY}"
 max_requests_per_second = 5.0
 burst = 10
 down_after = 2
@@ -89,6 +97,15 @@ name = "user.getInfo.missing"
 method = "user.getInfo"
 params = {{ user = "no-such-user-lastfm-monitor" }}
 expect = {{ error = 6 }}
+
+# The write path: now playing on the canary account, read back until it shows. The demo's
+# "writes-invisible" phase accepts writes that never show.
+[[targets.canaries]]
+name = "now-playing"
+user = "{DEMO_CANARY_USER}"
+interval = "15s"
+visible_within = "6s"
+poll_every = "2s"
 "#
     )
 }

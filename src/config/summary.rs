@@ -9,17 +9,23 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::model::{Config, Probe, Reference, Target};
+use crate::config::model::{Canary, Config, Probe, Reference, Target};
 use crate::config::secret::REDACTED;
 
 impl Config {
     /// A summary for `--config.check`: targets, probes, each probe's next three fires.
     pub fn summary(&self, now: DateTime<Utc>) -> String {
         let mut out = String::new();
-        let probes = self.probe_count();
+        let probes: usize = self.targets.iter().map(|t| t.probes.len()).sum();
+        let canaries: usize = self.targets.iter().map(|t| t.canaries.len()).sum();
+        let canaries = if canaries == 0 {
+            String::new()
+        } else {
+            format!(", {canaries} canary(ies)")
+        };
         let _ = writeln!(
             out,
-            "configuration OK: {} target(s), {probes} probe(s), listening on {}",
+            "configuration OK: {} target(s), {probes} probe(s){canaries}, listening on {}",
             self.targets.len(),
             self.web.listen_address
         );
@@ -27,6 +33,9 @@ impl Config {
             write_target(&mut out, target);
             for probe in &target.probes {
                 write_probe(&mut out, probe, now);
+            }
+            for canary in &target.canaries {
+                write_canary(&mut out, canary, target.max_scrobbles_per_day, now);
             }
         }
         for reference in &self.references {
@@ -82,6 +91,34 @@ fn write_target(out: &mut String, target: &Target) {
 }
 
 /// A ratio as a percentage without float noise: 0.995 is `99.5`, 0.99999 is `99.999`.
+fn write_canary(out: &mut String, canary: &Canary, cap: u32, now: DateTime<Utc>) {
+    let next = canary
+        .schedule
+        .schedule
+        .upcoming(now, 1)
+        .first()
+        .map_or_else(|| "never".to_owned(), |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+    let _ = writeln!(
+        out,
+        "  canary {} ({}, account {:?}, {}) {}: {} then {} every {} for up to {}, timeout={}, next: {next}{}",
+        canary.name,
+        canary.kind.as_label(),
+        canary.user,
+        canary.write.format.as_label(),
+        canary.schedule.schedule.describe(),
+        canary.write.method,
+        canary.read.method,
+        humantime::format_duration(canary.poll_every),
+        humantime::format_duration(canary.visible_within),
+        humantime::format_duration(canary.write.timeout),
+        if canary.kind == crate::config::declared::CanaryKind::Scrobble {
+            format!(", at most {cap} scrobbles a day")
+        } else {
+            String::new()
+        },
+    );
+}
+
 fn percent(ratio: f64) -> String {
     let text = format!("{:.6}", ratio * 100.0);
     text.trim_end_matches('0').trim_end_matches('.').to_owned()

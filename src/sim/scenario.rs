@@ -344,10 +344,12 @@ fn origin(path: Option<&Path>) -> String {
         .unwrap_or_default()
 }
 
-/// The built-in demo: a three-minute incident cycle; the first incident starts after 20 s.
+/// The built-in demo: an incident cycle of 3 minutes 25 s; the first incident starts after 10 s.
 const DEMO_TOML: &str = r#"
 name = "demo"
 repeat = true
+# The demo config's session key, and its canary account.
+session_users = { "sk-demo-canary" = "canary" }
 
 # Throughout the healthy phases, track.getInfo of a missing track answers error 6 with 200 OK, as
 # the real API does for tracks: the demo's negative control sees the best-known quirk at once.
@@ -393,6 +395,13 @@ rules = [{ respond = "error", code = 11 }]
 name = "key-suspended"
 duration = "30s"
 rules = [{ respond = "error", code = 26 }]
+
+# Writes are accepted (200, status ok) and never show in the recent tracks.
+[[phases]]
+name = "writes-invisible"
+duration = "25s"
+[phases.writes]
+invisible = true
 
 [[phases]]
 name = "recovery"
@@ -632,7 +641,7 @@ mod tests {
     }
 
     #[test]
-    fn demo_runs_the_phases_in_order_over_three_minutes() {
+    fn demo_runs_the_phases_in_order_over_three_and_a_half_minutes() {
         let demo = Scenario::demo();
         let names: Vec<_> = demo.phases().iter().map(Phase::name).collect();
         assert_eq!(
@@ -644,15 +653,17 @@ mod tests {
                 "rate-limited",
                 "service-offline",
                 "key-suspended",
+                "writes-invisible",
                 "recovery"
             ]
         );
-        assert_eq!(demo.cycle_length(), Some(secs(180)));
+        assert_eq!(demo.cycle_length(), Some(secs(205)));
         assert_eq!(phase_name(&demo, secs(9)), Some("healthy"));
         assert_eq!(phase_name(&demo, secs(10)), Some("error-8-burst"));
         assert_eq!(phase_name(&demo, secs(100)), Some("service-offline"));
-        assert_eq!(phase_name(&demo, secs(179)), Some("recovery"));
-        assert_eq!(phase_name(&demo, secs(180 + 21)), Some("error-8-burst"));
+        assert_eq!(phase_name(&demo, secs(150)), Some("writes-invisible"));
+        assert_eq!(phase_name(&demo, secs(204)), Some("recovery"));
+        assert_eq!(phase_name(&demo, secs(205 + 21)), Some("error-8-burst"));
     }
 
     #[test]
