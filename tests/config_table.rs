@@ -237,3 +237,31 @@ fn the_shipped_config_passes_the_same_check() {
         "the key is printed"
     );
 }
+
+/// A reader that goes away (`--config.check | head -1`) cuts the text short, never the run: no
+/// panic, and the exit status still says the file is good.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    use std::io::Read as _;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lastfm-monitor"))
+        .current_dir(manifest_dir())
+        .args(["--config.file", "config.toml", "--config.check"])
+        .env("LASTFM_API_KEY", "0123456789abcdef0123456789abcdef")
+        .env("RUST_BACKTRACE", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    // Closed before the summary is written: every write to stdout fails with EPIPE.
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .expect("piped")
+        .read_to_string(&mut stderr);
+    let status = child.wait().expect("the binary exits");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -5,6 +5,23 @@
 //! before any port is bound; runtime failures (a port in use) end with exit 1; a clean shutdown
 //! is 0.
 
+/// `println!` that never panics: a closed stdout (`--config.check | head -1`) loses the rest of
+/// the text, not the exit code.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that never panics when stderr is closed.
+macro_rules! complain {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 pub mod args;
 pub mod demo;
 pub mod logging;
@@ -30,9 +47,9 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             is_error,
         } => {
             if is_error {
-                eprint!("{text}");
+                let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes());
             } else {
-                print!("{text}");
+                let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
             }
             return ExitCode::from(code);
         }
@@ -41,7 +58,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("lastfm-monitor: cannot start the async runtime: {err}");
+            complain!("lastfm-monitor: cannot start the async runtime: {err}");
             return ExitCode::FAILURE;
         }
     };
@@ -73,7 +90,7 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 async fn run(cli: Cli) -> ExitCode {
     if let Some(Command::Simulate { listen, scenario }) = cli.command {
         if cli.web_config_file.is_some() {
-            eprintln!(
+            complain!(
                 "lastfm-monitor: --web.config.file protects the daemon's endpoints (run and demo), \
                  not the simulator; drop it"
             );
@@ -87,8 +104,8 @@ async fn run(cli: Cli) -> ExitCode {
             if cli.command.is_none() {
                 // Report the main config's problems too, so one pass fixes both files.
                 if let Err(err) = Config::load(&cli.config_file, &ProcessEnv) {
-                    eprintln!("{err}");
-                    eprintln!(
+                    complain!("{err}");
+                    complain!(
                         "lastfm-monitor: configuration refused ({} problem(s)) as well",
                         err.problems.len()
                     );
@@ -109,8 +126,8 @@ fn load_web_config(cli: &Cli) -> Result<WebConfig, ExitCode> {
         return Ok(WebConfig::default());
     };
     WebConfig::load(path).map_err(|err| {
-        eprintln!("{err}");
-        eprintln!(
+        complain!("{err}");
+        complain!(
             "lastfm-monitor: web configuration refused ({} problem(s)); fix them and start again",
             err.problems.len()
         );
@@ -136,9 +153,9 @@ async fn daemon(cli: Cli, web: WebConfig) -> ExitCode {
     }
     if cli.config_check {
         // The summary carries the warnings.
-        println!("{}", config.summary(chrono::Utc::now()));
+        say!("{}", config.summary(chrono::Utc::now()));
         if let Some(path) = &cli.web_config_file {
-            println!("web config {}: {}", path.display(), web.describe());
+            say!("web config {}: {}", path.display(), web.describe());
         }
         return ExitCode::SUCCESS;
     }
@@ -148,7 +165,7 @@ async fn daemon(cli: Cli, web: WebConfig) -> ExitCode {
     let state_directory = match state_directory(&cli) {
         Ok(directory) => directory,
         Err(problem) => {
-            eprintln!("lastfm-monitor: {problem}");
+            complain!("lastfm-monitor: {problem}");
             return ExitCode::from(crate::EXIT_USAGE);
         }
     };
@@ -191,7 +208,7 @@ async fn demo(listen: Option<SocketAddr>, web: WebConfig) -> ExitCode {
     {
         Ok(pair) => pair,
         Err(err) => {
-            eprintln!("lastfm-monitor: cannot start the simulator: {err}");
+            complain!("lastfm-monitor: cannot start the simulator: {err}");
             return ExitCode::FAILURE;
         }
     };
@@ -203,7 +220,7 @@ async fn demo(listen: Option<SocketAddr>, web: WebConfig) -> ExitCode {
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(err) => {
-            eprintln!("lastfm-monitor: {}", demo_bind_failure(listen, &err));
+            complain!("lastfm-monitor: {}", demo_bind_failure(listen, &err));
             return ExitCode::FAILURE;
         }
     };
@@ -213,23 +230,23 @@ async fn demo(listen: Option<SocketAddr>, web: WebConfig) -> ExitCode {
     let config = match Config::parse(&text, "<demo>", env.as_ref(), chrono::Utc::now()) {
         Ok(config) => config,
         Err(err) => {
-            eprintln!("lastfm-monitor: the built-in demo configuration is invalid (a bug): {err}");
+            complain!("lastfm-monitor: the built-in demo configuration is invalid (a bug): {err}");
             return ExitCode::FAILURE;
         }
     };
-    println!(
+    say!(
         "lastfm-monitor demo: the daemon probes a simulated Last.fm at http://{sim_address}/2.0/"
     );
     let scheme = web.scheme();
-    println!("  status page:  {scheme}://{bound}/");
-    println!("  metrics:      {scheme}://{bound}/metrics");
-    println!(
+    say!("  status page:  {scheme}://{bound}/");
+    say!("  metrics:      {scheme}://{bound}/metrics");
+    say!(
         "  debug a run:  {scheme}://{bound}/probe?target=lastfm-sim&probe=artist.getInfo&debug=true"
     );
-    println!(
+    say!(
         "The incident timeline (about 3 minutes, repeating): healthy, error 8 burst, errors with 200 OK,"
     );
-    println!(
+    say!(
         "rate limited (29), service offline (11), API key suspended (26), recovery. Ctrl-C stops."
     );
     let mut options = Options::for_file(std::path::PathBuf::new(), env);
@@ -256,7 +273,7 @@ async fn simulate(listen: SocketAddr, scenario: Option<std::path::PathBuf>) -> E
         Some(path) => match crate::sim::Scenario::load(&path) {
             Ok(scenario) => scenario,
             Err(err) => {
-                eprintln!("{err}");
+                complain!("{err}");
                 return ExitCode::from(crate::EXIT_USAGE);
             }
         },
@@ -264,12 +281,12 @@ async fn simulate(listen: SocketAddr, scenario: Option<std::path::PathBuf>) -> E
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(err) => {
-            eprintln!("lastfm-monitor: cannot listen on {listen}: {err}");
+            complain!("lastfm-monitor: cannot listen on {listen}: {err}");
             return ExitCode::FAILURE;
         }
     };
     let bound = listener.local_addr().unwrap_or(listen);
-    println!(
+    say!(
         "lastfm-monitor simulate: a simulated Last.fm API at http://{bound}/2.0/ (Ctrl-C stops)"
     );
     match crate::sim::Simulator::new(scenario)
@@ -278,7 +295,7 @@ async fn simulate(listen: SocketAddr, scenario: Option<std::path::PathBuf>) -> E
     {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("lastfm-monitor: the simulator failed: {err}");
+            complain!("lastfm-monitor: the simulator failed: {err}");
             ExitCode::FAILURE
         }
     }
@@ -286,8 +303,8 @@ async fn simulate(listen: SocketAddr, scenario: Option<std::path::PathBuf>) -> E
 
 /// Prints every problem of a refused configuration; exit 64.
 fn refuse(err: ConfigError) -> ExitCode {
-    eprintln!("{err}");
-    eprintln!(
+    complain!("{err}");
+    complain!(
         "lastfm-monitor: configuration refused ({} problem(s)); fix them and start again",
         err.problems.len()
     );
@@ -302,7 +319,7 @@ fn finish(result: anyhow::Result<()>) -> ExitCode {
     match err.downcast::<ConfigError>() {
         Ok(config) => refuse(config),
         Err(err) => {
-            eprintln!("lastfm-monitor: {err:#}");
+            complain!("lastfm-monitor: {err:#}");
             ExitCode::FAILURE
         }
     }
