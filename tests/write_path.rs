@@ -43,6 +43,20 @@ poll_every = "1s"
     )
 }
 
+/// The traces the status page links to, fetched.
+async fn traces(daemon: &Daemon) -> Vec<String> {
+    let (status, page) = daemon.get("/").await;
+    assert_eq!(status, 200);
+    let mut out = Vec::new();
+    for piece in page.split("/runs/").skip(1) {
+        let id: String = piece.chars().take_while(char::is_ascii_digit).collect();
+        if !id.is_empty() {
+            out.push(daemon.get(&format!("/runs/{id}")).await.1);
+        }
+    }
+    out
+}
+
 fn runs(text: &str, result: &str) -> f64 {
     metric(
         text,
@@ -138,6 +152,15 @@ async fn invisible_writes_raise_scrobbles_not_visible_until_a_visible_run() {
         )
         .is_some_and(|n| n >= 1.0)
     );
+    // The run's trace: a heading with the result, then the write and every poll.
+    let traces = traces(&daemon).await;
+    let whole = traces
+        .iter()
+        .find(|t| t.starts_with("canary np of target sim (now_playing): result visible"))
+        .unwrap_or_else(|| panic!("no whole-run trace among {traces:#?}"));
+    assert!(whole.contains("==== request 1 of "), "{whole}");
+    assert!(whole.contains("method = track.updateNowPlaying"), "{whole}");
+    assert!(whole.contains("method = user.getRecentTracks"), "{whole}");
     daemon.stop().await;
 }
 
@@ -300,6 +323,13 @@ async fn a_user_scoped_limit_backs_off_the_canaries_only() {
         )
         .is_some_and(|n| n >= 1.0),
         "{later}"
+    );
+    let traces = traces(&daemon).await;
+    assert!(
+        traces.iter().any(|t| t.contains("result rejected")
+            && t.contains("rate limited: scope user")
+            && t.contains("the limit is on the canary account")),
+        "{traces:#?}"
     );
     daemon.stop().await;
 }

@@ -234,9 +234,7 @@ async fn demo(listen: Option<SocketAddr>, web: WebConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    say!(
-        "lastfm-monitor demo: the daemon probes a simulated Last.fm at http://{sim_address}/2.0/"
-    );
+    say!("lastfm-monitor demo: the daemon probes a simulated Last.fm at http://{sim_address}/2.0/");
     let scheme = web.scheme();
     say!("  status page:  {scheme}://{bound}/");
     say!("  metrics:      {scheme}://{bound}/metrics");
@@ -286,9 +284,7 @@ async fn simulate(listen: SocketAddr, scenario: Option<std::path::PathBuf>) -> E
         }
     };
     let bound = listener.local_addr().unwrap_or(listen);
-    say!(
-        "lastfm-monitor simulate: a simulated Last.fm API at http://{bound}/2.0/ (Ctrl-C stops)"
-    );
+    say!("lastfm-monitor simulate: a simulated Last.fm API at http://{bound}/2.0/ (Ctrl-C stops)");
     match crate::sim::Simulator::new(scenario)
         .serve(listener, crate::daemon::shutdown::signal())
         .await

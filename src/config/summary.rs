@@ -97,7 +97,10 @@ fn write_canary(out: &mut String, canary: &Canary, cap: u32, now: DateTime<Utc>)
         .schedule
         .upcoming(now, 1)
         .first()
-        .map_or_else(|| "never".to_owned(), |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        .map_or_else(
+            || "never".to_owned(),
+            |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        );
     let _ = writeln!(
         out,
         "  canary {} ({}, account {:?}, {}) {}: {} then {} every {} for up to {}, timeout={}, next: {next}{}",

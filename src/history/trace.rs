@@ -261,6 +261,9 @@ fn write_verdict(out: &mut String, probe: &Probe, verdict: &Classification) {
     if let Some(blame) = verdict.blame {
         let _ = writeln!(out, "blame: {}", blame.as_label());
     }
+    if let Some(scope) = crate::classify::rate_limit_scope(verdict) {
+        let _ = writeln!(out, "rate limited: scope {}", scope.as_label());
+    }
     for condition in &verdict.raises {
         let _ = writeln!(out, "raises condition: {}", condition.as_label());
     }
