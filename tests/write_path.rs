@@ -152,8 +152,13 @@ async fn invisible_writes_raise_scrobbles_not_visible_until_a_visible_run() {
         )
         .is_some_and(|n| n >= 1.0)
     );
-    // The run's trace: a heading with the result, then the write and every poll.
-    let traces = traces(&daemon).await;
+    assert_whole_run_trace(&daemon).await;
+    daemon.stop().await;
+}
+
+/// The run's trace: a heading with the result, then the write and every poll.
+async fn assert_whole_run_trace(daemon: &Daemon) {
+    let traces = traces(daemon).await;
     let whole = traces
         .iter()
         .find(|t| t.starts_with("canary np of target sim (now_playing): result visible"))
@@ -161,7 +166,6 @@ async fn invisible_writes_raise_scrobbles_not_visible_until_a_visible_run() {
     assert!(whole.contains("==== request 1 of "), "{whole}");
     assert!(whole.contains("method = track.updateNowPlaying"), "{whole}");
     assert!(whole.contains("method = user.getRecentTracks"), "{whole}");
-    daemon.stop().await;
 }
 
 /// Every write ignored with code 1 raises `scrobbles_ignored` and counts the code; the next
