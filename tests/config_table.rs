@@ -25,6 +25,8 @@ const TABLE: &[(&str, Option<usize>, Option<&str>)] = &[
         Some(6),
         Some("availability_objective"),
     ),
+    ("api", Some(5), Some("api")),
+    ("api-method", Some(9), Some("method")),
     ("backoff", Some(7), Some("backoff_max")),
     ("canary-kind", Some(12), Some("kind")),
     (

@@ -26,6 +26,9 @@ closed_set! {
         Rejected => "rejected",
         /// No usable answer: to the write, or from any read-back poll.
         Failed => "failed",
+        /// The write was accepted and the service offers no read-back (ListenBrainz's
+        /// compatibility API): as far as it can be seen, the write path works.
+        Accepted => "accepted",
     }
 }
 
@@ -212,7 +215,7 @@ pub fn canary_blame(
     step_blame: Option<Blame>,
 ) -> Option<Blame> {
     match result {
-        CanaryResult::Visible => None,
+        CanaryResult::Visible | CanaryResult::Accepted => None,
         CanaryResult::NotVisible => Some(Blame::Upstream),
         CanaryResult::Ignored => Some(ignored.map_or(Blame::Upstream, IgnoredCode::blame)),
         CanaryResult::Rejected if scope == Some(RateLimitScope::User) => Some(Blame::Client),

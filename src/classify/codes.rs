@@ -5,11 +5,12 @@
 //! and the condition it raises. The classifier, the exporter's label set and the blame model read
 //! this one table, so a code is added or changed in one place.
 //!
-//! The table is a value, [`CodeTable`]: a target classifies with its service's table (Last.fm's
-//! for now) with the documented statuses its configuration overrides. The `code` label set is
+//! The table is a value, [`CodeTable`]: a target classifies with its service's table (Last.fm's,
+//! Libre.fm's or ListenBrainz's: the `api` of the target) with the documented statuses its
+//! configuration overrides. The `code` label set is
 //! fixed at compile time from the rows, so no response can grow the metric set.
 
-use crate::config::StatusTable;
+use crate::config::{Api, StatusTable};
 
 use super::verdict::{Blame, Condition};
 
@@ -86,6 +87,57 @@ const LASTFM: [Code; 17] = {
     ]
 };
 
+/// GNU FM's codes (docs/LASTFM-API.md, "Compatible APIs"): every error comes with HTTP 200 (its
+/// `report_failure` sets no status), so 200 is the documented status and no mismatch; an unknown
+/// user, artist or track is 7 (6 at Last.fm); there is no rate limit or key suspension (17, 26
+/// and 29 are never sent: one that comes anyway is blamed on the service).
+const LIBREFM: [Code; 13] = {
+    use Blame::{Client, Upstream};
+    use Condition::{ApiKeyInvalid, ServiceOffline, SessionInvalid};
+    use Raises::{Always, Nothing, WhenSigned};
+    const OK: &[u16] = &[200];
+    [
+        row(2, Some("2"), OK, Client, Nothing),
+        row(3, Some("3"), OK, Client, Nothing),
+        row(4, Some("4"), OK, Client, WhenSigned(SessionInvalid)),
+        row(5, Some("5"), OK, Client, Nothing),
+        row(6, Some("6"), OK, Client, Nothing),
+        row(7, Some("7"), OK, Client, Nothing),
+        row(8, Some("8"), OK, Upstream, Nothing),
+        row(9, Some("9"), OK, Client, WhenSigned(SessionInvalid)),
+        row(10, Some("10"), OK, Client, Always(ApiKeyInvalid)),
+        row(11, Some("11"), OK, Upstream, Always(ServiceOffline)),
+        row(12, None, OK, Client, Nothing),
+        row(13, Some("13"), OK, Client, Nothing),
+        row(18, None, OK, Client, Nothing),
+    ]
+};
+
+/// ListenBrainz's compatibility errors (docs/LASTFM-API.md, "Compatible APIs"): all with HTTP
+/// 200; 16 answers a write sent with `GET` there (the request's fault, not an outage); it
+/// throttles with its own HTTP 429, never error 29, so 29 and 26 have no row.
+const LISTENBRAINZ: [Code; 13] = {
+    use Blame::{Client, Upstream};
+    use Condition::{ApiKeyInvalid, ServiceOffline, SessionInvalid};
+    use Raises::{Always, Nothing, WhenSigned};
+    const OK: &[u16] = &[200];
+    [
+        row(2, Some("2"), OK, Client, Nothing),
+        row(3, Some("3"), OK, Client, Nothing),
+        row(4, Some("4"), OK, Client, WhenSigned(SessionInvalid)),
+        row(5, Some("5"), OK, Client, Nothing),
+        row(6, Some("6"), OK, Client, Nothing),
+        row(7, Some("7"), OK, Client, Nothing),
+        row(8, Some("8"), OK, Upstream, Nothing),
+        row(9, Some("9"), OK, Client, WhenSigned(SessionInvalid)),
+        row(10, Some("10"), OK, Client, Always(ApiKeyInvalid)),
+        row(11, Some("11"), OK, Upstream, Always(ServiceOffline)),
+        row(13, Some("13"), OK, Client, Nothing),
+        row(14, None, OK, Client, Nothing),
+        row(16, Some("16"), OK, Client, Nothing),
+    ]
+};
+
 /// How many codes have a label of their own.
 const LABELLED: usize = {
     let mut n = 0;
@@ -140,9 +192,12 @@ pub fn code_index(code: u32) -> usize {
         .unwrap_or(KNOWN_CODES.len())
 }
 
-/// A service's error codes, with the documented statuses a target overrides.
+/// A service's error codes, with the documented statuses a target overrides: the classifier's
+/// part of a service profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeTable {
+    /// The service.
+    api: Api,
     /// The rows, in code order.
     codes: Vec<Code>,
     /// The target's `documented_statuses`, which replace a row's statuses.
@@ -152,10 +207,32 @@ pub struct CodeTable {
 impl CodeTable {
     /// Last.fm's codes.
     pub fn lastfm() -> Self {
+        Self::of(Api::Lastfm)
+    }
+
+    /// The codes of `api`'s service.
+    pub fn of(api: Api) -> Self {
+        let rows: &[Code] = match api {
+            Api::Lastfm => &LASTFM,
+            Api::Librefm => &LIBREFM,
+            Api::Listenbrainz => &LISTENBRAINZ,
+        };
         Self {
-            codes: LASTFM.to_vec(),
+            api,
+            codes: rows.to_vec(),
             overrides: StatusTable::default(),
         }
+    }
+
+    /// The service.
+    pub fn api(&self) -> Api {
+        self.api
+    }
+
+    /// Whether the service says how long to back off in `X-RateLimit-Reset-In` (seconds) rather
+    /// than `Retry-After`: ListenBrainz does, on its own 429.
+    pub fn reads_reset_in(&self) -> bool {
+        self.api == Api::Listenbrainz
     }
 
     /// This table with the documented statuses of `overrides` in place of its own.

@@ -83,6 +83,15 @@ const LISTENBRAINZ_METHODS: [&str; 6] = [
 ];
 
 impl Api {
+    /// The service's name, for messages.
+    pub fn service_name(self) -> &'static str {
+        match self {
+            Self::Lastfm => "Last.fm",
+            Self::Librefm => "Libre.fm (GNU FM)",
+            Self::Listenbrainz => "ListenBrainz's Last.fm-compatible API",
+        }
+    }
+
     /// Whether the service implements `method`, compared case-insensitively (the services
     /// lower-case it). `None` for Last.fm: its method set is large and grows, so any method
     /// name is accepted there.

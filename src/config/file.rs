@@ -87,6 +87,7 @@ pub(crate) struct DefaultsFile {
 pub(crate) struct TargetFile {
     pub(crate) name: Option<Spanned<String>>,
     pub(crate) base_url: Option<Spanned<String>>,
+    pub(crate) api: Option<Spanned<String>>,
     pub(crate) api_key: Option<Spanned<toml::Value>>,
     pub(crate) api_secret: Option<Spanned<toml::Value>>,
     pub(crate) session_key: Option<Spanned<toml::Value>>,

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::config::api::Api;
 use crate::config::declared::{
     CanaryKind, Check, Expectation, Format, HttpMethod, Schedule, StatusTable,
 };
@@ -79,6 +80,8 @@ pub struct Target {
     pub name: String,
     /// API root, e.g. `https://ws.audioscrobbler.com/2.0/`.
     pub base_url: Url,
+    /// The service it speaks to (`api`), which decides how its answers are judged.
+    pub api: Api,
     /// Sent with every request.
     pub api_key: Secret,
     /// Signs `signed` probes; never sent.

@@ -65,9 +65,10 @@ impl Config {
 fn write_target(out: &mut String, target: &Target) {
     let _ = writeln!(
         out,
-        "target {} {} (budget {}/s, burst {}, availability objective {}% over 30d, api_key {}, api_secret {}, session_key {}{})",
+        "target {} {} (api {}, budget {}/s, burst {}, availability objective {}% over 30d, api_key {}, api_secret {}, session_key {}{})",
         target.name,
         target.base_url,
+        target.api.as_label(),
         target.politeness.max_requests_per_second,
         target.politeness.burst,
         percent(target.availability_objective),

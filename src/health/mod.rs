@@ -140,7 +140,8 @@ impl Health {
     ) -> Vec<HealthEvent> {
         if let Some(flags) = self.canaries.get_mut(index) {
             match result {
-                CanaryResult::Visible => *flags = CanaryFlags::default(),
+                // The best a service without a read-back can tell.
+                CanaryResult::Visible | CanaryResult::Accepted => *flags = CanaryFlags::default(),
                 CanaryResult::NotVisible => flags.not_visible = true,
                 CanaryResult::Ignored if ignored.is_some_and(IgnoredCode::is_filter) => {
                     flags.ignored = true;
@@ -361,5 +362,42 @@ mod tests {
         assert!(health.has(Condition::SessionInvalid));
         health.observe(0, &run(None, true, vec![]), true);
         assert!(!health.has(Condition::SessionInvalid));
+    }
+
+    /// The write-path conditions: held while any canary's last word was bad, each canary
+    /// taking back only its own share, and never cleared by a probe's healthy run.
+    #[test]
+    fn write_path_conditions_follow_each_canarys_results() {
+        use CanaryResult::{Accepted, Failed, Ignored, NotVisible, Visible};
+        let mut health = Health::new(3, 2, 1, 2);
+        let raised = health.observe_canary(0, Ignored, Some(IgnoredCode::of(1)));
+        assert_eq!(
+            raised,
+            vec![HealthEvent::Condition(Condition::ScrobblesIgnored, true)]
+        );
+        assert!(
+            health
+                .observe_canary(1, Ignored, Some(IgnoredCode::of(5)))
+                .is_empty(),
+            "the daily limit is ours, not a broken write path"
+        );
+        health.observe_canary(1, NotVisible, None);
+        assert!(health.has(Condition::ScrobblesNotVisible));
+        // A probe's healthy answer says nothing about writes.
+        health.observe(0, &run(None, true, vec![]), true);
+        assert!(health.has(Condition::ScrobblesIgnored));
+        // A failed run proves nothing either way; canary 0's visible run clears its share only.
+        health.observe_canary(0, Failed, None);
+        assert!(health.has(Condition::ScrobblesIgnored));
+        health.observe_canary(0, Visible, None);
+        assert!(!health.has(Condition::ScrobblesIgnored));
+        assert!(health.has(Condition::ScrobblesNotVisible), "canary 1's");
+        assert_eq!(
+            health.observe_canary(1, Accepted, None),
+            vec![HealthEvent::Condition(
+                Condition::ScrobblesNotVisible,
+                false
+            )]
+        );
     }
 }

@@ -57,6 +57,7 @@ closed_set! {
         Condition => "lastfm_condition",
         TargetBackoff => "lastfm_target_backoff_seconds",
         TargetAvailabilityObjective => "lastfm_target_availability_objective_ratio",
+        TargetRateLimitRemaining => "lastfm_target_rate_limit_remaining",
         ConfigLastReloadSuccessful => "lastfm_monitor_config_last_reload_successful",
         ConfigLastReloadSuccessTimestamp => "lastfm_monitor_config_last_reload_success_timestamp_seconds",
         RateLimited => "lastfm_rate_limited_total",
@@ -293,6 +294,13 @@ impl Family {
                 Gauge,
                 Target,
             ),
+            Self::TargetRateLimitRemaining => row(
+                Help::text(
+                    "Requests the service's rate limit still allows, from the X-RateLimit-Remaining header of the last answer that carried one (ListenBrainz sends it); absent until then.",
+                ),
+                Gauge,
+                Target,
+            ),
             Self::ConfigLastReloadSuccessful => row(
                 Help::text("1 if the last configuration load or reload succeeded, else 0."),
                 Gauge,
@@ -475,6 +483,7 @@ mod tests {
                 "lastfm_condition",
                 "lastfm_target_backoff_seconds",
                 "lastfm_target_availability_objective_ratio",
+                "lastfm_target_rate_limit_remaining",
             ]
         );
         assert_eq!(

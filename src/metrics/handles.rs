@@ -407,13 +407,38 @@ impl ReferenceMetrics {
     }
 }
 
-/// A target's certificate expiry gauge, entered in the exposition at the first handshake: a
-/// plain-http target never has one, and a zero would read as "expired in 1970".
+/// A target's gauge that enters the exposition with its first value: the certificate expiry at
+/// the first handshake (a plain-http target never has one, and a zero would read as "expired in
+/// 1970"), the rate-limit budget left at the first answer that says it (a zero would read as
+/// "exhausted").
 #[derive(Debug)]
-struct NotAfter {
+struct Late {
+    family: Family,
     target: String,
     exposition: Arc<Exposition>,
     gauge: Mutex<Option<Gauge>>,
+}
+
+impl Late {
+    fn new(family: Family, target: &str, exposition: &Arc<Exposition>) -> Arc<Self> {
+        Arc::new(Self {
+            family,
+            target: target.to_owned(),
+            exposition: Arc::clone(exposition),
+            gauge: Mutex::default(),
+        })
+    }
+
+    fn set(&self, value: f64) {
+        let mut gauge = lock(&self.gauge);
+        let gauge = gauge.get_or_insert_with(|| {
+            let mut batch = Batch::new(&self.exposition);
+            let series = batch.series::<Gauge>(self.family, &[("target", self.target.as_str())]);
+            batch.commit(&self.exposition);
+            series
+        });
+        gauge.set(value);
+    }
 }
 
 /// One target's series.
@@ -422,7 +447,8 @@ pub struct TargetMetrics {
     available: IntGauge,
     conditions: [IntGauge; Condition::ALL.len()],
     backoff: Gauge,
-    not_after: Arc<NotAfter>,
+    not_after: Arc<Late>,
+    remaining: Arc<Late>,
 }
 
 impl TargetMetrics {
@@ -440,11 +466,8 @@ impl TargetMetrics {
                 batch.series::<IntGauge>(Family::Condition, &[t[0], ("condition", c.as_label())])
             }),
             backoff: batch.series::<Gauge>(Family::TargetBackoff, &t),
-            not_after: Arc::new(NotAfter {
-                target: target.to_owned(),
-                exposition: Arc::clone(exposition),
-                gauge: Mutex::default(),
-            }),
+            not_after: Late::new(Family::TlsCertificateNotAfter, target, exposition),
+            remaining: Late::new(Family::TargetRateLimitRemaining, target, exposition),
         };
         batch.commit(exposition);
         metrics
@@ -461,16 +484,11 @@ impl TargetMetrics {
 
     /// Sets the earliest `notAfter` of the chain the last handshake presented.
     pub fn set_certificate_not_after(&self, unix: i64) {
-        let mut gauge = lock(&self.not_after.gauge);
-        let gauge = gauge.get_or_insert_with(|| {
-            let mut batch = Batch::new(&self.not_after.exposition);
-            let series = batch.series::<Gauge>(
-                Family::TlsCertificateNotAfter,
-                &[("target", self.not_after.target.as_str())],
-            );
-            batch.commit(&self.not_after.exposition);
-            series
-        });
-        gauge.set(unix as f64);
+        self.not_after.set(unix as f64);
+    }
+
+    /// Sets the requests the service's rate limit still allows (`X-RateLimit-Remaining`).
+    pub fn set_rate_limit_remaining(&self, remaining: f64) {
+        self.remaining.set(remaining);
     }
 }

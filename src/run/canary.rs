@@ -106,6 +106,9 @@ impl Runner {
                 ignored: Some(IgnoredCode::of(code)),
                 ..Ending::of(CanaryResult::Ignored)
             },
+            WriteJudgement::Accepted if !rt.target.api.has_read_back() => {
+                Ending::of(CanaryResult::Accepted)
+            }
             WriteJudgement::Accepted => {
                 // The write's record now, so that its trace link works while the read-back goes.
                 let w = &written;

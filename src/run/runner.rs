@@ -390,12 +390,25 @@ impl Runner {
             if let Some(unix) = recorded.outcome.tls.as_ref().and_then(|t| t.not_after_unix) {
                 rt.metrics.set_certificate_not_after(unix);
             }
+            if let Some(remaining) = rate_limit_remaining(recorded) {
+                rt.metrics.set_rate_limit_remaining(remaining);
+            }
         }
         if !gate_events.is_empty() {
             self.changed.notify_one();
         }
         (for_target, gate_events)
     }
+}
+
+/// `X-RateLimit-Remaining` of the answer, when it carries a number.
+fn rate_limit_remaining(recorded: &Recorded) -> Option<f64> {
+    let response = recorded.outcome.result.as_ref().ok()?;
+    let (_, value) = response
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("x-ratelimit-remaining"))?;
+    value.trim().parse::<u64>().ok().map(|n| n as f64)
 }
 
 /// Why a request was not sent.

@@ -140,7 +140,7 @@ impl TargetRuntime {
         let canary_gate = canary_gate_of(&target, carry_running, kept.as_ref(), at, wall_ms);
         let canaries = CanaryRuntime::all_of(&target, metrics, now, kept.as_ref());
         let runtime = Self {
-            codes: CodeTable::lastfm().with_statuses(&target.statuses),
+            codes: CodeTable::of(target.api).with_statuses(&target.statuses),
             metrics: metrics.target(&target.name, target.availability_objective),
             next_runs: target.probes.iter().map(|_| Mutex::new(None)).collect(),
             last_sent_ms,
