@@ -35,7 +35,7 @@ impl Config {
                 write_probe(&mut out, probe, now);
             }
             for canary in &target.canaries {
-                write_canary(&mut out, canary, target.max_scrobbles_per_day, now);
+                write_canary(&mut out, target, canary, now);
             }
         }
         for reference in &self.references {
@@ -92,7 +92,7 @@ fn write_target(out: &mut String, target: &Target) {
 }
 
 /// A ratio as a percentage without float noise: 0.995 is `99.5`, 0.99999 is `99.999`.
-fn write_canary(out: &mut String, canary: &Canary, cap: u32, now: DateTime<Utc>) {
+fn write_canary(out: &mut String, target: &Target, canary: &Canary, now: DateTime<Utc>) {
     let next = canary
         .schedule
         .schedule
@@ -102,24 +102,31 @@ fn write_canary(out: &mut String, canary: &Canary, cap: u32, now: DateTime<Utc>)
             || "never".to_owned(),
             |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         );
+    let read_back = if target.api.has_read_back() {
+        format!(
+            "then {} every {} for up to {}",
+            canary.read.method,
+            humantime::format_duration(canary.poll_every),
+            humantime::format_duration(canary.visible_within)
+        )
+    } else {
+        "only (the service has no read-back)".to_owned()
+    };
+    let cap = if canary.kind == crate::config::declared::CanaryKind::Scrobble {
+        format!(", at most {} scrobbles a day", target.max_scrobbles_per_day)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "  canary {} ({}, account {:?}, {}) {}: {} then {} every {} for up to {}, timeout={}, next: {next}{}",
+        "  canary {} ({}, account {:?}, {}) {}: {} {read_back}, timeout={}, next: {next}{cap}",
         canary.name,
         canary.kind.as_label(),
         canary.user,
         canary.write.format.as_label(),
         canary.schedule.schedule.describe(),
         canary.write.method,
-        canary.read.method,
-        humantime::format_duration(canary.poll_every),
-        humantime::format_duration(canary.visible_within),
         humantime::format_duration(canary.write.timeout),
-        if canary.kind == crate::config::declared::CanaryKind::Scrobble {
-            format!(", at most {cap} scrobbles a day")
-        } else {
-            String::new()
-        },
     );
 }
 
