@@ -18,18 +18,17 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::canary_state::CanaryRuntime;
-use super::log::{log_events, log_run};
+use super::log::log_events;
 use super::runner::{Mode, Runner, Stop};
 use super::runtime::TargetRuntime;
 use crate::classify::{
-    self, Blame, CanaryResult, Classification, IgnoredCode, ProbeSpec, RateLimitScope, Sight,
-    Wanted, WriteJudgement,
+    self, Blame, CanaryResult, Classification, IgnoredCode, RateLimitScope, Sight, Wanted,
+    WriteJudgement,
 };
 use crate::config::{Canary, CanaryKind, Probe, Step};
 use crate::health::politeness::SkipReason;
 use crate::history::RunRecord;
 use crate::history::trace::Trace;
-use crate::metrics::ProbeMetrics;
 use crate::probe::Recorded;
 
 /// What became of a canary run.
@@ -234,15 +233,7 @@ impl Runner {
         let (verdict, judgement) = classify::judge_write(verdict, write.format, body.as_deref());
         let accepted_at = Instant::now();
         let latency = recorded.outcome.elapsed;
-        let trace = self.step(
-            rt,
-            Step::Write(index),
-            &live.write,
-            &write,
-            recorded,
-            &verdict,
-            mode,
-        );
+        let trace = self.step(rt, Step::Write(index), &write, recorded, &verdict, mode);
         Ok(Written {
             write,
             verdict,
@@ -302,7 +293,6 @@ impl Runner {
                     let trace = self.step(
                         rt,
                         Step::Read(index),
-                        &live.read,
                         &canary.read,
                         recorded,
                         &verdict,
@@ -339,57 +329,23 @@ impl Runner {
         sent: Instant,
         cancel: &CancellationToken,
     ) -> Option<Classification> {
-        let verdict = classify::classify(
-            &recorded.outcome,
-            &ProbeSpec {
-                format: probe.format,
-                signed: probe.signed,
-                expect: probe.expect,
-                checks: &probe.checks,
-                codes: &rt.codes,
-                host: rt.target.base_url.host_str().unwrap_or(""),
-            },
-        );
+        let verdict = rt.judge(probe, &recorded.outcome);
         self.localize(Some(Arc::clone(&rt.references)), verdict, sent, cancel)
             .await
     }
 
-    /// Records one request of a step: the gate, the step's series, the conditions it raises
-    /// (never availability), one log line; its trace comes back.
-    #[expect(clippy::too_many_arguments, reason = "one request's facts")]
+    /// Books one request of a step (the gate, the step's series, the conditions it raises,
+    /// never availability; one log line); its trace comes back.
     fn step(
         &self,
         rt: &TargetRuntime,
         step: Step,
-        metrics: &ProbeMetrics,
         probe: &Probe,
         recorded: Recorded,
         verdict: &Classification,
         mode: Mode,
     ) -> Trace {
-        let now_unix = self.clock.now().timestamp_millis() as f64 / 1000.0;
-        let (for_target, gate_events) =
-            self.account(rt, Some(metrics), &recorded, verdict, mode, true);
-        let health_events = if mode == Mode::Scheduled {
-            metrics.record_run(
-                verdict,
-                recorded.outcome.elapsed,
-                &recorded.outcome.timings,
-                now_unix,
-            );
-            rt.health().observe_step(&for_target, probe.signed)
-        } else {
-            Vec::new()
-        };
-        rt.publish(Instant::now());
-        log_run(
-            &rt.target,
-            probe,
-            verdict,
-            recorded.outcome.elapsed,
-            mode == Mode::OnDemand,
-        );
-        log_events(&rt.target, &gate_events, &health_events);
+        self.book(rt, step, probe, &recorded, verdict, mode);
         Trace::new(Arc::clone(&rt.target), step, recorded, verdict.clone())
     }
 

@@ -17,7 +17,7 @@ use super::handover::{self, Home};
 use super::log::{log_events, log_run};
 use super::references::References;
 use super::runtime::TargetRuntime;
-use crate::classify::{self, Classification, Condition, ProbeSpec, RateLimitScope};
+use crate::classify::{self, Classification, Condition, RateLimitScope};
 use crate::config::{Probe, Step};
 use crate::health::politeness::{GateEvent, SkipReason};
 use crate::history::trace::Trace;
@@ -118,17 +118,7 @@ impl Runner {
             Ok(attempted) => attempted,
             Err(result) => return result,
         };
-        let verdict = classify::classify(
-            &recorded.outcome,
-            &ProbeSpec {
-                format: probe.format,
-                signed: probe.signed,
-                expect: probe.expect,
-                checks: &probe.checks,
-                codes: &rt.codes,
-                host: rt.target.base_url.host_str().unwrap_or(""),
-            },
-        );
+        let verdict = rt.judge(probe, &recorded.outcome);
         // Only a failure our own network could cause asks the references, and only then is
         // the run's verdict held for their fresh checks (bounded by their timeouts). After a
         // reload, the new generation's references: the old ones have stopped checking.
@@ -216,31 +206,7 @@ impl Runner {
     ) -> Arc<RunRecord> {
         let Slot { rt, index } = home;
         let wall = self.clock.now();
-        let now_unix = wall.timestamp_millis() as f64 / 1000.0;
-        let metrics = rt.probes.get(index);
-        let (for_target, gate_events) = self.account(rt, metrics, &recorded, verdict, mode, false);
-        let health_events = if mode == Mode::Scheduled {
-            if let Some(metrics) = metrics {
-                metrics.record_run(
-                    verdict,
-                    recorded.outcome.elapsed,
-                    &recorded.outcome.timings,
-                    now_unix,
-                );
-            }
-            rt.health().observe(index, &for_target, probe.signed)
-        } else {
-            Vec::new()
-        };
-        rt.publish(Instant::now());
-        log_run(
-            &rt.target,
-            probe,
-            verdict,
-            recorded.outcome.elapsed,
-            mode == Mode::OnDemand,
-        );
-        log_events(&rt.target, &gate_events, &health_events);
+        self.book(rt, Step::Probe(index), probe, &recorded, verdict, mode);
         // `detail` can be upstream text (an error message), which a hostile or buggy upstream
         // may fill with our key, sk or api_sig; the status page shows it, so it is scrubbed
         // like the trace before it is kept.
@@ -398,6 +364,58 @@ impl Runner {
             self.changed.notify_one();
         }
         (for_target, gate_events)
+    }
+}
+
+impl Runner {
+    /// Books one request's verdict, whatever made it: the gate and rate-limit accounting, the
+    /// request's series and the target's health (scheduled runs only; a canary's steps never
+    /// move availability), the gauges, and the log lines.
+    pub(super) fn book(
+        &self,
+        rt: &TargetRuntime,
+        step: Step,
+        probe: &Probe,
+        recorded: &Recorded,
+        verdict: &Classification,
+        mode: Mode,
+    ) {
+        let now_unix = self.clock.now().timestamp_millis() as f64 / 1000.0;
+        let metrics = match step {
+            Step::Probe(i) => rt.probes.get(i),
+            Step::Write(i) => rt.canaries.get(i).map(|c| &c.write),
+            Step::Read(i) => rt.canaries.get(i).map(|c| &c.read),
+        };
+        let canary_step = !matches!(step, Step::Probe(_));
+        let (for_target, gate_events) =
+            self.account(rt, metrics, recorded, verdict, mode, canary_step);
+        let health_events = if mode == Mode::Scheduled {
+            if let Some(metrics) = metrics {
+                metrics.record_run(
+                    verdict,
+                    recorded.outcome.elapsed,
+                    &recorded.outcome.timings,
+                    now_unix,
+                );
+            }
+            match step {
+                Step::Probe(i) => rt.health().observe(i, &for_target, probe.signed),
+                Step::Write(_) | Step::Read(_) => {
+                    rt.health().observe_step(&for_target, probe.signed)
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        rt.publish(Instant::now());
+        log_run(
+            &rt.target,
+            probe,
+            verdict,
+            recorded.outcome.elapsed,
+            mode == Mode::OnDemand,
+        );
+        log_events(&rt.target, &gate_events, &health_events);
     }
 }
 

@@ -13,11 +13,12 @@ use super::handover::{self, Retirable, Retirement};
 use super::log::log_events;
 use super::references::References;
 use super::saved::{NEVER, Snapshot, TargetState};
-use crate::classify::{CodeTable, Condition};
-use crate::config::Target;
+use crate::classify::{self, Classification, CodeTable, Condition, ProbeSpec};
+use crate::config::{Probe, Target};
 use crate::health::Health;
 use crate::health::politeness::{Gate, SkipReason};
 use crate::metrics::{Metrics, ProbeMetrics, TargetMetrics};
+use crate::probe::ProbeOutcome;
 use crate::schedule::WallClock;
 
 /// A target with its live state.
@@ -155,6 +156,21 @@ impl TargetRuntime {
         };
         runtime.publish(Instant::now());
         runtime
+    }
+
+    /// The classifier's verdict on a request of `probe` of this target, by its service's codes.
+    pub(super) fn judge(&self, probe: &Probe, outcome: &ProbeOutcome) -> Classification {
+        classify::classify(
+            outcome,
+            &ProbeSpec {
+                format: probe.format,
+                signed: probe.signed,
+                expect: probe.expect,
+                checks: &probe.checks,
+                codes: &self.codes,
+                host: self.target.base_url.host_str().unwrap_or(""),
+            },
+        )
     }
 
     /// Clears `condition` (a reachable reference clears `local_network_down`), logged and
