@@ -87,11 +87,11 @@ const LASTFM: [Code; 17] = {
     ]
 };
 
-/// GNU FM's codes (docs/LASTFM-API.md, "Compatible APIs"): every error comes with HTTP 200 (its
-/// `report_failure` sets no status), so 200 is the documented status and no mismatch; an unknown
-/// user, artist or track is 7 (6 at Last.fm); there is no rate limit or key suspension (17, 26
-/// and 29 are never sent: one that comes anyway is blamed on the service).
-const LIBREFM: [Code; 13] = {
+/// The codes GNU FM and ListenBrainz's compatibility API share (docs/LASTFM-API.md,
+/// "Compatible APIs"): every error comes with HTTP 200, so 200 is the documented status and no
+/// mismatch; the rows are Last.fm's meanings. Neither sends 26 or 29 (no key suspension, and
+/// ListenBrainz throttles with its own HTTP 429): one that comes anyway is blamed on the service.
+const COMPAT: [Code; 11] = {
     use Blame::{Client, Upstream};
     use Condition::{ApiKeyInvalid, ServiceOffline, SessionInvalid};
     use Raises::{Always, Nothing, WhenSigned};
@@ -102,41 +102,56 @@ const LIBREFM: [Code; 13] = {
         row(4, Some("4"), OK, Client, WhenSigned(SessionInvalid)),
         row(5, Some("5"), OK, Client, Nothing),
         row(6, Some("6"), OK, Client, Nothing),
+        // GNU FM's answer to an unknown user, artist or track (Last.fm's is 6).
         row(7, Some("7"), OK, Client, Nothing),
         row(8, Some("8"), OK, Upstream, Nothing),
         row(9, Some("9"), OK, Client, WhenSigned(SessionInvalid)),
         row(10, Some("10"), OK, Client, Always(ApiKeyInvalid)),
         row(11, Some("11"), OK, Upstream, Always(ServiceOffline)),
-        row(12, None, OK, Client, Nothing),
         row(13, Some("13"), OK, Client, Nothing),
-        row(18, None, OK, Client, Nothing),
     ]
 };
 
-/// ListenBrainz's compatibility errors (docs/LASTFM-API.md, "Compatible APIs"): all with HTTP
-/// 200; 16 answers a write sent with `GET` there (the request's fault, not an outage); it
-/// throttles with its own HTTP 429, never error 29, so 29 and 26 have no row.
-const LISTENBRAINZ: [Code; 13] = {
-    use Blame::{Client, Upstream};
-    use Condition::{ApiKeyInvalid, ServiceOffline, SessionInvalid};
-    use Raises::{Always, Nothing, WhenSigned};
-    const OK: &[u16] = &[200];
+/// GNU FM's codes: the shared ones and its radio subscription errors.
+const LIBREFM: [Code; 13] = join(
+    COMPAT,
     [
-        row(2, Some("2"), OK, Client, Nothing),
-        row(3, Some("3"), OK, Client, Nothing),
-        row(4, Some("4"), OK, Client, WhenSigned(SessionInvalid)),
-        row(5, Some("5"), OK, Client, Nothing),
-        row(6, Some("6"), OK, Client, Nothing),
-        row(7, Some("7"), OK, Client, Nothing),
-        row(8, Some("8"), OK, Upstream, Nothing),
-        row(9, Some("9"), OK, Client, WhenSigned(SessionInvalid)),
-        row(10, Some("10"), OK, Client, Always(ApiKeyInvalid)),
-        row(11, Some("11"), OK, Upstream, Always(ServiceOffline)),
-        row(13, Some("13"), OK, Client, Nothing),
-        row(14, None, OK, Client, Nothing),
-        row(16, Some("16"), OK, Client, Nothing),
-    ]
-};
+        row(12, None, &[200], Blame::Client, Raises::Nothing),
+        row(18, None, &[200], Blame::Client, Raises::Nothing),
+    ],
+);
+
+/// ListenBrainz's compatibility errors: the shared ones, its token errors, and 16, which answers
+/// a write sent with `GET` there (the request's fault, not an outage).
+const LISTENBRAINZ: [Code; 13] = join(
+    COMPAT,
+    [
+        row(14, None, &[200], Blame::Client, Raises::Nothing),
+        row(16, Some("16"), &[200], Blame::Client, Raises::Nothing),
+    ],
+);
+
+/// `a` then `b`, at compile time.
+const fn join<const A: usize, const B: usize, const N: usize>(
+    a: [Code; A],
+    b: [Code; B],
+) -> [Code; N] {
+    assert!(
+        A + B == N,
+        "the joined table's length is the sum of its parts"
+    );
+    let mut out = [row(0, None, &[], Blame::Upstream, Raises::Nothing); N];
+    let mut i = 0;
+    while i < A {
+        out[i] = a[i];
+        i += 1;
+    }
+    while i < N {
+        out[i] = b[i - A];
+        i += 1;
+    }
+    out
+}
 
 /// How many codes have a label of their own.
 const LABELLED: usize = {
