@@ -10,6 +10,7 @@
 //! | file | owns |
 //! |---|---|
 //! | `scenario.rs` | the scenario format (documented there), validation, the timeline, `demo()` |
+//! | `rule.rs` | one phase rule: the methods it matches and what it sends, checked kind by kind |
 //! | `answer.rs` | the decision for one request: phase rules first, then the API's own checks |
 //! | `writes.rs` | the write path: now playing and scrobbles into the store, recent tracks out |
 //! | `plays.rs` | the per-user play store: now playing, scrobbles, visibility, the daily count |
@@ -25,6 +26,7 @@ mod answer;
 mod http;
 mod plays;
 mod responses;
+mod rule;
 mod scenario;
 mod server;
 mod writes;
