@@ -40,7 +40,15 @@ pub(crate) enum Respond {
     Oversized {
         bytes: u64,
     },
+    /// The personality's own rate-limit answer: Last.fm's error 29, ListenBrainz's 429 JSON whose
+    /// `X-RateLimit-Reset-In` is `reset_in` seconds. Libre.fm never limits (refused at load).
+    RateLimited {
+        reset_in: u64,
+    },
 }
+
+/// `X-RateLimit-Reset-In` of a `rate_limited` rule without `reset_in`: one ListenBrainz window.
+const DEFAULT_RESET_IN: u64 = 10;
 
 impl Respond {
     /// The `respond` value, for logs.
@@ -56,6 +64,7 @@ impl Respond {
             Self::Trickle => "trickle",
             Self::Raw { .. } => "raw",
             Self::Oversized { .. } => "oversized",
+            Self::RateLimited { .. } => "rate_limited",
         }
     }
 }
@@ -76,6 +85,7 @@ struct RuleFile {
     body: Option<String>,
     content_type: Option<String>,
     bytes: Option<u64>,
+    reset_in: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -91,6 +101,8 @@ enum RespondKind {
     Trickle,
     Raw,
     Oversized,
+    #[serde(rename = "rate_limited")]
+    RateLimited,
 }
 
 impl TryFrom<RuleFile> for Rule {
@@ -116,6 +128,9 @@ impl TryFrom<RuleFile> for Rule {
             RespondKind::Oversized => Respond::Oversized {
                 bytes: raw.bytes.ok_or("respond = \"oversized\" needs `bytes`")?,
             },
+            RespondKind::RateLimited => Respond::RateLimited {
+                reset_in: raw.reset_in.unwrap_or(DEFAULT_RESET_IN),
+            },
         };
         let kind = respond.as_label();
         let misplaced = [
@@ -124,6 +139,7 @@ impl TryFrom<RuleFile> for Rule {
             ("body", raw.body.is_some(), kind == "raw"),
             ("content_type", raw.content_type.is_some(), kind == "raw"),
             ("bytes", raw.bytes.is_some(), kind == "oversized"),
+            ("reset_in", raw.reset_in.is_some(), kind == "rate_limited"),
         ];
         if let Some((field, ..)) = misplaced.iter().find(|(_, set, fits)| *set && !fits) {
             return Err(format!("`{field}` does not apply to respond = \"{kind}\""));
