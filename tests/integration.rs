@@ -25,6 +25,7 @@ mod resources;
 mod router;
 mod scrape;
 mod service;
+mod sim_personalities;
 mod sim_writes;
 mod soak;
 mod web;

@@ -88,7 +88,12 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 async fn run(cli: Cli) -> ExitCode {
-    if let Some(Command::Simulate { listen, scenario }) = cli.command {
+    if let Some(Command::Simulate {
+        listen,
+        scenario,
+        personality,
+    }) = cli.command
+    {
         if cli.web_config_file.is_some() {
             complain!(
                 "lastfm-monitor: --web.config.file protects the daemon's endpoints (run and demo), \
@@ -96,7 +101,7 @@ async fn run(cli: Cli) -> ExitCode {
             );
             return ExitCode::from(crate::EXIT_USAGE);
         }
-        return simulate(listen, scenario).await;
+        return simulate(listen, scenario, personality).await;
     }
     let web = match load_web_config(&cli) {
         Ok(web) => web,
@@ -265,17 +270,29 @@ fn demo_bind_failure(listen: SocketAddr, err: &std::io::Error) -> String {
     )
 }
 
-async fn simulate(listen: SocketAddr, scenario: Option<std::path::PathBuf>) -> ExitCode {
+async fn simulate(
+    listen: SocketAddr,
+    scenario: Option<std::path::PathBuf>,
+    personality: Option<crate::config::Api>,
+) -> ExitCode {
     let scenario = match scenario {
-        None => crate::sim::Scenario::demo(),
-        Some(path) => match crate::sim::Scenario::load(&path) {
-            Ok(scenario) => scenario,
-            Err(err) => {
-                complain!("{err}");
-                return ExitCode::from(crate::EXIT_USAGE);
-            }
-        },
+        None => Ok(crate::sim::Scenario::demo()),
+        Some(path) => crate::sim::Scenario::load(&path),
     };
+    // The flag overrides the file's `personality`.
+    let scenario = match (scenario, personality) {
+        (Ok(scenario), Some(api)) => scenario.with_personality(api),
+        (scenario, None) => scenario,
+        (Err(err), Some(_)) => Err(err),
+    };
+    let scenario = match scenario {
+        Ok(scenario) => scenario,
+        Err(err) => {
+            complain!("{err}");
+            return ExitCode::from(crate::EXIT_USAGE);
+        }
+    };
+    let personality = scenario.personality().as_label();
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(err) => {
@@ -284,7 +301,10 @@ async fn simulate(listen: SocketAddr, scenario: Option<std::path::PathBuf>) -> E
         }
     };
     let bound = listener.local_addr().unwrap_or(listen);
-    say!("lastfm-monitor simulate: a simulated Last.fm API at http://{bound}/2.0/ (Ctrl-C stops)");
+    say!(
+        "lastfm-monitor simulate: a simulated Last.fm API at http://{bound}/2.0/ \
+         (personality {personality}; Ctrl-C stops)"
+    );
     match crate::sim::Simulator::new(scenario)
         .serve(listener, crate::daemon::shutdown::signal())
         .await

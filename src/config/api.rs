@@ -24,7 +24,7 @@ closed_set! {
 
 /// The methods of GNU FM's 2.0 API (`nixtape/2.0/index.php` of foocorp/gnu-fm), lower-cased as
 /// its method map holds them.
-const LIBREFM_METHODS: [&str; 44] = [
+const LIBREFM_METHODS: [&str; 45] = [
     "auth.gettoken",
     "auth.getsession",
     "auth.getmobilesession",
@@ -69,6 +69,7 @@ const LIBREFM_METHODS: [&str; 44] = [
     "track.unban",
     "track.updatenowplaying",
     "track.scrobble",
+    "chart.gettopartists",
 ];
 
 /// The methods of ListenBrainz's compatibility API (`webserver/views/api_compat.py` of
