@@ -266,6 +266,18 @@ mod tests {
         );
     }
 
+    /// ListenBrainz turns its XML into JSON with the attributes as plain members (no `@attr`).
+    #[test]
+    fn listenbrainz_write_answers_without_attr_are_read() {
+        let ok = Classification::success(200);
+        let scrobbles = r##"{"scrobbles":{"accepted":"1","ignored":"0","scrobble":{"track":{"corrected":"0","#text":"canary"},"ignoredMessage":{"code":"0"}}}}"##;
+        let (_, judged) = judge_write(ok.clone(), Format::Json, Some(scrobbles.as_bytes()));
+        assert_eq!(judged, WriteJudgement::Accepted);
+        let playing = r##"{"nowplaying":{"track":{"corrected":"0","#text":"canary"},"ignoredMessage":{"code":"0"}}}"##;
+        let (_, judged) = judge_write(ok, Format::Json, Some(playing.as_bytes()));
+        assert_eq!(judged, WriteJudgement::Accepted);
+    }
+
     #[test]
     fn a_read_back_sees_the_play_of_the_canary_account_only() {
         let ok = Classification::success(200);
