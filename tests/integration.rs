@@ -21,6 +21,7 @@ mod layout;
 mod limits;
 mod logs;
 mod politeness;
+mod profiles;
 mod resources;
 mod router;
 mod scrape;

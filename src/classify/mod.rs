@@ -1254,11 +1254,17 @@ mod tests {
         // GNU FM's JSON keeps the XML element's shape.
         let element = on(
             Api::Librefm,
-            &response(200, r##"{"error":{"#text":"Invalid resource specified","code":"7"}}"##),
+            &response(
+                200,
+                r##"{"error":{"#text":"Invalid resource specified","code":"7"}}"##,
+            ),
             Format::Json,
         );
         assert_eq!((element.error_code, element.mismatch), (Some(7), None));
-        assert_eq!(element.detail.as_deref(), Some("Invalid resource specified"));
+        assert_eq!(
+            element.detail.as_deref(),
+            Some("Invalid resource specified")
+        );
         let offline = on(
             Api::Librefm,
             &response(200, r#"{"error":11,"message":"Service Offline"}"#),
