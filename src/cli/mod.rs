@@ -209,13 +209,24 @@ fn state_directory(cli: &Cli) -> Result<Option<std::path::PathBuf>, String> {
 }
 
 async fn demo(listen: Option<SocketAddr>, web: WebConfig) -> ExitCode {
-    let (simulator, sim_address) = match crate::sim::spawn_local(crate::sim::Scenario::demo()).await
-    {
-        Ok(pair) => pair,
-        Err(err) => {
-            complain!("lastfm-monitor: cannot start the simulator: {err}");
-            return ExitCode::FAILURE;
+    // One simulator per service, each with its own timeline, all started together.
+    let mut simulators = Vec::new();
+    let mut addresses = Vec::new();
+    for api in crate::config::Api::ALL {
+        match crate::sim::spawn_local(crate::sim::Scenario::demo_of(api)).await {
+            Ok((simulator, address)) => {
+                simulators.push(simulator);
+                addresses.push(address);
+            }
+            Err(err) => {
+                complain!("lastfm-monitor: cannot start the simulator: {err}");
+                return ExitCode::FAILURE;
+            }
         }
+    }
+    let [sim_address, librefm, listenbrainz] = addresses[..] else {
+        complain!("lastfm-monitor: the demo needs one simulator per service (a bug)");
+        return ExitCode::FAILURE;
     };
     let listen = listen.unwrap_or_else(|| {
         crate::config::defaults::LISTEN_ADDRESS
@@ -230,7 +241,14 @@ async fn demo(listen: Option<SocketAddr>, web: WebConfig) -> ExitCode {
         }
     };
     let bound = listener.local_addr().unwrap_or(listen);
-    let text = crate::cli::demo::config_text(sim_address, bound);
+    let text = crate::cli::demo::config_text(
+        crate::cli::demo::Simulated {
+            lastfm: sim_address,
+            librefm,
+            listenbrainz,
+        },
+        bound,
+    );
     let env = Arc::new(ProcessEnv);
     let config = match Config::parse(&text, "<demo>", env.as_ref(), chrono::Utc::now()) {
         Ok(config) => config,
@@ -239,7 +257,10 @@ async fn demo(listen: Option<SocketAddr>, web: WebConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    say!("lastfm-monitor demo: the daemon probes a simulated Last.fm at http://{sim_address}/2.0/");
+    say!(
+        "lastfm-monitor demo: the daemon probes a simulated Last.fm at http://{sim_address}/2.0/, \
+         Libre.fm at http://{librefm}/2.0/ and ListenBrainz at http://{listenbrainz}/2.0/"
+    );
     let scheme = web.scheme();
     say!("  status page:  {scheme}://{bound}/");
     say!("  metrics:      {scheme}://{bound}/metrics");
@@ -247,16 +268,17 @@ async fn demo(listen: Option<SocketAddr>, web: WebConfig) -> ExitCode {
         "  debug a run:  {scheme}://{bound}/probe?target=lastfm-sim&probe=artist.getInfo&debug=true"
     );
     say!(
-        "The incident timeline (about 3 minutes, repeating): healthy, error 8 burst, errors with 200 OK,"
+        "The incident timeline (about 3.5 minutes, repeating): healthy, error 8 burst, errors with 200 OK,"
     );
     say!(
-        "rate limited (29), service offline (11), API key suspended (26), recovery. Ctrl-C stops."
+        "rate limited (29), service offline (11), API key suspended (26), writes accepted but never"
     );
+    say!("visible, recovery (while Libre.fm is down behind a 502). Ctrl-C stops.");
     let mut options = Options::for_file(std::path::PathBuf::new(), env);
     options.source = ConfigSource::Fixed(text);
     options.web = web;
     let result = daemon::run_on(config, listener, options, crate::daemon::shutdown::signal()).await;
-    drop(simulator);
+    drop(simulators);
     finish(result)
 }
 

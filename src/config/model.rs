@@ -214,13 +214,16 @@ impl Target {
         }
     }
 
-    /// Every `probe` label the target exports: its probes, then each canary's two steps.
+    /// Every `probe` label the target exports: its probes, then each canary's steps (no
+    /// read-back on a service without one).
     pub fn step_names(&self) -> impl Iterator<Item = &str> {
-        self.probes.iter().map(|p| p.name.as_str()).chain(
-            self.canaries
-                .iter()
-                .flat_map(|c| [c.write.name.as_str(), c.read.name.as_str()]),
-        )
+        let reads = self.api.has_read_back();
+        self.probes
+            .iter()
+            .map(|p| p.name.as_str())
+            .chain(self.canaries.iter().flat_map(move |c| {
+                std::iter::once(c.write.name.as_str()).chain(reads.then_some(c.read.name.as_str()))
+            }))
     }
 }
 

@@ -278,7 +278,9 @@ impl Runner {
                 Err(Stop::Cancelled) => return None,
                 Err(Stop::Skipped(reason)) => {
                     if mode == Mode::Scheduled {
-                        live.read.record_skip(reason, 1);
+                        if let Some(read) = &live.read {
+                            read.record_skip(reason, 1);
+                        }
                     }
                 }
                 Ok((sent, recorded)) => {

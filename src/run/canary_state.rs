@@ -15,7 +15,8 @@ use crate::metrics::{CanaryMetrics, Metrics, ProbeMetrics};
 pub struct CanaryRuntime {
     pub(super) metrics: CanaryMetrics,
     pub(super) write: ProbeMetrics,
-    pub(super) read: ProbeMetrics,
+    /// `None` on a service without a read-back: a step that never runs exports nothing.
+    pub(super) read: Option<ProbeMetrics>,
     /// When the last scheduled write went out (Unix ms, [`NEVER`]).
     pub(super) last_sent_ms: AtomicI64,
 }
@@ -23,7 +24,7 @@ pub struct CanaryRuntime {
 impl CanaryRuntime {
     /// Registers the canary's series and its steps'.
     fn new(
-        target: &str,
+        target: &Target,
         canary: &Canary,
         metrics: &Metrics,
         now: chrono::DateTime<Utc>,
@@ -31,9 +32,12 @@ impl CanaryRuntime {
     ) -> Self {
         let interval = canary.schedule.schedule.nominal_interval(now);
         Self {
-            metrics: metrics.canary(target, &canary.name),
-            write: metrics.probe(target, &canary.write.name, interval),
-            read: metrics.probe(target, &canary.read.name, interval),
+            metrics: metrics.canary(&target.name, &canary.name),
+            write: metrics.probe(&target.name, &canary.write.name, interval),
+            read: target
+                .api
+                .has_read_back()
+                .then(|| metrics.probe(&target.name, &canary.read.name, interval)),
             last_sent_ms: AtomicI64::new(last_sent_ms),
         }
     }
@@ -51,7 +55,7 @@ impl CanaryRuntime {
             .iter()
             .map(|c| {
                 let sent = kept.and_then(|k| k.last_sent_ms.get(&c.write.name).copied());
-                Self::new(&target.name, c, metrics, now, sent.unwrap_or(NEVER))
+                Self::new(target, c, metrics, now, sent.unwrap_or(NEVER))
             })
             .collect()
     }

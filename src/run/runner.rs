@@ -384,7 +384,7 @@ impl Runner {
         let metrics = match step {
             Step::Probe(i) => rt.probes.get(i),
             Step::Write(i) => rt.canaries.get(i).map(|c| &c.write),
-            Step::Read(i) => rt.canaries.get(i).map(|c| &c.read),
+            Step::Read(i) => rt.canaries.get(i).and_then(|c| c.read.as_ref()),
         };
         let canary_step = !matches!(step, Step::Probe(_));
         let (for_target, gate_events) =

@@ -10,7 +10,8 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | `scenario.rs` | the scenario format (documented there), validation, the timeline, `demo()` |
+//! | `scenario.rs` | the scenario format (documented there), validation, the timeline |
+//! | `demo.rs` | the built-in demo's timelines: Last.fm's incidents, and a Libre.fm and a ListenBrainz beside it |
 //! | `rule.rs` | one phase rule: the methods it matches and what it sends, checked kind by kind |
 //! | `answer.rs` | the decision for one request: phase rules first, then the API's own checks |
 //! | `compat.rs` | the Libre.fm and ListenBrainz personalities: their checks and answer shapes |
@@ -28,6 +29,7 @@
 
 mod answer;
 mod compat;
+mod demo;
 mod http;
 mod limits;
 mod plays;

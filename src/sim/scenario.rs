@@ -261,73 +261,6 @@ fn origin(path: Option<&Path>) -> String {
         .unwrap_or_default()
 }
 
-/// The built-in demo: an incident cycle of 3 minutes 25 s; the first incident starts after 10 s.
-const DEMO_TOML: &str = r#"
-name = "demo"
-repeat = true
-# The demo config's session key, and its canary account.
-session_users = { "sk-demo-canary" = "canary" }
-
-# Throughout the healthy phases, track.getInfo of a missing track answers error 6 with 200 OK, as
-# the real API does for tracks: the demo's negative control sees the best-known quirk at once.
-[[phases]]
-name = "healthy"
-duration = "10s"
-rules = [
-  { method = "track.getInfo", respond = "error", code = 6, status = 200, message = "Track not found" },
-]
-
-[[phases]]
-name = "error-8-burst"
-duration = "25s"
-rules = [
-  { method = "artist.getInfo", respond = "error", code = 8, status = 503 },
-  { method = "album.getInfo", respond = "error", code = 8, status = 503 },
-  { method = "chart.getTopArtists", respond = "html" },
-  { method = "track.getInfo", respond = "error", code = 6, status = 200, message = "Track not found" },
-]
-
-[[phases]]
-name = "200-with-error"
-duration = "25s"
-rules = [
-  { method = "album.getInfo", respond = "error", code = 8, status = 200 },
-  { method = "tag.getInfo", respond = "error", code = 8, status = 200 },
-  { method = "geo.getTopArtists", respond = "empty" },
-  { method = "track.search", respond = "truncated" },
-  { method = "track.getInfo", respond = "error", code = 6, status = 200, message = "Track not found" },
-]
-
-[[phases]]
-name = "rate-limited"
-duration = "25s"
-rules = [{ respond = "error", code = 29 }]
-
-[[phases]]
-name = "service-offline"
-duration = "30s"
-rules = [{ respond = "error", code = 11 }]
-
-[[phases]]
-name = "key-suspended"
-duration = "30s"
-rules = [{ respond = "error", code = 26 }]
-
-# Writes are accepted (200, status ok) and never show in the recent tracks.
-[[phases]]
-name = "writes-invisible"
-duration = "25s"
-[phases.writes]
-invisible = true
-
-[[phases]]
-name = "recovery"
-duration = "35s"
-rules = [
-  { method = "track.getInfo", respond = "error", code = 6, status = 200, message = "Track not found" },
-]
-"#;
-
 impl Scenario {
     /// Parses and validates a scenario; errors name the line and the offending key.
     pub fn from_toml_str(s: &str) -> Result<Self, ScenarioError> {
@@ -359,11 +292,6 @@ impl Scenario {
                 writes: WriteKnobs::default(),
             }],
         }
-    }
-
-    /// The scripted incident timeline `lastfm-monitor demo` runs against.
-    pub fn demo() -> Self {
-        Self::from_toml_str(DEMO_TOML).expect("the built-in demo scenario is valid (tested)")
     }
 
     pub fn name(&self) -> &str {
