@@ -26,6 +26,7 @@ const TABLE: &[(&str, Option<usize>, Option<&str>)] = &[
         Some("availability_objective"),
     ),
     ("api", Some(5), Some("api")),
+    ("api-get-write", Some(11), Some("http_method")),
     ("api-method", Some(9), Some("method")),
     ("backoff", Some(7), Some("backoff_max")),
     ("canary-kind", Some(12), Some("kind")),

@@ -9,7 +9,7 @@ use toml::Spanned;
 use url::Url;
 
 use crate::config::api::Api;
-use crate::config::declared::StatusTable;
+use crate::config::declared::{HttpMethod, StatusTable};
 use crate::config::defaults;
 use crate::config::file::{ProbeFile, TargetFile};
 use crate::config::model::{LASTFM_RATE_CEILING, Politeness, Probe, Target};
@@ -203,6 +203,21 @@ impl Validator<'_> {
     /// Refuses a probe of a method the target's service does not implement: it would only
     /// ever measure "invalid method".
     fn method_of(&mut self, api: Api, probe: &Probe, at: Range<usize>, ctx: &str) {
+        let write = ["track.updateNowPlaying", "track.scrobble"]
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(&probe.method));
+        if write && api.writes_are_post_only() && probe.http_method == HttpMethod::Get {
+            self.problem(
+                Some(at.clone()),
+                &format!("{ctx}, probe {:?}", probe.name),
+                "http_method",
+                format!(
+                    "{} takes {} only as a POST (a GET is answered with error 16); remove http_method = \"GET\"",
+                    api.service_name(),
+                    probe.method
+                ),
+            );
+        }
         let Some(methods) = api.methods() else {
             return;
         };
