@@ -32,12 +32,13 @@ data`. Exit 1 when any query errors, when the share of queries with data is belo
 or when a vector selector of any expression (metric name plus label matchers, e.g.
 `lastfm_condition{condition="service_offline"}`) matches no series in Prometheus
 (--allow-missing-metrics turns that into a warning). Metrics the daemon exports only in some
-configurations (OPTIONAL_METRICS: the TLS certificate gauge, the references) are the exception:
-when such a metric is absent altogether its selectors only warn, and a query reading nothing
-else is reported as "absent-optional" and left out of the data share (--require-optional makes
-them mandatory, for a run with https targets and references). Alerting rules are expected to be empty
-while nothing is wrong: they are evaluated and must not error, and their selectors must match
-live series, but they are left out of the data share unless --include-alerts is given.
+configurations (OPTIONAL_METRICS: the TLS certificate gauge, the references, the write-path
+canaries) are the exception: when such a metric is absent altogether its selectors only warn,
+and a query reading nothing else is reported as "absent-optional" and left out of the data
+share (--require-optional makes them mandatory, for a run with https targets, references and
+canaries). Alerting rules are expected to be empty while nothing is wrong: they are evaluated
+and must not error, and their selectors must match live series, but they are left out of the
+data share unless --include-alerts is given.
 """
 
 import argparse
@@ -65,13 +66,19 @@ DEFAULT_ALERTMANAGER = [os.path.join(HERE, "alertmanager", "alertmanager.yml")]
 # matches nothing only when the whole metric is absent is a warning (not an error), and a query
 # that is empty because it reads nothing but absent optional metrics is reported as
 # "absent-optional" and left out of the data share. --require-optional makes them mandatory (an
-# end-to-end run whose configuration has https targets and references).
+# end-to-end run whose configuration has https targets, references and canaries).
 OPTIONAL_METRICS = {
     "lastfm_tls_certificate_not_after_timestamp_seconds": "https targets only, after a handshake",
     "lastfm_reference_up": "only with [[references]] configured",
     "lastfm_reference_failures_total": "only with [[references]] configured",
     "lastfm_reference_http_status_code": "only with [[references]] configured",
     "lastfm_reference_last_check_timestamp_seconds": "only with [[references]] configured",
+    "lastfm_canary_runs_total": "only with [[targets.canaries]] configured",
+    "lastfm_canary_ignored_total": "only with [[targets.canaries]] configured",
+    "lastfm_canary_visible_seconds_bucket": "only with [[targets.canaries]] configured",
+    "lastfm_canary_last_result": "only with [[targets.canaries]] configured",
+    "lastfm_canary_last_run_timestamp_seconds": "only with [[targets.canaries]] configured",
+    "lastfm_canary_last_visible_timestamp_seconds": "only with [[targets.canaries]] configured, after a first visible run",
 }
 
 EXPR_DATASOURCE = "__expr__"
@@ -94,7 +101,9 @@ class Query:
 # Grafana variables
 # --------------------------------------------------------------------------------------------
 
-VAR_RE = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\[\[(\w+)(?::[^\]]*)?\]\]|\$(\w+)")
+# A variable's name starts with a letter or `_`: `$1` is a regular expression's group in
+# label_replace(), not a variable.
+VAR_RE = re.compile(r"\$\{([A-Za-z_]\w*)(?::[^}]*)?\}|\[\[([A-Za-z_]\w*)(?::[^\]]*)?\]\]|\$([A-Za-z_]\w*)")
 
 
 def builtin_vars(args):
@@ -650,7 +659,7 @@ def main(argv=None):
     ap.add_argument("--include-alerts", action="store_true", help="count alerting rules in the data share")
     ap.add_argument("--allow-missing-metrics", action="store_true", help="selectors matching no series only warn")
     ap.add_argument("--require-optional", action="store_true",
-                    help="the optional metrics (TLS certificate, references) must exist too")
+                    help="the optional metrics (TLS certificate, references, canaries) must exist too")
     ap.add_argument("--time", type=float, help="evaluation time (unix seconds; default now)")
     ap.add_argument("--window", type=float, help="evaluate over the last N seconds (range query): "
                     "a query has data if it had data at any moment of the window")
