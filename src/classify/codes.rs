@@ -30,6 +30,8 @@ pub enum Raises {
 pub struct Code {
     /// The code in the payload.
     pub code: u32,
+    /// Its name in Last.fm's documentation (docs/LASTFM-API.md §1), for sentences people read.
+    pub name: &'static str,
     /// Its `code` label value; `None` for a code counted under `other`.
     pub label: Option<&'static str>,
     /// The HTTP statuses it is documented to arrive with; empty when none is documented, and
@@ -43,6 +45,7 @@ pub struct Code {
 
 const fn row(
     code: u32,
+    name: &'static str,
     label: Option<&'static str>,
     statuses: &'static [u16],
     blame: Blame,
@@ -50,6 +53,7 @@ const fn row(
 ) -> Code {
     Code {
         code,
+        name,
         label,
         statuses,
         blame,
@@ -65,24 +69,101 @@ const LASTFM: [Code; 17] = {
     use Condition::{ApiKeyInvalid, ApiKeySuspended, RateLimited, ServiceOffline, SessionInvalid};
     use Raises::{Always, Nothing, WhenSigned};
     [
-        row(2, Some("2"), &[], Upstream, Always(ServiceOffline)),
-        row(3, Some("3"), &[400], Client, Nothing),
-        row(4, Some("4"), &[403], Client, WhenSigned(SessionInvalid)),
-        row(5, Some("5"), &[400], Client, Nothing),
-        row(6, Some("6"), &[400, 404], Client, Nothing),
-        row(7, Some("7"), &[], Client, Nothing),
-        row(8, Some("8"), &[500, 503], Upstream, Nothing),
-        row(9, Some("9"), &[403], Client, WhenSigned(SessionInvalid)),
-        row(10, Some("10"), &[403], Client, Always(ApiKeyInvalid)),
-        row(11, Some("11"), &[503], Upstream, Always(ServiceOffline)),
-        row(13, Some("13"), &[400], Client, Nothing),
+        row(
+            2,
+            "invalid service",
+            Some("2"),
+            &[],
+            Upstream,
+            Always(ServiceOffline),
+        ),
+        row(3, "invalid method", Some("3"), &[400], Client, Nothing),
+        row(
+            4,
+            "authentication failed",
+            Some("4"),
+            &[403],
+            Client,
+            WhenSigned(SessionInvalid),
+        ),
+        row(5, "invalid format", Some("5"), &[400], Client, Nothing),
+        row(
+            6,
+            "invalid parameters",
+            Some("6"),
+            &[400, 404],
+            Client,
+            Nothing,
+        ),
+        row(7, "invalid resource", Some("7"), &[], Client, Nothing),
+        row(
+            8,
+            "operation failed",
+            Some("8"),
+            &[500, 503],
+            Upstream,
+            Nothing,
+        ),
+        row(
+            9,
+            "invalid session key",
+            Some("9"),
+            &[403],
+            Client,
+            WhenSigned(SessionInvalid),
+        ),
+        row(
+            10,
+            "invalid API key",
+            Some("10"),
+            &[403],
+            Client,
+            Always(ApiKeyInvalid),
+        ),
+        row(
+            11,
+            "service offline",
+            Some("11"),
+            &[503],
+            Upstream,
+            Always(ServiceOffline),
+        ),
+        row(
+            13,
+            "invalid method signature",
+            Some("13"),
+            &[400],
+            Client,
+            Nothing,
+        ),
         // Token errors of the desktop auth flow: ours, but too rare for series of their own.
-        row(14, None, &[], Client, Nothing),
-        row(15, None, &[], Client, Nothing),
-        row(16, Some("16"), &[503], Upstream, Nothing),
-        row(17, Some("17"), &[403], Client, Nothing),
-        row(26, Some("26"), &[403], Client, Always(ApiKeySuspended)),
-        row(29, Some("29"), &[429], Client, Always(RateLimited)),
+        row(14, "token not authorised", None, &[], Client, Nothing),
+        row(15, "token expired", None, &[], Client, Nothing),
+        row(
+            16,
+            "temporarily unavailable",
+            Some("16"),
+            &[503],
+            Upstream,
+            Nothing,
+        ),
+        row(17, "login required", Some("17"), &[403], Client, Nothing),
+        row(
+            26,
+            "API key suspended",
+            Some("26"),
+            &[403],
+            Client,
+            Always(ApiKeySuspended),
+        ),
+        row(
+            29,
+            "rate limit exceeded",
+            Some("29"),
+            &[429],
+            Client,
+            Always(RateLimited),
+        ),
     ]
 };
 
@@ -130,6 +211,14 @@ pub const CODE_LABELS: [&str; LABELLED + 1] = {
 /// The `code` label for an error code: itself when known, else `other`.
 pub fn code_label(code: u32) -> &'static str {
     CODE_LABELS[code_index(code)]
+}
+
+/// A code's documented name ("service offline"), when Last.fm documents the code.
+pub fn code_name(code: u32) -> Option<&'static str> {
+    LASTFM
+        .iter()
+        .find(|row| row.code == code)
+        .map(|row| row.name)
 }
 
 /// Index into [`CODE_LABELS`].

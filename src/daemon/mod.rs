@@ -123,11 +123,9 @@ pub async fn run_on(
         .record_reload(true, unix_now(options.clock.as_ref()));
     let address = serve(listener, &daemon, &options, max_connections)?;
     if let Some(file) = state {
-        let shared = Arc::clone(&daemon.shared);
-        let clock = Arc::clone(&options.clock);
         daemon.tracker.spawn(file.keep_saved(
             daemon.runner.changed(),
-            move || shared.generation().save(clock.as_ref()),
+            capture(&daemon, &options),
             daemon.root.clone(),
         ));
     }
@@ -258,6 +256,21 @@ pub fn revision() -> &'static str {
 
 /// The state file's content, or `None` (logged) when there is none or it cannot be used. Read on
 /// the blocking pool: file I/O stays off the thread that serves and schedules.
+/// What the state file keeps, taken on each write: the generation's budgets and cadence, and
+/// the status model as of at most a minute ago (fresh at shutdown).
+fn capture(daemon: &Assembly, options: &Options) -> impl Fn() -> Snapshot + Send + 'static {
+    let shared = Arc::clone(&daemon.shared);
+    let clock = Arc::clone(&options.clock);
+    let root = daemon.root.clone();
+    move || {
+        let mut snapshot = shared.generation().save(clock.as_ref());
+        let now = clock.now().timestamp();
+        let status = shared.runner.history().status();
+        snapshot.status = Some(status.saved(now, root.is_cancelled()));
+        snapshot
+    }
+}
+
 async fn restore(file: StateFile) -> Option<Snapshot> {
     let path = file.path().to_owned();
     let loaded = tokio::task::spawn_blocking(move || file.load())

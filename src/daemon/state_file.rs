@@ -220,6 +220,30 @@ mod tests {
     }
 
     #[test]
+    fn a_file_written_before_the_status_model_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::in_directory(dir.path());
+        // As version 1 wrote it before the status model existed.
+        std::fs::write(
+            file.path(),
+            r#"{"version": 1, "targets": {"lastfm": {"gate": {"tokens": 1.5,
+              "at_ms": 1764000000000, "backoff_until_ms": 1764000060000,
+              "backoff_attempts": 1, "suspended": false,
+              "next_suspended_slot_ms": 1764000000000},
+              "last_sent_ms": {"artist.getInfo": 1763999990000}}}}"#,
+        )
+        .unwrap();
+        let loaded = file.load().unwrap().unwrap();
+        assert_eq!(loaded, snapshot());
+        assert_eq!(loaded.status, None);
+        // And one with the status model round-trips.
+        let mut with_status = snapshot();
+        with_status.status = Some(crate::history::status::SavedStatus::default());
+        file.save(&with_status).unwrap();
+        assert_eq!(file.load(), Ok(Some(with_status)));
+    }
+
+    #[test]
     fn a_broken_or_foreign_file_is_an_error_that_names_it() {
         let dir = tempfile::tempdir().unwrap();
         let file = StateFile::in_directory(dir.path());

@@ -23,7 +23,7 @@ use crate::config::{Probe, Target};
 use crate::health::politeness::{Gate, GateEvent, SkipReason};
 use crate::health::{Health, HealthEvent};
 use crate::history::trace::Trace;
-use crate::history::{History, RunRecord};
+use crate::history::{History, RunRecord, status::TargetFacts};
 use crate::metrics::{Metrics, ProbeMetrics, TargetMetrics};
 use crate::probe::{Prober, Recorded};
 use crate::run::references::References;
@@ -598,6 +598,7 @@ impl Runner {
             latency: recorded.outcome.elapsed,
             verdict: kept,
             on_demand: mode == Mode::OnDemand,
+            facts: (mode == Mode::Scheduled).then(|| TargetFacts::of(&rt.health())),
             // Rendered when read (the status page's links, `/probe?debug=true`), not on every run.
             trace: Trace::new(
                 Arc::clone(&made.rt.target),
@@ -629,6 +630,7 @@ fn placeholder(
         verdict: verdict.clone(),
         on_demand: true,
         trace: Trace::default(),
+        facts: None,
     }
 }
 

@@ -1,12 +1,15 @@
 //! What a generation hands the state file to keep across a restart: each target's request
-//! budget and when each probe last sent. The types are the run stage's; the daemon's state file
-//! only serialises them, so that later stages can hand over their own parts the same way.
+//! budget and when each probe last sent, and the status model (states, uptime, incidents). The
+//! types are the run stage's and the history's; the daemon's state file only serialises them.
+//! A field added later is optional with a serde default, so a file an older version wrote
+//! still loads.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::health::politeness::SavedGate;
+use crate::history::status::SavedStatus;
 
 /// The format written; a file of another version is set aside.
 pub const VERSION: u32 = 1;
@@ -18,6 +21,9 @@ pub struct Snapshot {
     pub version: u32,
     /// Per target name.
     pub targets: BTreeMap<String, TargetState>,
+    /// The status model; absent from files written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<SavedStatus>,
 }
 
 /// One target's kept state.
@@ -35,6 +41,7 @@ impl Snapshot {
         Self {
             version: VERSION,
             targets: BTreeMap::new(),
+            status: None,
         }
     }
 }

@@ -473,6 +473,7 @@ mod tests {
             },
             on_demand: true,
             trace: crate::history::trace::Trace::default(),
+            facts: None,
         };
         let l = "target=\"lastfm\",probe=\"artist.getInfo\"";
         let mut want = String::new();
