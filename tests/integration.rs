@@ -27,4 +27,5 @@ mod scrape;
 mod service;
 mod sim_writes;
 mod soak;
+mod status_api;
 mod web;

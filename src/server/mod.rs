@@ -5,6 +5,10 @@
 //!   (`scrape`); never waits on a probe.
 //! - `GET /`: the status page (targets, probes, conditions, recent runs).
 //! - `GET /runs/{id}`: the stored debug trace of a recent run.
+//! - `GET /api/v1/status`: the status document for bots (JSON, `docs/status-api.schema.json`),
+//!   with an `ETag` that changes only with what a bot acts on (`status_api`).
+//! - `GET /api/v1/incidents.atom`: the incidents as an Atom feed.
+//! - `GET /badge/{target}.svg`: a small status badge of a target.
 //! - `GET /probe?target=T&probe=P[&debug=true]`: one run now, within the target's budget
 //!   (`HEAD` and every other method: 405 with `Allow: GET`, never a run).
 //! - `GET /-/healthy`: liveness. `GET /-/ready`: 200 once the config is loaded and probes run.
@@ -20,6 +24,7 @@
 
 mod accept;
 pub mod scrape;
+pub mod status_api;
 pub mod status_page;
 
 pub use accept::{HEADER_READ_TIMEOUT, TLS_HANDSHAKE_TIMEOUT, serve, serve_capped, serve_tls};
@@ -40,6 +45,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::web::{BasicAuth, Verdict, WebConfig};
+use crate::history::status::TargetStatus;
 use crate::metrics::Metrics;
 use crate::run::{Generation, Mode, RunResult, Runner};
 
@@ -149,6 +155,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
             get(probe).head(probe_get_only).fallback(probe_get_only),
         )
         .route("/runs/{id}", get(run_trace))
+        .route("/api/v1/status", get(api_status))
+        .route("/api/v1/incidents.atom", get(api_incidents))
+        .route("/badge/{file}", get(badge_svg))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
@@ -378,6 +387,58 @@ async fn probe(State(shared): State<Arc<Shared>>, Query(query): Query<ProbeQuery
             single_run_exposition(&record),
         )
             .into_response(),
+    }
+}
+
+/// Every configured target's status at now.
+fn current_status(shared: &Shared) -> (Vec<TargetStatus>, chrono::DateTime<chrono::Utc>) {
+    let generation = shared.generation();
+    let targets: Vec<(&str, Vec<&str>)> = generation
+        .targets
+        .iter()
+        .map(|rt| {
+            let probes = rt.target.probes.iter().map(|p| p.name.as_str()).collect();
+            (rt.target.name.as_str(), probes)
+        })
+        .collect();
+    let now = shared.runner.clock().now();
+    (shared.runner.history().status().view(&targets, now), now)
+}
+
+/// `GET /api/v1/status`.
+async fn api_status(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let (statuses, now) = current_status(&shared);
+    let mut body =
+        serde_json::to_vec_pretty(&status_api::document(&statuses, now)).unwrap_or_default();
+    body.push(b'\n');
+    status_api::cached(&headers, "application/json", body)
+}
+
+/// `GET /api/v1/incidents.atom`.
+async fn api_incidents(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let now = shared.runner.clock().now().timestamp();
+    let body = status_api::atom(&shared.runner.history().status().incidents(), now);
+    status_api::cached(&headers, "application/atom+xml", body.into_bytes())
+}
+
+/// `GET /badge/<target>.svg`; 404 for a target that is not configured.
+async fn badge_svg(
+    State(shared): State<Arc<Shared>>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let (statuses, _) = current_status(&shared);
+    let found = file
+        .strip_suffix(".svg")
+        .and_then(|name| statuses.iter().find(|s| s.name == name));
+    match found {
+        Some(status) => status_api::cached(
+            &headers,
+            "image/svg+xml",
+            status_api::badge(&status.name, status.state()).into_bytes(),
+        ),
+        // A fixed answer: the path is not echoed.
+        None => (StatusCode::NOT_FOUND, "no such target\n").into_response(),
     }
 }
 

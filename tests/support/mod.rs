@@ -192,6 +192,7 @@ impl Daemon {
             WebConfig::default(),
             Access::plain(),
             prober,
+            None,
         )
         .await
     }
@@ -204,7 +205,19 @@ impl Daemon {
         web: WebConfig,
         access: Access,
     ) -> Self {
-        Self::launch(sim, sim_addr, text, web, access, None).await
+        Self::launch(sim, sim_addr, text, web, access, None, None).await
+    }
+
+    /// [`Daemon::start_with`] keeping its state file in `state_directory`.
+    pub async fn start_kept(
+        sim: Simulator,
+        sim_addr: SocketAddr,
+        text: &str,
+        state_directory: &std::path::Path,
+    ) -> Self {
+        let (web, access) = (WebConfig::default(), Access::plain());
+        let state = Some(state_directory.to_owned());
+        Self::launch(sim, sim_addr, text, web, access, None, state).await
     }
 
     async fn launch(
@@ -214,6 +227,7 @@ impl Daemon {
         web: WebConfig,
         access: Access,
         prober: Option<Arc<dyn Prober>>,
+        state_directory: Option<std::path::PathBuf>,
     ) -> Self {
         let env = Arc::new(TestEnv::default());
         let config = Config::parse(text, "test.toml", env.as_ref(), chrono::Utc::now())
@@ -230,7 +244,7 @@ impl Daemon {
             prober,
             clock: Arc::new(SystemClock),
             web,
-            state_directory: None,
+            state_directory,
         };
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(daemon::run_on(config, listener, options, async move {
