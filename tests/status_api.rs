@@ -13,7 +13,7 @@ use lastfm_monitor::history::state::State;
 use lastfm_monitor::sim::Scenario;
 use serde_json::Value;
 
-use crate::support::{Daemon, http_client, target_toml};
+use crate::support::{Daemon, Extra, http_client, target_toml};
 
 /// The longest any single wait may take.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -405,7 +405,11 @@ async fn incidents_survive_a_restart_through_the_state_file() {
     let (sim, sim_addr) = lastfm_monitor::sim::spawn_local(error_11())
         .await
         .expect("the simulator binds");
-    let daemon = Daemon::start_kept(sim, sim_addr, &config(sim_addr), dir.path()).await;
+    let kept = || Extra {
+        state_directory: Some(dir.path().to_owned()),
+        ..Extra::default()
+    };
+    let daemon = Daemon::start_extra(sim, sim_addr, &config(sim_addr), kept()).await;
     let mut seen = Vec::new();
     wait_state(&daemon, "outage", &mut seen).await;
     daemon.sim.set_scenario(healthy());
@@ -416,14 +420,14 @@ async fn incidents_survive_a_restart_through_the_state_file() {
         "{before}"
     );
     daemon.stop().await;
-    let kept = std::fs::read_to_string(dir.path().join("state.json")).expect("a state file");
-    assert!(kept.contains("\"incidents\""), "{kept}");
+    let file = std::fs::read_to_string(dir.path().join("state.json")).expect("a state file");
+    assert!(file.contains("\"incidents\""), "{file}");
 
     // A new process (and a new simulator) with the same state directory.
     let (sim, sim_addr) = lastfm_monitor::sim::spawn_local(healthy())
         .await
         .expect("the simulator binds");
-    let daemon = Daemon::start_kept(sim, sim_addr, &config(sim_addr), dir.path()).await;
+    let daemon = Daemon::start_extra(sim, sim_addr, &config(sim_addr), kept()).await;
     let (_, _, _, after) = get(&daemon, "/api/v1/incidents.atom", None).await;
     assert!(
         after.contains("<title>sim: outage (ended)</title>"),
@@ -440,5 +444,68 @@ async fn incidents_survive_a_restart_through_the_state_file() {
         doc["targets"][0]["since"].is_string(),
         "the state's start is kept: {doc:#}"
     );
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn the_status_listener_serves_the_status_and_refuses_metrics_and_probe() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let status_addr = listener.local_addr().expect("an address");
+    let (sim, sim_addr) = lastfm_monitor::sim::spawn_local(healthy())
+        .await
+        .expect("the simulator binds");
+    let config = format!(
+        "[defaults]\nstartup_jitter = \"0s\"\n{}\n{PROBES}",
+        target_toml(sim_addr, "")
+    );
+    let extra = Extra {
+        status_listener: Some(std::sync::Arc::new(listener)),
+        ..Extra::default()
+    };
+    let daemon = Daemon::start_extra(sim, sim_addr, &config, extra).await;
+    wait_state(&daemon, "operational", &mut Vec::new()).await;
+    let client = http_client().build().expect("client");
+    let fetch = |path: &str| {
+        let request = client.get(format!("http://{status_addr}{path}"));
+        async move {
+            let response = request.send().await.expect("the status listener answers");
+            let status = response.status().as_u16();
+            (status, response.text().await.expect("a body"))
+        }
+    };
+    let (status, page) = fetch("/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("artist.getInfo"), "{page}");
+    for link in ["/probe?", "/runs/", "href=\"/metrics\""] {
+        assert!(!page.contains(link), "the public page links {link}");
+    }
+    let (status, body) = fetch("/api/v1/status").await;
+    assert_eq!(status, 200);
+    assert_valid(&serde_json::from_str(&body).expect("JSON"));
+    assert_eq!(fetch("/api/v1/incidents.atom").await.0, 200);
+    assert_eq!(fetch("/badge/sim.svg").await.0, 200);
+    assert_eq!(fetch("/-/healthy").await, (200, "OK\n".to_owned()));
+    for refused in [
+        "/metrics",
+        "/probe?target=sim&probe=artist.getInfo",
+        "/runs/1",
+        "/-/ready",
+    ] {
+        assert_eq!(fetch(refused).await.0, 404, "{refused}");
+    }
+    let (status, _) = {
+        let response = client
+            .post(format!("http://{status_addr}/-/reload"))
+            .send()
+            .await
+            .expect("an answer");
+        (response.status().as_u16(), ())
+    };
+    assert!(status == 404 || status == 405, "reload refused: {status}");
+    // The main listener still has everything, its page with the links.
+    let (status, page) = daemon.get("/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("/probe?target=sim"), "{page}");
+    assert_eq!(daemon.get("/metrics").await.0, 200);
     daemon.stop().await;
 }

@@ -155,6 +155,17 @@ async fn daemon(cli: Cli, web: WebConfig) -> ExitCode {
     let mut options = Options::for_file(cli.config_file.clone(), env);
     options.web = web;
     options.state_directory = state_directory;
+    if let Some(address) = cli.status_listen_address {
+        match std::net::TcpListener::bind(address) {
+            Ok(listener) => options.status_listener = Some(Arc::new(listener)),
+            Err(err) => {
+                eprintln!(
+                    "lastfm-monitor: cannot listen on --web.status-listen-address {address}: {err}"
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     finish(
         daemon::run(
             config,

@@ -167,14 +167,35 @@ fn serve(
     if let Some(warning) = crate::config::web::cost_warning(&options.web.users) {
         tracing::warn!("{warning}");
     }
+    let cap = usize::try_from(max_connections).unwrap_or(usize::MAX);
     daemon.tracker.spawn(server::serve_capped(
         listener,
         server::router(Arc::clone(&daemon.shared)),
         options.web.tls.as_ref().map(|tls| tls.acceptor()),
-        usize::try_from(max_connections).unwrap_or(usize::MAX),
+        cap,
         daemon.root.clone(),
         daemon.tracker.clone(),
     ));
+    if let Some(status) = &options.status_listener {
+        // Its own copy of the socket: `Options` stays cloneable and the bound one is kept.
+        let status = status
+            .try_clone()
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .and_then(TcpListener::from_std)
+            .context("cannot use the status listener")?;
+        let status_address = status
+            .local_addr()
+            .context("cannot read the status address")?;
+        tracing::info!(address = %status_address, "status listener: /, /api/v1/*, /badge/*, /-/healthy");
+        daemon.tracker.spawn(server::serve_capped(
+            status,
+            server::status_router(Arc::clone(&daemon.shared)),
+            options.web.tls.as_ref().map(|tls| tls.acceptor()),
+            cap,
+            daemon.root.clone(),
+            daemon.tracker.clone(),
+        ));
+    }
     Ok(address)
 }
 

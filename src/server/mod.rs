@@ -14,6 +14,9 @@
 //! - `GET /-/healthy`: liveness. `GET /-/ready`: 200 once the config is loaded and probes run.
 //! - `POST /-/reload`: reload the configuration, as SIGHUP does.
 //!
+//! The status listener (`--web.status-listen-address`, [`status_router`]) serves only `/` (without
+//! run-now and trace links), `/api/v1/*`, `/badge/*` and `/-/healthy`, behind the same layers.
+//!
 //! Other methods on these paths answer 405, other paths a fixed 404 that does not echo the path.
 //! axum's `serve` installs no header-read timeout (axum#2741), so [`serve`] runs its own hyper
 //! accept loop (`accept.rs`) with one, a cap on connections and 10 s from accept to the first
@@ -145,8 +148,7 @@ impl Shared {
 
 /// The router for every endpoint.
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/", get(status_page))
+    let routes = Router::new()
         .route("/metrics", get(metrics))
         // axum answers HEAD with the GET handler (dropping the body), which for `/probe` would
         // send a real upstream request: HEAD, like every other method, gets 405 here.
@@ -155,13 +157,36 @@ pub fn router(shared: Arc<Shared>) -> Router {
             get(probe).head(probe_get_only).fallback(probe_get_only),
         )
         .route("/runs/{id}", get(run_trace))
+        .route("/-/ready", get(ready))
+        .route("/-/reload", post(reload));
+    layered(status_routes(routes, status_page), shared)
+}
+
+/// The router of the status listener (`--web.status-listen-address`), which a reverse proxy
+/// may publish: the page without run-now and trace links, the status API, the badges and
+/// liveness; `/metrics`, `/probe` and everything else answer 404.
+pub fn status_router(shared: Arc<Shared>) -> Router {
+    layered(status_routes(Router::new(), public_status_page), shared)
+}
+
+/// The routes both listeners serve, with `page` at `/`.
+fn status_routes<H, T>(routes: Router<Arc<Shared>>, page: H) -> Router<Arc<Shared>>
+where
+    H: axum::handler::Handler<T, Arc<Shared>>,
+    T: 'static,
+{
+    routes
+        .route("/", get(page))
         .route("/api/v1/status", get(api_status))
         .route("/api/v1/incidents.atom", get(api_incidents))
         .route("/badge/{file}", get(badge_svg))
         .route("/-/healthy", get(healthy))
-        .route("/-/ready", get(ready))
-        .route("/-/reload", post(reload))
         .fallback(not_found)
+}
+
+/// The layers every listener has: headers on every answer, then authentication, then the cap.
+fn layered(routes: Router<Arc<Shared>>, shared: Arc<Shared>) -> Router {
+    routes
         // Outermost last: headers on every answer, then authentication, then the cap. Password
         // checks have their own bound (`BasicAuth::check`), so wrong passwords queue there and
         // never take the requests-in-flight permits an authorised scraper needs.
@@ -293,10 +318,20 @@ async fn not_found() -> Response {
 }
 
 async fn status_page(State(shared): State<Arc<Shared>>) -> Html<String> {
-    Html(crate::server::status_page::render(
+    Html(status_page::render(
         &shared.generation(),
         shared.runner.history(),
         shared.runner.clock().now(),
+        status_page::Audience::Operators,
+    ))
+}
+
+async fn public_status_page(State(shared): State<Arc<Shared>>) -> Html<String> {
+    Html(status_page::render(
+        &shared.generation(),
+        shared.runner.history(),
+        shared.runner.clock().now(),
+        status_page::Audience::Public,
     ))
 }
 
