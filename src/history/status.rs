@@ -168,8 +168,9 @@ impl Cause {
                 format!("upstream failures since {since}{ours}")
             }
             (State::Operational, _) if counts => format!(
-                "Last.fm answers normally, {} runs since {since}{ours}",
-                self.runs
+                "Last.fm answers normally, {} run{} since {since}{ours}",
+                self.runs,
+                if self.runs == 1 { "" } else { "s" }
             ),
             (State::Operational, _) => format!("Last.fm answers normally since {since}{ours}"),
         }

@@ -26,6 +26,8 @@
 //! response.
 
 mod accept;
+pub mod markup;
+pub mod pictures;
 pub mod scrape;
 pub mod status_api;
 pub mod status_page;

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::history::incidents::Incident;
 use crate::history::status::{State as TargetState, TargetStatus};
-use crate::server::status_page::escape;
+use crate::server::markup::escape;
 
 /// The document's `version`; a change that breaks a field's meaning raises it.
 pub const VERSION: u32 = 1;

@@ -1,17 +1,21 @@
 //! The `GET /` status page: plain HTML, no JavaScript, no external assets.
 //!
 //! It answers the on-call questions at a glance (which target, which probe, since when, is the
-//! key in trouble) and links every recent run to its stored trace. Upstream text (error messages,
+//! key in trouble) and links every recent run to its stored trace. Above the tables, the
+//! pictures (`pictures.rs`): a state banner per target, each probe's last results and latency,
+//! the incidents. Upstream text (error messages,
 //! check failures) is untrusted, so everything interpolated goes through [`escape`].
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
 use crate::classify::{Blame, Classification, Condition};
-use crate::history::trace::is_bidi_control;
 use crate::history::{History, outcome_text};
 use crate::run::Generation;
+pub use crate::server::markup::escape;
+use crate::server::pictures;
 
 /// Who the page is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,25 +30,6 @@ pub enum Audience {
 
 /// How many recent runs the page lists.
 const RECENT_ROWS: usize = 60;
-
-/// HTML-escapes text for element content and quoted attributes.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if (c.is_control() && c != '\n' && c != '\t') || is_bidi_control(c) => {
-                out.push('\u{fffd}');
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 fn age(now: DateTime<Utc>, then: DateTime<Utc>) -> String {
     let secs = (now - then).num_seconds().max(0);
@@ -140,8 +125,23 @@ pub fn render(
     now: DateTime<Utc>,
     audience: Audience,
 ) -> String {
-    let mut out = String::with_capacity(32 * 1024);
+    let mut out = String::with_capacity(64 * 1024);
     head(&mut out, now, audience);
+    let targets: Vec<(&str, Vec<&str>)> = generation
+        .targets
+        .iter()
+        .map(|rt| {
+            let probes = rt.target.probes.iter().map(|p| p.name.as_str()).collect();
+            (rt.target.name.as_str(), probes)
+        })
+        .collect();
+    let statuses = history.status().view(&targets, now);
+    pictures::banners(&mut out, &statuses, now.timestamp());
+    // Trace links only to runs the rings still keep, and only for operators.
+    let kept: Option<HashSet<u64>> = (audience == Audience::Operators)
+        .then(|| history.recent(usize::MAX).iter().map(|r| r.id).collect());
+    pictures::strips(&mut out, &statuses, kept.as_ref());
+    pictures::incidents(&mut out, &history.status().incidents(), now.timestamp());
     let instant = tokio::time::Instant::now();
     targets_table(&mut out, generation, instant);
     if audience == Audience::Operators {
@@ -167,8 +167,9 @@ fn head(out: &mut String, now: DateTime<Utc>, audience: Audience) {
         "th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;font-size:.9em}",
         "th{background:#f3f3f3}.ok{background:#e6f4ea}.bad{background:#fce8e6}",
         ".warn{background:#fef7e0}code{font-size:.9em}",
-        "</style></head><body>\n<h1>lastfm-monitor</h1>\n"
     ));
+    out.push_str(pictures::STYLE);
+    out.push_str("</style></head><body>\n<h1>lastfm-monitor</h1>\n");
     let links = match audience {
         Audience::Operators => {
             "<a href=\"/metrics\">/metrics</a> &middot; <a href=\"/-/ready\">/-/ready</a> &middot; \
@@ -330,13 +331,5 @@ mod tests {
         assert!(until(ms(300), at).starts_with("in 1s ("));
         assert!(until(ms(42_000), at).starts_with("in 42s ("));
         assert!(until(ms(600_000), at).starts_with("in 10m ("));
-    }
-
-    #[test]
-    fn escape_neutralises_markup() {
-        assert_eq!(
-            escape("<script>alert(\"x\")</script>&'"),
-            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;"
-        );
     }
 }
