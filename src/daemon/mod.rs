@@ -167,12 +167,13 @@ fn serve(
     if let Some(warning) = crate::config::web::cost_warning(&options.web.users) {
         tracing::warn!("{warning}");
     }
-    let cap = usize::try_from(max_connections).unwrap_or(usize::MAX);
+    // One cap for both listeners: the descriptor table was sized for `max_connections`.
+    let cap = server::ConnectionCap::new(usize::try_from(max_connections).unwrap_or(usize::MAX));
     daemon.tracker.spawn(server::serve_capped(
         listener,
         server::router(Arc::clone(&daemon.shared)),
         options.web.tls.as_ref().map(|tls| tls.acceptor()),
-        cap,
+        cap.clone(),
         daemon.root.clone(),
         daemon.tracker.clone(),
     ));

@@ -236,6 +236,22 @@ mod tests {
         let loaded = file.load().unwrap().unwrap();
         assert_eq!(loaded, snapshot());
         assert_eq!(loaded.status, None);
+        // A status model this version cannot read is dropped, the budgets kept.
+        std::fs::write(
+            file.path(),
+            std::fs::read_to_string(file.path()).unwrap().replacen(
+                "\"targets\": {\"lastfm\"",
+                "\"status\": {\"targets\": {\"x\": {\"state\": \"from-the-future\"}}},\n\"targets\": {\"lastfm\"",
+                1,
+            ),
+        )
+        .unwrap();
+        assert!(
+            std::fs::read_to_string(file.path())
+                .unwrap()
+                .contains("from-the-future")
+        );
+        assert_eq!(file.load(), Ok(Some(snapshot())));
         // And one with the status model round-trips.
         let mut with_status = snapshot();
         with_status.status = Some(crate::history::status::SavedStatus::default());

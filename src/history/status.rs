@@ -426,13 +426,15 @@ impl StatusBook {
         lock(&self.inner).incidents.newest_first()
     }
 
-    /// Forgets probes (and targets with none left) that `keep` refuses.
+    /// Forgets probes (and targets with none left, with their incidents) that `keep` refuses.
     pub fn retain(&self, keep: impl Fn(&str, &str) -> bool) {
         let mut book = lock(&self.inner);
-        book.targets.retain(|target, track| {
+        let SavedStatus { targets, incidents } = &mut *book;
+        targets.retain(|target, track| {
             track.probes.retain(|probe, _| keep(target, probe));
             !track.probes.is_empty()
         });
+        incidents.retain(|target| targets.contains_key(target));
     }
 
     /// What the state file keeps, as of at most a minute ago unless `fresh` (shutdown).

@@ -21,9 +21,22 @@ pub struct Snapshot {
     pub version: u32,
     /// Per target name.
     pub targets: BTreeMap<String, TargetState>,
-    /// The status model; absent from files written before it existed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The status model; absent from files written before it existed. One this version cannot
+    /// read (a label a later version added) is dropped, never the budgets with it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
     pub status: Option<SavedStatus>,
+}
+
+/// The status model when it reads, else nothing.
+fn lenient<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SavedStatus>, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
 }
 
 /// One target's kept state.

@@ -32,7 +32,9 @@ pub mod scrape;
 pub mod status_api;
 pub mod status_page;
 
-pub use accept::{HEADER_READ_TIMEOUT, TLS_HANDSHAKE_TIMEOUT, serve, serve_capped, serve_tls};
+pub use accept::{
+    ConnectionCap, HEADER_READ_TIMEOUT, TLS_HANDSHAKE_TIMEOUT, serve, serve_capped, serve_tls,
+};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
