@@ -7,7 +7,9 @@
 //! send) is kept in one small JSON file, `state.json` in the state directory (`--state.directory`, by default
 //! systemd's `$STATE_DIRECTORY`; without either nothing is kept). It is written atomically
 //! (a temporary file, then a rename) at most once a second while requests go out, and at
-//! shutdown, so a crash loses at most the last second. A missing file is a first start; an
+//! shutdown, so a crash loses at most the last second. The status model (states, uptime,
+//! incidents) rides along, taken up at most once a minute and at shutdown
+//! (`StatusBook::saved`): it is larger, and a minute of it is cheap to lose. A missing file is a first start; an
 //! unreadable or foreign one is logged and set aside: the daemon starts with fresh budgets rather
 //! than not at all. Times are wall-clock Unix milliseconds, the only clock that outlives the
 //! process.
