@@ -1,18 +1,17 @@
 //! What survives a restart: each target's request budget and when each probe last sent.
 //!
-//! Without it every start would get a full token bucket, no backoff and a fresh start-up jitter:
-//! a crash loop or a deploy storm of ten restarts in a minute would send ten bursts, and a key
+//! Without it every start would get a full token bucket, no backoff and a fresh start-up jitter: a
+//! crash loop or a deploy storm of ten restarts in a minute would send ten bursts, and a key
 //! backing off after error 29 (or slowed after error 26) would be probed again at once. So the
-//! snapshot the run stage hands over ([`Snapshot`]: the gates and each probe's last scheduled
-//! send) is kept in one small JSON file, `state.json` in the state directory (`--state.directory`, by default
-//! systemd's `$STATE_DIRECTORY`; without either nothing is kept). It is written atomically
-//! (a temporary file, then a rename) at most once a second while requests go out, and at
-//! shutdown, so a crash loses at most the last second. The status model (states, uptime,
-//! incidents) rides along, taken up at most once a minute and at shutdown
-//! (`StatusBook::saved`): it is larger, and a minute of it is cheap to lose. A missing file is a first start; an
-//! unreadable or foreign one is logged and set aside: the daemon starts with fresh budgets rather
-//! than not at all. Times are wall-clock Unix milliseconds, the only clock that outlives the
-//! process.
+//! snapshot the run stage hands over ([`Snapshot`]: the gates and each probe's last scheduled send)
+//! is kept in one small JSON file, `state.json` in the state directory (`--state.directory`, by
+//! default systemd's `$STATE_DIRECTORY`; without either nothing is kept). It is written atomically
+//! (a temporary file, then a rename) at most once a second while requests go out, and at shutdown,
+//! so a crash loses at most the last second. The status model (states, uptime, incidents) rides
+//! along, taken up at most once a minute and at shutdown (`StatusBook::saved`): it is larger, and a
+//! minute of it is cheap to lose. A missing file is a first start; an unreadable or foreign one is
+//! logged and set aside: the daemon starts with fresh budgets rather than not at all. Times are
+//! wall-clock Unix milliseconds, the only clock that outlives the process.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
