@@ -33,6 +33,8 @@ use crate::history::uptime::{Figure, Uptime};
 pub const KEEP_POINTS: usize = 60;
 /// Failure kinds tallied per target and state (a tally beyond it still counts the run).
 const KEEP_KINDS: usize = 16;
+/// Results the state file keeps, all probes together.
+const SAVE_POINTS: usize = 20_000;
 /// The least time between two captures for the state file (seconds).
 const SAVE_GAP: i64 = 60;
 
@@ -211,7 +213,91 @@ pub struct Observed<'a> {
 /// A probe's kept results.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct ProbeTrack {
+    #[serde(with = "points_text")]
     points: VecDeque<Point>,
+}
+
+/// A probe's results in the state file as one line of text, "at outcome met upstream code
+/// status latency run" per result, `;` between results: a JSON array of objects would take
+/// five times the room once pretty-printed.
+mod points_text {
+    use std::collections::VecDeque;
+    use std::fmt::Write as _;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    use crate::classify::Outcome;
+    use crate::history::status::Point;
+
+    fn optional<T: std::fmt::Display>(value: Option<T>) -> String {
+        value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+    }
+
+    pub(super) fn serialize<S: Serializer>(
+        points: &VecDeque<Point>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut text = String::with_capacity(points.len() * 40);
+        for (i, p) in points.iter().enumerate() {
+            let _ = write!(
+                text,
+                "{}{} {} {} {} {} {} {} {}",
+                if i == 0 { "" } else { ";" },
+                p.at,
+                p.outcome.as_label(),
+                u8::from(p.met),
+                u8::from(p.upstream),
+                optional(p.code),
+                optional(p.status),
+                p.latency_ms,
+                p.run
+            );
+        }
+        serializer.serialize_str(&text)
+    }
+
+    fn parse(item: &str) -> Option<Point> {
+        let mut fields = item.split(' ');
+        let mut next = || fields.next();
+        let at = next()?.parse().ok()?;
+        let label = next()?;
+        let outcome = Outcome::ALL.into_iter().find(|o| o.as_label() == label)?;
+        let flag = |text: Option<&str>| match text? {
+            "1" => Some(true),
+            "0" => Some(false),
+            _ => None,
+        };
+        let met = flag(next())?;
+        let upstream = flag(next())?;
+        let code = match next()? {
+            "-" => None,
+            text => Some(text.parse().ok()?),
+        };
+        let status = match next()? {
+            "-" => None,
+            text => Some(text.parse().ok()?),
+        };
+        Some(Point {
+            at,
+            outcome,
+            met,
+            upstream,
+            code,
+            status,
+            latency_ms: next()?.parse().ok()?,
+            run: next()?.parse().ok()?,
+        })
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<VecDeque<Point>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.split(';')
+            .filter(|item| !item.is_empty())
+            .map(|item| parse(item).ok_or_else(|| D::Error::custom("unreadable result")))
+            .collect()
+    }
 }
 
 /// A target's status.
@@ -296,6 +382,24 @@ impl Track {
 pub struct SavedStatus {
     targets: BTreeMap<String, Track>,
     incidents: Incidents,
+}
+
+impl SavedStatus {
+    /// Keeps at most [`SAVE_POINTS`] results in all, the newest of each probe, so the state
+    /// file stays far below its cap (about 130 bytes a result) with thousands of probes.
+    fn trim_points(&mut self) {
+        let probes: usize = self.targets.values().map(|t| t.probes.len()).sum();
+        let keep = (SAVE_POINTS / probes.max(1)).min(KEEP_POINTS);
+        for probe in self
+            .targets
+            .values_mut()
+            .flat_map(|t| t.probes.values_mut())
+        {
+            while probe.points.len() > keep {
+                probe.points.pop_front();
+            }
+        }
+    }
 }
 
 /// A target's status as views read it.
@@ -443,7 +547,8 @@ impl StatusBook {
         match &*saved {
             Some((at, status)) if !fresh && now - *at < SAVE_GAP => status.clone(),
             Some(_) | None => {
-                let status = lock(&self.inner).clone();
+                let mut status = lock(&self.inner).clone();
+                status.trim_points();
                 *saved = Some((now, status.clone()));
                 status
             }
@@ -665,6 +770,49 @@ mod tests {
         );
         assert_eq!(book.saved(start + 3630, false), saved);
         assert_ne!(book.saved(start + 3630, true), saved);
+    }
+
+    #[test]
+    fn the_state_file_keeps_fewer_results_per_probe_when_there_are_thousands() {
+        let book = StatusBook::default();
+        for p in 0..1000 {
+            for i in 0..60 {
+                let mut r = run(i, &format!("p{p}"), T0 + i as i64, error_11());
+                r.target = format!("t{}", p % 10);
+                book.feed(&r, &facts(true, &[]));
+            }
+        }
+        let saved = book.saved(T0 + 100, true);
+        let kept: usize = saved
+            .targets
+            .values()
+            .flat_map(|t| t.probes.values())
+            .map(|p| p.points.len())
+            .sum();
+        assert_eq!(kept, 20 * 1000);
+        let small = StatusBook::default();
+        small.feed(&run(1, "a", T0, error_11()), &facts(true, &[]));
+        let saved = small.saved(T0, true);
+        assert_eq!(saved.targets["lastfm"].probes["a"].points.len(), 1);
+    }
+
+    #[test]
+    fn results_are_one_line_of_text_in_the_state_file_and_a_bad_one_is_refused() {
+        let book = StatusBook::default();
+        book.feed(&run(7, "a", T0, error_11()), &facts(false, &[]));
+        book.feed(
+            &run(8, "a", T0 + 60, Classification::success(200)),
+            &facts(true, &[]),
+        );
+        let json = serde_json::to_string(&book.saved(T0 + 60, true)).unwrap();
+        assert!(
+            json.contains("\"points\":\"1764000000 api_error 0 1 11 503 40 7;1764000060 success 1 0 - 200 40 8\""),
+            "{json}"
+        );
+        let broken = json.replace("api_error 0 1 11", "api_error 0 1 eleven");
+        assert!(serde_json::from_str::<SavedStatus>(&broken).is_err());
+        let broken = json.replace("success 1 0", "no_such_outcome 1 0");
+        assert!(serde_json::from_str::<SavedStatus>(&broken).is_err());
     }
 
     #[test]

@@ -29,7 +29,47 @@ struct Ring {
     slot_secs: i64,
     /// The absolute index (Unix seconds / `slot_secs`) of the newest slot written.
     newest: i64,
+    #[serde(with = "slots_text")]
     slots: Vec<[u16; 2]>,
+}
+
+/// The slots in the state file as one line of text: `m` for a slot up all its `m` monitored
+/// seconds (`0` for an empty one), `m/u` otherwise, space-separated. A JSON array of pairs
+/// takes ten times the room once pretty-printed.
+mod slots_text {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    pub(super) fn serialize<S: Serializer>(
+        slots: &[[u16; 2]],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let words: Vec<String> = slots
+            .iter()
+            .map(|[monitored, up]| {
+                if monitored == up {
+                    monitored.to_string()
+                } else {
+                    format!("{monitored}/{up}")
+                }
+            })
+            .collect();
+        serializer.serialize_str(&words.join(" "))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<[u16; 2]>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.split(' ')
+            .map(|word| {
+                let (monitored, up) = word.split_once('/').unwrap_or((word, word));
+                match (monitored.parse::<u16>(), up.parse::<u16>()) {
+                    (Ok(monitored), Ok(up)) if up <= monitored => Ok([monitored, up]),
+                    _ => Err(D::Error::custom("unreadable uptime slot")),
+                }
+            })
+            .collect()
+    }
 }
 
 impl Ring {
@@ -214,6 +254,20 @@ mod tests {
             "no change within a minute"
         );
         assert!(uptime.figures(T0 + 120)[0].ratio.unwrap() > 0.0);
+    }
+
+    #[test]
+    fn the_rings_are_one_line_of_text_each_in_the_state_file() {
+        let mut uptime = Uptime::default();
+        uptime.add(T0, T0 + 90, true);
+        uptime.add(T0 + 90, T0 + 150, false);
+        let json = serde_json::to_string(&uptime).unwrap();
+        assert!(json.contains(" 60 60/30 30/0 0 "), "{json}");
+        let back: Uptime = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, uptime);
+        // More up than monitored, or not a number: refused.
+        assert!(serde_json::from_str::<Uptime>(&json.replace("60/30", "30/60")).is_err());
+        assert!(serde_json::from_str::<Uptime>(&json.replace("60/30", "x")).is_err());
     }
 
     #[test]
