@@ -35,8 +35,9 @@ pub struct Cli {
 
     /// A second listen address that serves only the status page (without run-now and trace
     /// links), /api/v1/*, /badge/* and /-/healthy, for a public status page behind a reverse
-    /// proxy while /metrics and /probe stay private. The web config applies to it too.
-    #[arg(long = "web.status-listen-address", value_name = "ADDR")]
+    /// proxy while /metrics and /probe stay private. The web config applies to it too; `run`
+    /// and `demo` take it.
+    #[arg(long = "web.status-listen-address", value_name = "ADDR", global = true)]
     pub status_listen_address: Option<SocketAddr>,
 
     /// TLS (min_version TLS12 by default, client certificates) and bcrypt basic auth for every
