@@ -42,7 +42,9 @@ impl Incident {
 /// The incident ring.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Incidents {
+    /// The last id given, kept across restarts so a feed reader never sees an id twice.
     next_id: u64,
+    /// Oldest first, at most [`KEEP`].
     list: VecDeque<Incident>,
 }
 

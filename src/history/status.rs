@@ -11,7 +11,7 @@
 //! move a target to `degraded` or `outage`: our suspended key shows in the conditions, never
 //! in the state.
 //!
-//! Memory is bounded whatever the uptime: per probe the last [`KEEP_POINTS`] results (about 48
+//! Memory is bounded whatever the uptime: per probe the last [`KEEP_POINTS`] results (about 40
 //! bytes each), per target the uptime rings (under 1 KiB, `uptime.rs`) and a tally of at most
 //! [`KEEP_KINDS`] failure kinds, and one ring of at most 100 incidents (`incidents.rs`). For 100
 //! probes on 100 targets that is about 0.4 MiB, under the 1 MiB the design allows. It
@@ -213,6 +213,7 @@ pub struct Observed<'a> {
 /// A probe's kept results.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct ProbeTrack {
+    /// The last [`KEEP_POINTS`] results, oldest first: the strip and the last outcome.
     #[serde(with = "points_text")]
     points: VecDeque<Point>,
 }
@@ -303,15 +304,22 @@ mod points_text {
 /// A target's status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Track {
+    /// The state as of the latest run, so a change opens or closes an incident.
     state: State,
+    /// When `state` began (Unix seconds): the cause's "since".
     since: i64,
     /// Runs since `since`.
     runs: u32,
     /// Upstream failures since `since`, by kind.
     kinds: Vec<(Kind, u32)>,
+    /// Availability after the latest run: the span until the next run counts as up or down.
     available: bool,
+    /// The conditions after the latest run, shown beside the state.
     conditions: Vec<Condition>,
+    /// Time up and monitored.
     uptime: Uptime,
+    /// Per probe name, its last results; a probe's latest failure by Last.fm's fault makes
+    /// the target `degraded`.
     probes: BTreeMap<String, ProbeTrack>,
     /// The previous run's end in this process: the span since it is monitored time. Not kept
     /// across a restart, whose downtime is no one's.
@@ -380,7 +388,9 @@ impl Track {
 /// What the state file keeps of the status model.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavedStatus {
+    /// Per target name.
     targets: BTreeMap<String, Track>,
+    /// Every target's incidents, in one capped ring.
     incidents: Incidents,
 }
 
