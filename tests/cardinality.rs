@@ -13,14 +13,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lastfm_monitor::classify::{
-    CODE_LABELS, CodeTable, KNOWN_CODES, MismatchKind, Outcome, STATUS_LABELS,
+    CODE_LABELS, CanaryResult, CodeTable, IgnoredCode, KNOWN_CODES, MismatchKind, Outcome,
+    RateLimitScope, STATUS_LABELS,
 };
 use lastfm_monitor::config::{Format, Probe, Target};
 use lastfm_monitor::health::politeness::SkipReason;
 use lastfm_monitor::probe::{
     ProbeFuture, ProbeOutcome, Prober, Recorded, RequestTrace, Response, TransportFailure,
 };
-use lastfm_monitor::run::{Mode, RunResult};
+use lastfm_monitor::run::{CanaryRun, Mode, RunResult};
 use lastfm_monitor::schedule::SystemClock;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -137,6 +138,35 @@ fn random_response(rng: &mut StdRng) -> Canned {
     Ok((status, body))
 }
 
+/// Half of the time, a canary step gets an answer of its own shape: a write with a random
+/// `ignoredMessage` code (0 accepted, 1 to 5, or beyond), a read-back with or without the play.
+fn canary_answer(method: &str, rng: &mut StdRng) -> Option<Canned> {
+    if !rng.random_ratio(1, 2) {
+        return None;
+    }
+    let body = match method {
+        "track.updateNowPlaying" => format!(
+            r##"{{"nowplaying":{{"artist":{{"#text":"lastfm-monitor"}},"track":{{"#text":"write-path canary"}},"ignoredMessage":{{"code":"{}","#text":""}}}}}}"##,
+            rng.random_range(0..8)
+        ),
+        "user.getRecentTracks" => format!(
+            r##"{{"recenttracks":{{"track":[{{"artist":{{"#text":"lastfm-monitor"}},"name":"{}","@attr":{{"nowplaying":"true"}}}}],"@attr":{{"user":"{}"}}}}}}"##,
+            if rng.random_ratio(1, 2) {
+                "write-path canary"
+            } else {
+                "another"
+            },
+            if rng.random_ratio(4, 5) {
+                "canary"
+            } else {
+                "someone"
+            },
+        ),
+        _ => return None,
+    };
+    Some(Ok((200, Body::Bytes(body.into_bytes()))))
+}
+
 /// Answers the sweep, then seeded random responses; counts the responses given.
 #[derive(Debug)]
 struct RandomUpstream {
@@ -166,7 +196,7 @@ impl Prober for RandomUpstream {
             *given += 1;
             match sweep.pop() {
                 Some(next) => next,
-                None => random_response(rng),
+                None => canary_answer(&probe.method, rng).unwrap_or_else(|| random_response(rng)),
             }
         };
         let format = probe.format;
@@ -220,12 +250,84 @@ fn series_bound(targets: usize, probes: usize) -> usize {
         + HISTOGRAM_BOUNDS + 3 // buckets, +Inf, _sum, _count
         + 6 // success, http_status_code, last_error_code, last_run, last_success, interval
         + TransportFailure::all().count() // lastfm_probe_failures_total
+        + RateLimitScope::ALL.len() // lastfm_rate_limited_total
         + lastfm_monitor::probe::TIMED_PHASES.len(); // lastfm_probe_phase_duration_seconds
     // available, conditions, backoff, availability objective, certificate expiry (https
     // targets only)
     let per_target = 1 + lastfm_monitor::classify::Condition::ALL.len() + 1 + 1 + 1;
     let global = 1 + 2 + MAX_PROCESS_SERIES; // build_info, reload gauges, process_*
     probes * per_probe + targets * per_target + global
+}
+
+/// A canary's own series on top of its two steps' per-probe ones.
+fn canary_series() -> usize {
+    CanaryResult::ALL.len() * 2 // lastfm_canary_runs_total, lastfm_canary_last_result
+        + IgnoredCode::ALL.len() // lastfm_canary_ignored_total
+        + 10 + 3 // lastfm_canary_visible_seconds: buckets, +Inf, _sum, _count
+        + 2 // last run, last visible
+}
+
+/// A canary's runs (a write, then read-back polls) under random answers, every result among
+/// them: its series and its steps' stay within the bound, and promtool accepts the text.
+#[tokio::test(start_paused = true)]
+async fn random_canary_answers_cannot_grow_the_series_set() {
+    let seed = std::env::var("CARDINALITY_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    let upstream = Arc::new(RandomUpstream::new(seed));
+    let text = config("").replace(
+        "burst = 100",
+        "burst = 100\napi_secret = \"S\"\nsession_key = \"sk\"\nbackoff_initial = \"1s\"\nbackoff_max = \"2s\"",
+    ) + "\n[[targets.canaries]]\nname = \"np\"\nuser = \"canary\"\ninterval = \"1m\"\nvisible_within = \"3s\"\npoll_every = \"1s\"\ntimeout = \"1s\"\n";
+    let offline = Offline::new(
+        &text,
+        Arc::clone(&upstream) as Arc<dyn Prober>,
+        Arc::new(SystemClock),
+        "1.0.0",
+        "abc",
+    );
+    let generation = offline.shared.generation();
+    let rt = Arc::clone(&generation.targets[0]);
+    let cancel = CancellationToken::new();
+    let mut results = std::collections::BTreeSet::new();
+    while upstream.given() < 3 * CHECKPOINT {
+        let latest = Instant::now() + Duration::from_secs(3600);
+        match offline
+            .shared
+            .runner
+            .canary(&rt, 0, latest, Mode::Scheduled, &cancel)
+            .await
+        {
+            CanaryRun::Done { result, .. } => {
+                results.insert(result.as_label());
+            }
+            CanaryRun::Skipped(_) => tokio::time::sleep(Duration::from_secs(3600)).await,
+            CanaryRun::Cancelled => panic!("nothing cancels"),
+        }
+    }
+    let (status, last) = offline.request("GET", "/metrics").await;
+    assert_eq!(status, 200);
+    let bound = series_bound(1, 3) + canary_series();
+    println!(
+        "cardinality (canary; seed {seed}): {} series, bound {bound}, results {results:?}",
+        series_count(&last)
+    );
+    assert!(
+        series_count(&last) <= bound,
+        "{} series, bound {bound} (seed {seed})",
+        series_count(&last)
+    );
+    for result in ["visible", "not_visible", "ignored", "failed"] {
+        assert!(
+            results.contains(result),
+            "{result} never came (seed {seed}): {results:?}"
+        );
+    }
+    match promtool_check_metrics(&last) {
+        None | Some(Ok(())) => {}
+        Some(Err(findings)) => panic!("promtool check metrics (seed {seed}):\n{findings}"),
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -25,7 +25,25 @@ const TABLE: &[(&str, Option<usize>, Option<&str>)] = &[
         Some(6),
         Some("availability_objective"),
     ),
+    ("api", Some(5), Some("api")),
+    ("api-get-write", Some(11), Some("http_method")),
+    ("api-method", Some(9), Some("method")),
     ("backoff", Some(7), Some("backoff_max")),
+    ("canary-kind", Some(12), Some("kind")),
+    (
+        "canary-max-scrobbles",
+        Some(6),
+        Some("max_scrobbles_per_day"),
+    ),
+    (
+        "canary-scrobble-cap",
+        Some(9),
+        Some("max_scrobbles_per_day"),
+    ),
+    ("canary-step-name", Some(15), Some("name")),
+    ("canary-users", Some(15), Some("user")),
+    ("canary-window", Some(13), Some("visible_within")),
+    ("canary-without-session", Some(12), Some("session_key")),
     ("backoff-too-long", Some(6), Some("backoff_max")),
     ("bad-cron", Some(10), Some("cron")),
     ("bad-duration", Some(10), Some("interval")),
@@ -221,4 +239,32 @@ fn the_shipped_config_passes_the_same_check() {
         !run.stdout.contains("0123456789abcdef"),
         "the key is printed"
     );
+}
+
+/// A reader that goes away (`--config.check | head -1`) cuts the text short, never the run: no
+/// panic, and the exit status still says the file is good.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    use std::io::Read as _;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lastfm-monitor"))
+        .current_dir(manifest_dir())
+        .args(["--config.file", "config.toml", "--config.check"])
+        .env("LASTFM_API_KEY", "0123456789abcdef0123456789abcdef")
+        .env("RUST_BACKTRACE", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    // Closed before the summary is written: every write to stdout fails with EPIPE.
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .expect("piped")
+        .read_to_string(&mut stderr);
+    let status = child.wait().expect("the binary exits");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -5,11 +5,12 @@
 //! and the condition it raises. The classifier, the exporter's label set and the blame model read
 //! this one table, so a code is added or changed in one place.
 //!
-//! The table is a value, [`CodeTable`]: a target classifies with its service's table (Last.fm's
-//! for now) with the documented statuses its configuration overrides. The `code` label set is
+//! The table is a value, [`CodeTable`]: a target classifies with its service's table (Last.fm's,
+//! Libre.fm's or ListenBrainz's: the `api` of the target) with the documented statuses its
+//! configuration overrides. The `code` label set is
 //! fixed at compile time from the rows, so no response can grow the metric set.
 
-use crate::config::StatusTable;
+use crate::config::{Api, StatusTable};
 
 use super::verdict::{Blame, Condition};
 
@@ -167,6 +168,136 @@ const LASTFM: [Code; 17] = {
     ]
 };
 
+/// The codes GNU FM and ListenBrainz's compatibility API share (docs/LASTFM-API.md,
+/// "Compatible APIs"): every error comes with HTTP 200, so 200 is the documented status and no
+/// mismatch; the rows are Last.fm's meanings. Neither sends 26 or 29 (no key suspension, and
+/// ListenBrainz throttles with its own HTTP 429): one that comes anyway is blamed on the service.
+const COMPAT: [Code; 11] = {
+    use Blame::{Client, Upstream};
+    use Condition::{ApiKeyInvalid, ServiceOffline, SessionInvalid};
+    use Raises::{Always, Nothing, WhenSigned};
+    const OK: &[u16] = &[200];
+    [
+        row(2, "invalid service", Some("2"), OK, Client, Nothing),
+        row(3, "invalid method", Some("3"), OK, Client, Nothing),
+        row(
+            4,
+            "authentication failed",
+            Some("4"),
+            OK,
+            Client,
+            WhenSigned(SessionInvalid),
+        ),
+        row(5, "invalid format", Some("5"), OK, Client, Nothing),
+        row(6, "invalid parameters", Some("6"), OK, Client, Nothing),
+        // GNU FM's answer to an unknown user, artist or track (Last.fm's is 6).
+        row(7, "invalid resource", Some("7"), OK, Client, Nothing),
+        row(8, "operation failed", Some("8"), OK, Upstream, Nothing),
+        row(
+            9,
+            "invalid session key",
+            Some("9"),
+            OK,
+            Client,
+            WhenSigned(SessionInvalid),
+        ),
+        row(
+            10,
+            "invalid API key",
+            Some("10"),
+            OK,
+            Client,
+            Always(ApiKeyInvalid),
+        ),
+        row(
+            11,
+            "service offline",
+            Some("11"),
+            OK,
+            Upstream,
+            Always(ServiceOffline),
+        ),
+        row(
+            13,
+            "invalid method signature",
+            Some("13"),
+            OK,
+            Client,
+            Nothing,
+        ),
+    ]
+};
+
+/// GNU FM's codes: the shared ones and its radio subscription errors.
+const LIBREFM: [Code; 13] = join(
+    COMPAT,
+    [
+        // Named as Last.fm's retired radio API named them.
+        row(
+            12,
+            "subscribers only",
+            None,
+            &[200],
+            Blame::Client,
+            Raises::Nothing,
+        ),
+        row(
+            18,
+            "trial expired",
+            None,
+            &[200],
+            Blame::Client,
+            Raises::Nothing,
+        ),
+    ],
+);
+
+/// ListenBrainz's compatibility errors: the shared ones, its token errors, and 16, which answers
+/// a write sent with `GET` there (the request's fault, not an outage).
+const LISTENBRAINZ: [Code; 13] = join(
+    COMPAT,
+    [
+        row(
+            14,
+            "token not authorised",
+            None,
+            &[200],
+            Blame::Client,
+            Raises::Nothing,
+        ),
+        row(
+            16,
+            "temporarily unavailable",
+            Some("16"),
+            &[200],
+            Blame::Client,
+            Raises::Nothing,
+        ),
+    ],
+);
+
+/// `a` then `b`, at compile time.
+const fn join<const A: usize, const B: usize, const N: usize>(
+    a: [Code; A],
+    b: [Code; B],
+) -> [Code; N] {
+    assert!(
+        A + B == N,
+        "the joined table's length is the sum of its parts"
+    );
+    let mut out = [row(0, "", None, &[], Blame::Upstream, Raises::Nothing); N];
+    let mut i = 0;
+    while i < A {
+        out[i] = a[i];
+        i += 1;
+    }
+    while i < N {
+        out[i] = b[i - A];
+        i += 1;
+    }
+    out
+}
+
 /// How many codes have a label of their own.
 const LABELLED: usize = {
     let mut n = 0;
@@ -213,10 +344,14 @@ pub fn code_label(code: u32) -> &'static str {
     CODE_LABELS[code_index(code)]
 }
 
-/// A code's documented name ("service offline"), when Last.fm documents the code.
+/// A code's documented name ("service offline"), when Last.fm or a compatible service has the
+/// code.
 pub fn code_name(code: u32) -> Option<&'static str> {
+    // The compatible services' rows carry Last.fm's meanings; only their own codes add names.
     LASTFM
         .iter()
+        .chain(LIBREFM.iter())
+        .chain(LISTENBRAINZ.iter())
         .find(|row| row.code == code)
         .map(|row| row.name)
 }
@@ -229,9 +364,12 @@ pub fn code_index(code: u32) -> usize {
         .unwrap_or(KNOWN_CODES.len())
 }
 
-/// A service's error codes, with the documented statuses a target overrides.
+/// A service's error codes, with the documented statuses a target overrides: the classifier's
+/// part of a service profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeTable {
+    /// The service.
+    api: Api,
     /// The rows, in code order.
     codes: Vec<Code>,
     /// The target's `documented_statuses`, which replace a row's statuses.
@@ -241,10 +379,32 @@ pub struct CodeTable {
 impl CodeTable {
     /// Last.fm's codes.
     pub fn lastfm() -> Self {
+        Self::of(Api::Lastfm)
+    }
+
+    /// The codes of `api`'s service.
+    pub fn of(api: Api) -> Self {
+        let rows: &[Code] = match api {
+            Api::Lastfm => &LASTFM,
+            Api::Librefm => &LIBREFM,
+            Api::Listenbrainz => &LISTENBRAINZ,
+        };
         Self {
-            codes: LASTFM.to_vec(),
+            api,
+            codes: rows.to_vec(),
             overrides: StatusTable::default(),
         }
+    }
+
+    /// The service.
+    pub fn api(&self) -> Api {
+        self.api
+    }
+
+    /// Whether the service says how long to back off in `X-RateLimit-Reset-In` (seconds) rather
+    /// than `Retry-After`: ListenBrainz does, on its own 429.
+    pub fn reads_reset_in(&self) -> bool {
+        self.api == Api::Listenbrainz
     }
 
     /// This table with the documented statuses of `overrides` in place of its own.

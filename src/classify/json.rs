@@ -426,6 +426,13 @@ fn error_members(text: &str) -> usize {
 
 /// A document with an `error` member: a Last.fm error when it is a whole number.
 fn error_payload(error: &Value, message: Option<&Value>) -> Payload {
+    // GNU FM turns its XML `<error code="7">text</error>` into JSON as it is:
+    // `{"error": {"code": "7", "#text": "text"}}` (docs/LASTFM-API.md, "Compatible APIs").
+    if let Value::Object(element) = error
+        && let Some(code) = element.get("code")
+    {
+        return error_payload(code, element.get("#text").or(message));
+    }
     let text = match error {
         Value::Number(n) => n.to_string(),
         Value::String(s) => s.clone(),

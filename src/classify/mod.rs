@@ -10,19 +10,27 @@
 //! - `verdict`: the closed sets (outcome, blame, mismatch, condition) and [`Classification`].
 //! - `codes`: the one table of error codes (label, documented statuses, blame, condition) and
 //!   the bounded label sets of codes and statuses.
+//! - `canary`: what a write-path canary's write and read-back meant, and its run's result.
 //! - `local`: whether a failure is our network's fault, from the reference checks.
 //! - `payload`, `json`, `xml`: the readers that turn a body into what is judged.
+//! - `write`: what a write's success and a recent-tracks read-back say (for the canaries), and
+//!   the scope of a rate limit.
 //! - this module: the judgement itself, from facts and the probe's spec to a verdict.
 
+mod canary;
 mod codes;
 mod json;
 mod local;
 mod payload;
 mod verdict;
+mod write;
 mod xml;
 
 use serde_json::Value;
 
+pub use canary::{
+    CanaryResult, IgnoredCode, Sight, Wanted, WriteJudgement, canary_blame, judge_read, judge_write,
+};
 pub use codes::{
     CODE_LABELS, Code, CodeTable, KNOWN_CODES, Raises, STATUS_LABELS, code_index, code_label,
     code_name, status_label,
@@ -31,6 +39,10 @@ pub use local::{LocalNetwork, could_be_local, localize};
 pub use verdict::{
     Blame, Classification, Condition, Mismatch, MismatchKind, Outcome, RetryAfter,
     parse_retry_after,
+};
+pub use write::{
+    RateLimitScope, RecentEntry, RecentTracks, WriteAnswer, rate_limit_scope, read_recent_tracks,
+    read_write_answer,
 };
 
 use crate::config::{Check, CheckRule, Expectation, Format};
@@ -152,7 +164,11 @@ fn transport(
 fn response_verdict(response: &Response, spec: &ProbeSpec<'_>) -> Classification {
     let status = response.status;
     let payload = parse_payload(&response.body, spec.format, spec.checks);
-    let retry_after = response.retry_after.as_deref().and_then(parse_retry_after);
+    let retry_after = response
+        .retry_after
+        .as_deref()
+        .and_then(parse_retry_after)
+        .or_else(|| reset_in(response, spec.codes));
     let mut base = Classification {
         http_status: Some(status),
         retry_after,
@@ -183,6 +199,18 @@ fn response_verdict(response: &Response, spec: &ProbeSpec<'_>) -> Classification
             ..base
         },
     }
+}
+
+/// `X-RateLimit-Reset-In` (seconds) as a `Retry-After`, where the service says so.
+fn reset_in(response: &Response, codes: &CodeTable) -> Option<RetryAfter> {
+    if !codes.reads_reset_in() {
+        return None;
+    }
+    response
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("x-ratelimit-reset-in"))
+        .and_then(|(_, value)| parse_retry_after(value))
 }
 
 fn success_verdict(
@@ -227,12 +255,14 @@ fn error_verdict(
     status: u16,
     spec: &ProbeSpec<'_>,
 ) -> Classification {
-    let mismatch = if is_2xx(status) {
+    let documented = spec.codes.documented(code);
+    // A service that documents its errors with 200 (Libre.fm, ListenBrainz) tells no lie there.
+    let mismatch = if documented.contains(&status) {
+        None
+    } else if is_2xx(status) {
         Some(MismatchKind::ErrorWithSuccessStatus)
     } else {
-        let documented = spec.codes.documented(code);
-        (!documented.is_empty() && !documented.contains(&status))
-            .then_some(MismatchKind::StatusDisagreesWithCode)
+        (!documented.is_empty()).then_some(MismatchKind::StatusDisagreesWithCode)
     }
     .map(|kind| Mismatch {
         kind,
@@ -1187,5 +1217,98 @@ mod tests {
         for junk in ["", "+5", "-5", "1.5", "5s", "0x10"] {
             assert_eq!(parse_retry_after(junk), None, "{junk:?}");
         }
+    }
+
+    fn on(api: crate::config::Api, outcome: &ProbeOutcome, format: Format) -> Classification {
+        let table = CodeTable::of(api);
+        classify(
+            outcome,
+            &ProbeSpec {
+                format,
+                signed: false,
+                expect: Expectation::Success,
+                checks: &[],
+                codes: &table,
+                host: "example.org",
+            },
+        )
+    }
+
+    /// Each service's profile judges its own answers: an error with 200 is no mismatch where the
+    /// service documents it so, and Libre.fm's 7 for an unknown user is the request's fault.
+    #[test]
+    fn profiles_judge_errors_with_200_by_their_service() {
+        use crate::config::Api;
+        let libre =
+            r#"<lfm status="failed"><error code="7">Invalid resource specified</error></lfm>"#;
+        let got = on(Api::Librefm, &response(200, libre), Format::Xml);
+        assert_eq!((got.outcome, got.error_code), (Outcome::ApiError, Some(7)));
+        assert_eq!(got.mismatch, None, "Libre.fm documents its errors with 200");
+        assert_eq!(got.blame, Some(Blame::Client));
+        let lastfm = on(Api::Lastfm, &response(200, libre), Format::Xml);
+        assert_eq!(
+            lastfm.mismatch.map(|m| m.kind),
+            Some(MismatchKind::ErrorWithSuccessStatus),
+            "the same answer from Last.fm is its best-known quirk"
+        );
+        // GNU FM's JSON keeps the XML element's shape.
+        let element = on(
+            Api::Librefm,
+            &response(
+                200,
+                r##"{"error":{"#text":"Invalid resource specified","code":"7"}}"##,
+            ),
+            Format::Json,
+        );
+        assert_eq!((element.error_code, element.mismatch), (Some(7), None));
+        assert_eq!(
+            element.detail.as_deref(),
+            Some("Invalid resource specified")
+        );
+        let offline = on(
+            Api::Librefm,
+            &response(200, r#"{"error":11,"message":"Service Offline"}"#),
+            Format::Json,
+        );
+        assert_eq!(offline.blame, Some(Blame::Upstream));
+        assert_eq!(offline.raises, vec![Condition::ServiceOffline]);
+        // ListenBrainz answers a write sent with GET with 16: our request, not an outage.
+        let get_write = on(
+            Api::Listenbrainz,
+            &response(
+                200,
+                r#"{"error":16,"message":"The service is temporarily unavailable"}"#,
+            ),
+            Format::Json,
+        );
+        assert_eq!(
+            (get_write.blame, get_write.mismatch),
+            (Some(Blame::Client), None)
+        );
+        let on_lastfm = json(200, r#"{"error":16,"message":"temporarily unavailable"}"#);
+        assert_eq!(on_lastfm.blame, Some(Blame::Upstream));
+    }
+
+    /// ListenBrainz throttles with its own 429 JSON and says when to come back in
+    /// `X-RateLimit-Reset-In`: rate limited, scope unknown, backoff from the header.
+    #[test]
+    fn listenbrainz_429_json_backs_off_for_reset_in() {
+        use crate::config::Api;
+        let mut outcome = response(429, r#"{"code": 429, "error": "Ratelimit exceeded"}"#);
+        if let Ok(response) = &mut outcome.result {
+            response.headers = vec![
+                ("x-ratelimit-limit".to_owned(), "30".to_owned()),
+                ("x-ratelimit-remaining".to_owned(), "0".to_owned()),
+                ("x-ratelimit-reset-in".to_owned(), "42".to_owned()),
+            ];
+        }
+        let got = on(Api::Listenbrainz, &outcome, Format::Json);
+        assert_eq!(got.outcome, Outcome::HttpError);
+        assert_eq!(got.raises, vec![Condition::RateLimited]);
+        assert_eq!(got.retry_after, Some(RetryAfter::Seconds(42)));
+        assert_eq!(rate_limit_scope(&got), Some(RateLimitScope::Unknown));
+        // Last.fm's profile does not read the header.
+        let lastfm = on(Api::Lastfm, &outcome, Format::Json);
+        assert_eq!(lastfm.retry_after, None);
     }
 }

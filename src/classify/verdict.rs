@@ -89,6 +89,20 @@ closed_set! {
         /// A run could not resolve or connect because this host ran out of descriptors, memory
         /// or ephemeral ports; cleared by the next run that gets past `connect`.
         LocalResourcesExhausted => "local_resources_exhausted",
+        /// A write-path canary's last run was ignored with code 1 or 2 (artist or track
+        /// filtered); cleared by that canary's next `visible` run.
+        ScrobblesIgnored => "scrobbles_ignored",
+        /// A write-path canary's last run was accepted but never seen in `visible_within`;
+        /// cleared by that canary's next `visible` run.
+        ScrobblesNotVisible => "scrobbles_not_visible",
+    }
+}
+
+impl Condition {
+    /// Whether only a write-path canary's result raises and clears it: a healthy read says
+    /// nothing about whether plays get through.
+    pub fn is_write_path(self) -> bool {
+        matches!(self, Self::ScrobblesIgnored | Self::ScrobblesNotVisible)
     }
 }
 

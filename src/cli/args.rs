@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::cli::logging::{LogFormat, LogLevel};
+use crate::config::Api;
 
 /// Probes the Last.fm API on a schedule, classifies every response, exports Prometheus metrics.
 #[derive(Debug, Parser)]
@@ -84,6 +85,10 @@ pub enum Command {
         /// A scenario file (TOML); the built-in demo scenario when absent.
         #[arg(long, value_name = "FILE")]
         scenario: Option<PathBuf>,
+        /// The service to play: lastfm, librefm or listenbrainz (overrides the scenario's
+        /// `personality`; default lastfm).
+        #[arg(long, value_name = "API", value_parser = crate::sim::personality_from_label)]
+        personality: Option<Api>,
     },
 }
 
@@ -212,8 +217,30 @@ mod tests {
             cli.command,
             Some(Command::Simulate {
                 scenario: Some(_),
+                personality: None,
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn simulate_takes_a_personality_and_refuses_an_unknown_one() {
+        let args = ["lastfm-monitor", "simulate", "--listen", "127.0.0.1:0"];
+        let with = |name: &'static str| parse(args.into_iter().chain(["--personality", name]));
+        let Parsed::Run(cli) = with("librefm") else {
+            panic!("must parse");
+        };
+        assert!(matches!(
+            cli.command,
+            Some(Command::Simulate {
+                personality: Some(Api::Librefm),
+                ..
+            })
+        ));
+        let Parsed::Exit { text, code, .. } = with("maloja") else {
+            panic!("must refuse");
+        };
+        assert_eq!(code, 64);
+        assert!(text.contains("unknown personality \"maloja\""), "{text}");
     }
 }

@@ -9,9 +9,26 @@ use std::net::SocketAddr;
 /// The demo's API key: 32 hex characters, accepted by the simulator, worthless anywhere else.
 pub const DEMO_API_KEY: &str = "deadbeefdeadbeefdeadbeefdeadbeef";
 
-/// The demo configuration for a simulator at `sim`, serving on `listen`.
-pub fn config_text(sim: SocketAddr, listen: SocketAddr) -> String {
-    format!(
+/// The demo's session key, which the demo scenario says belongs to [`DEMO_CANARY_USER`].
+pub const DEMO_SESSION_KEY: &str = "sk-demo-canary";
+/// The demo's canary account.
+pub const DEMO_CANARY_USER: &str = "canary";
+
+/// Where the demo's simulated services listen.
+#[derive(Debug, Clone, Copy)]
+pub struct Simulated {
+    /// Last.fm, with the incident timeline.
+    pub lastfm: SocketAddr,
+    /// Libre.fm (GNU FM's rules).
+    pub librefm: SocketAddr,
+    /// ListenBrainz's compatibility API.
+    pub listenbrainz: SocketAddr,
+}
+
+/// The demo configuration for the simulated services, serving on `listen`.
+pub fn config_text(simulated: Simulated, listen: SocketAddr) -> String {
+    let sim = simulated.lastfm;
+    let lastfm = format!(
         r#"# The built-in demo configuration (lastfm-monitor demo).
 [web]
 listen_address = "{listen}"
@@ -33,6 +50,9 @@ timeout = "2s"
 name = "lastfm-sim"
 base_url = "http://{sim}/2.0/"
 api_key = "{DEMO_API_KEY}"
+# The simulator checks neither the signature nor the secret; a real target's come from files.
+api_secret = "{DEMO_API_KEY}"
+session_key = "{DEMO_SESSION_KEY}"
 max_requests_per_second = 5.0
 burst = 10
 down_after = 2
@@ -89,6 +109,81 @@ name = "user.getInfo.missing"
 method = "user.getInfo"
 params = {{ user = "no-such-user-lastfm-monitor" }}
 expect = {{ error = 6 }}
+
+# The write path: now playing on the canary account, read back until it shows. The demo's
+# "writes-invisible" phase accepts writes that never show.
+[[targets.canaries]]
+name = "now-playing"
+user = "{DEMO_CANARY_USER}"
+interval = "15s"
+visible_within = "6s"
+poll_every = "2s"
+"#
+    );
+    lastfm + &compatible_targets(simulated)
+}
+
+/// The Libre.fm and ListenBrainz targets beside the simulated Last.fm.
+fn compatible_targets(simulated: Simulated) -> String {
+    let Simulated {
+        librefm,
+        listenbrainz,
+        ..
+    } = simulated;
+    format!(
+        r#"
+# The same scrobblers write to Libre.fm and ListenBrainz: each a target judged by its own rules.
+[[targets]]
+name = "librefm-sim"
+base_url = "http://{librefm}/2.0/"
+api = "librefm"
+api_key = "{DEMO_API_KEY}"
+api_secret = "{DEMO_API_KEY}"
+session_key = "{DEMO_SESSION_KEY}"
+down_after = 2
+up_after = 2
+
+[[targets.probes]]
+method = "user.getInfo"
+params = {{ user = "{DEMO_CANARY_USER}" }}
+
+[[targets.probes]]
+method = "artist.getInfo"
+params = {{ artist = "Cher" }}
+
+# Libre.fm answers 7, with 200 OK, where Last.fm says 6: no mismatch under its profile.
+[[targets.probes]]
+name = "user.getInfo.missing"
+method = "user.getInfo"
+params = {{ user = "no-such-user-lastfm-monitor" }}
+expect = {{ error = 7 }}
+
+[[targets.canaries]]
+name = "now-playing"
+user = "{DEMO_CANARY_USER}"
+interval = "15s"
+visible_within = "6s"
+poll_every = "2s"
+
+[[targets]]
+name = "listenbrainz-sim"
+base_url = "http://{listenbrainz}/2.0/"
+api = "listenbrainz"
+api_key = "{DEMO_API_KEY}"
+api_secret = "{DEMO_API_KEY}"
+session_key = "{DEMO_SESSION_KEY}"
+
+[[targets.probes]]
+method = "user.getInfo"
+signed = true
+
+# No read-back there: a good write ends the run as "accepted".
+[[targets.canaries]]
+name = "now-playing"
+user = "{DEMO_CANARY_USER}"
+interval = "15s"
+visible_within = "6s"
+poll_every = "2s"
 "#
     )
 }

@@ -5,6 +5,23 @@
 //! before any port is bound; runtime failures (a port in use) end with exit 1; a clean shutdown
 //! is 0.
 
+/// `println!` that never panics: a closed stdout (`--config.check | head -1`) loses the rest of
+/// the text, not the exit code.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that never panics when stderr is closed.
+macro_rules! complain {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 pub mod args;
 pub mod demo;
 pub mod logging;
@@ -30,9 +47,9 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             is_error,
         } => {
             if is_error {
-                eprint!("{text}");
+                let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes());
             } else {
-                print!("{text}");
+                let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
             }
             return ExitCode::from(code);
         }
@@ -41,7 +58,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("lastfm-monitor: cannot start the async runtime: {err}");
+            complain!("lastfm-monitor: cannot start the async runtime: {err}");
             return ExitCode::FAILURE;
         }
     };
@@ -71,22 +88,27 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 async fn run(cli: Cli) -> ExitCode {
-    if let Some(Command::Simulate { listen, scenario }) = cli.command {
+    if let Some(Command::Simulate {
+        listen,
+        scenario,
+        personality,
+    }) = cli.command
+    {
         if cli.status_listen_address.is_some() {
-            eprintln!(
+            complain!(
                 "lastfm-monitor: --web.status-listen-address is the daemon's (run and demo), \
                  not the simulator's; drop it"
             );
             return ExitCode::from(crate::EXIT_USAGE);
         }
         if cli.web_config_file.is_some() {
-            eprintln!(
+            complain!(
                 "lastfm-monitor: --web.config.file protects the daemon's endpoints (run and demo), \
                  not the simulator; drop it"
             );
             return ExitCode::from(crate::EXIT_USAGE);
         }
-        return simulate(listen, scenario).await;
+        return simulate(listen, scenario, personality).await;
     }
     let web = match load_web_config(&cli) {
         Ok(web) => web,
@@ -94,8 +116,8 @@ async fn run(cli: Cli) -> ExitCode {
             if cli.command.is_none() {
                 // Report the main config's problems too, so one pass fixes both files.
                 if let Err(err) = Config::load(&cli.config_file, &ProcessEnv) {
-                    eprintln!("{err}");
-                    eprintln!(
+                    complain!("{err}");
+                    complain!(
                         "lastfm-monitor: configuration refused ({} problem(s)) as well",
                         err.problems.len()
                     );
@@ -119,8 +141,8 @@ fn load_web_config(cli: &Cli) -> Result<WebConfig, ExitCode> {
         return Ok(WebConfig::default());
     };
     WebConfig::load(path).map_err(|err| {
-        eprintln!("{err}");
-        eprintln!(
+        complain!("{err}");
+        complain!(
             "lastfm-monitor: web configuration refused ({} problem(s)); fix them and start again",
             err.problems.len()
         );
@@ -146,9 +168,9 @@ async fn daemon(cli: Cli, web: WebConfig) -> ExitCode {
     }
     if cli.config_check {
         // The summary carries the warnings.
-        println!("{}", config.summary(chrono::Utc::now()));
+        say!("{}", config.summary(chrono::Utc::now()));
         if let Some(path) = &cli.web_config_file {
-            println!("web config {}: {}", path.display(), web.describe());
+            say!("web config {}: {}", path.display(), web.describe());
         }
         return ExitCode::SUCCESS;
     }
@@ -158,7 +180,7 @@ async fn daemon(cli: Cli, web: WebConfig) -> ExitCode {
     let state_directory = match state_directory(&cli) {
         Ok(directory) => directory,
         Err(problem) => {
-            eprintln!("lastfm-monitor: {problem}");
+            complain!("lastfm-monitor: {problem}");
             return ExitCode::from(crate::EXIT_USAGE);
         }
     };
@@ -208,7 +230,7 @@ fn status_listener(cli: &Cli) -> Result<Option<Arc<std::net::TcpListener>>, Exit
     match std::net::TcpListener::bind(address) {
         Ok(listener) => Ok(Some(Arc::new(listener))),
         Err(err) => {
-            eprintln!(
+            complain!(
                 "lastfm-monitor: cannot listen on --web.status-listen-address {address}: {err}"
             );
             Err(ExitCode::FAILURE)
@@ -221,13 +243,24 @@ async fn demo(
     web: WebConfig,
     status: Option<Arc<std::net::TcpListener>>,
 ) -> ExitCode {
-    let (simulator, sim_address) = match crate::sim::spawn_local(crate::sim::Scenario::demo()).await
-    {
-        Ok(pair) => pair,
-        Err(err) => {
-            eprintln!("lastfm-monitor: cannot start the simulator: {err}");
-            return ExitCode::FAILURE;
+    // One simulator per service, each with its own timeline, all started together.
+    let mut simulators = Vec::new();
+    let mut addresses = Vec::new();
+    for api in crate::config::Api::ALL {
+        match crate::sim::spawn_local(crate::sim::Scenario::demo_of(api)).await {
+            Ok((simulator, address)) => {
+                simulators.push(simulator);
+                addresses.push(address);
+            }
+            Err(err) => {
+                complain!("lastfm-monitor: cannot start the simulator: {err}");
+                return ExitCode::FAILURE;
+            }
         }
+    }
+    let [sim_address, librefm, listenbrainz] = addresses[..] else {
+        complain!("lastfm-monitor: the demo needs one simulator per service (a bug)");
+        return ExitCode::FAILURE;
     };
     let listen = listen.unwrap_or_else(|| {
         crate::config::defaults::LISTEN_ADDRESS
@@ -237,47 +270,54 @@ async fn demo(
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(err) => {
-            eprintln!("lastfm-monitor: {}", demo_bind_failure(listen, &err));
+            complain!("lastfm-monitor: {}", demo_bind_failure(listen, &err));
             return ExitCode::FAILURE;
         }
     };
     let bound = listener.local_addr().unwrap_or(listen);
-    let text = crate::cli::demo::config_text(sim_address, bound);
+    let text = crate::cli::demo::config_text(
+        crate::cli::demo::Simulated {
+            lastfm: sim_address,
+            librefm,
+            listenbrainz,
+        },
+        bound,
+    );
     let env = Arc::new(ProcessEnv);
     let config = match Config::parse(&text, "<demo>", env.as_ref(), chrono::Utc::now()) {
         Ok(config) => config,
         Err(err) => {
-            eprintln!("lastfm-monitor: the built-in demo configuration is invalid (a bug): {err}");
+            complain!("lastfm-monitor: the built-in demo configuration is invalid (a bug): {err}");
             return ExitCode::FAILURE;
         }
     };
-    println!(
-        "lastfm-monitor demo: the daemon probes a simulated Last.fm at http://{sim_address}/2.0/"
+    say!(
+        "lastfm-monitor demo: the daemon probes a simulated Last.fm at http://{sim_address}/2.0/, \
+         Libre.fm at http://{librefm}/2.0/ and ListenBrainz at http://{listenbrainz}/2.0/"
     );
     let scheme = web.scheme();
-    println!("  status page:  {scheme}://{bound}/");
-    println!(
-        "  status API:   {scheme}://{bound}/api/v1/status (incidents: /api/v1/incidents.atom)"
-    );
-    println!("  metrics:      {scheme}://{bound}/metrics");
+    say!("  status page:  {scheme}://{bound}/");
+    say!("  status API:   {scheme}://{bound}/api/v1/status (incidents: /api/v1/incidents.atom)");
+    say!("  metrics:      {scheme}://{bound}/metrics");
     if let Some(address) = status.as_ref().and_then(|l| l.local_addr().ok()) {
-        println!("  public page:  {scheme}://{address}/ (no /metrics, no /probe)");
+        say!("  public page:  {scheme}://{address}/ (no /metrics, no /probe)");
     }
-    println!(
+    say!(
         "  debug a run:  {scheme}://{bound}/probe?target=lastfm-sim&probe=artist.getInfo&debug=true"
     );
-    println!(
-        "The incident timeline (about 3 minutes, repeating): healthy, error 8 burst, errors with 200 OK,"
+    say!(
+        "The incident timeline (about 3.5 minutes, repeating): healthy, error 8 burst, errors with 200 OK,"
     );
-    println!(
-        "rate limited (29), service offline (11), API key suspended (26), recovery. Ctrl-C stops."
+    say!(
+        "rate limited (29), service offline (11), API key suspended (26), writes accepted but never"
     );
+    say!("visible, recovery (while Libre.fm is down behind a 502). Ctrl-C stops.");
     let mut options = Options::for_file(std::path::PathBuf::new(), env);
     options.source = ConfigSource::Fixed(text);
     options.web = web;
     options.status_listener = status;
     let result = daemon::run_on(config, listener, options, crate::daemon::shutdown::signal()).await;
-    drop(simulator);
+    drop(simulators);
     finish(result)
 }
 
@@ -291,27 +331,40 @@ fn demo_bind_failure(listen: SocketAddr, err: &std::io::Error) -> String {
     )
 }
 
-async fn simulate(listen: SocketAddr, scenario: Option<std::path::PathBuf>) -> ExitCode {
+async fn simulate(
+    listen: SocketAddr,
+    scenario: Option<std::path::PathBuf>,
+    personality: Option<crate::config::Api>,
+) -> ExitCode {
     let scenario = match scenario {
-        None => crate::sim::Scenario::demo(),
-        Some(path) => match crate::sim::Scenario::load(&path) {
-            Ok(scenario) => scenario,
-            Err(err) => {
-                eprintln!("{err}");
-                return ExitCode::from(crate::EXIT_USAGE);
-            }
-        },
+        None => Ok(crate::sim::Scenario::demo()),
+        Some(path) => crate::sim::Scenario::load(&path),
     };
+    // The flag overrides the file's `personality`.
+    let scenario = match (scenario, personality) {
+        (Ok(scenario), Some(api)) => scenario.with_personality(api),
+        (scenario, None) => scenario,
+        (Err(err), Some(_)) => Err(err),
+    };
+    let scenario = match scenario {
+        Ok(scenario) => scenario,
+        Err(err) => {
+            complain!("{err}");
+            return ExitCode::from(crate::EXIT_USAGE);
+        }
+    };
+    let personality = scenario.personality().as_label();
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(err) => {
-            eprintln!("lastfm-monitor: cannot listen on {listen}: {err}");
+            complain!("lastfm-monitor: cannot listen on {listen}: {err}");
             return ExitCode::FAILURE;
         }
     };
     let bound = listener.local_addr().unwrap_or(listen);
-    println!(
-        "lastfm-monitor simulate: a simulated Last.fm API at http://{bound}/2.0/ (Ctrl-C stops)"
+    say!(
+        "lastfm-monitor simulate: a simulated Last.fm API at http://{bound}/2.0/ \
+         (personality {personality}; Ctrl-C stops)"
     );
     match crate::sim::Simulator::new(scenario)
         .serve(listener, crate::daemon::shutdown::signal())
@@ -319,7 +372,7 @@ async fn simulate(listen: SocketAddr, scenario: Option<std::path::PathBuf>) -> E
     {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("lastfm-monitor: the simulator failed: {err}");
+            complain!("lastfm-monitor: the simulator failed: {err}");
             ExitCode::FAILURE
         }
     }
@@ -327,8 +380,8 @@ async fn simulate(listen: SocketAddr, scenario: Option<std::path::PathBuf>) -> E
 
 /// Prints every problem of a refused configuration; exit 64.
 fn refuse(err: ConfigError) -> ExitCode {
-    eprintln!("{err}");
-    eprintln!(
+    complain!("{err}");
+    complain!(
         "lastfm-monitor: configuration refused ({} problem(s)); fix them and start again",
         err.problems.len()
     );
@@ -343,7 +396,7 @@ fn finish(result: anyhow::Result<()>) -> ExitCode {
     match err.downcast::<ConfigError>() {
         Ok(config) => refuse(config),
         Err(err) => {
-            eprintln!("lastfm-monitor: {err:#}");
+            complain!("lastfm-monitor: {err:#}");
             ExitCode::FAILURE
         }
     }

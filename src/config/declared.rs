@@ -12,6 +12,8 @@ use chrono::{DateTime, Utc};
 
 use serde_json::Value;
 
+use crate::config::closed_set::closed_set;
+
 /// The response format a probe asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -27,6 +29,27 @@ impl Format {
         match self {
             Self::Json => "json",
             Self::Xml => "xml",
+        }
+    }
+}
+
+closed_set! {
+    /// What a write-path canary writes.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum CanaryKind {
+        /// `track.updateNowPlaying`: leaves nothing in the account's history.
+        NowPlaying => "now_playing",
+        /// `track.scrobble`: one play in the account's history per run.
+        Scrobble => "scrobble",
+    }
+}
+
+impl CanaryKind {
+    /// The API method the write calls.
+    pub fn method(self) -> &'static str {
+        match self {
+            Self::NowPlaying => "track.updateNowPlaying",
+            Self::Scrobble => "track.scrobble",
         }
     }
 }

@@ -43,3 +43,19 @@ pub const AVAILABILITY_OBJECTIVE_RANGE: std::ops::RangeInclusive<f64> = 0.9..=0.
 pub const REFERENCE_INTERVAL: Duration = Duration::from_secs(15);
 /// A reference check's deadline.
 pub const REFERENCE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A `now_playing` canary's `interval`: often enough to see a write-path outage within minutes.
+pub const CANARY_NOW_PLAYING_INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// A `scrobble` canary's `interval`: each run leaves a play in the account's history.
+pub const CANARY_SCROBBLE_INTERVAL: Duration = Duration::from_secs(3600);
+/// A canary's `visible_within`: how long the read-back looks for the play.
+pub const CANARY_VISIBLE_WITHIN: Duration = Duration::from_secs(120);
+/// A canary's `poll_every`: the gap between read-back polls.
+pub const CANARY_POLL_EVERY: Duration = Duration::from_secs(10);
+/// A canary's `artist`, so that the plays it leaves say where they come from.
+pub const CANARY_ARTIST: &str = "lastfm-monitor";
+/// A canary's `track`.
+pub const CANARY_TRACK: &str = "write-path canary";
+/// `max_scrobbles_per_day`: far below the account's own cap of about 3,000 a day.
+pub const MAX_SCROBBLES_PER_DAY: u32 = 100;
+/// The most `max_scrobbles_per_day` may say: a sixth of the account's cap.
+pub const MAX_SCROBBLES_PER_DAY_CEILING: u32 = 500;

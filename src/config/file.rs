@@ -87,6 +87,7 @@ pub(crate) struct DefaultsFile {
 pub(crate) struct TargetFile {
     pub(crate) name: Option<Spanned<String>>,
     pub(crate) base_url: Option<Spanned<String>>,
+    pub(crate) api: Option<Spanned<String>>,
     pub(crate) api_key: Option<Spanned<toml::Value>>,
     pub(crate) api_secret: Option<Spanned<toml::Value>>,
     pub(crate) session_key: Option<Spanned<toml::Value>>,
@@ -100,8 +101,30 @@ pub(crate) struct TargetFile {
     pub(crate) documented_statuses: Option<Spanned<BTreeMap<String, Vec<i64>>>>,
     pub(crate) reuse_connections: Option<bool>,
     pub(crate) availability_objective: Option<Spanned<f64>>,
+    pub(crate) max_scrobbles_per_day: Option<Spanned<i64>>,
     #[serde(default)]
     pub(crate) probes: Vec<Spanned<ProbeFile>>,
+    #[serde(default)]
+    pub(crate) canaries: Vec<Spanned<CanaryFile>>,
+}
+
+/// `[[targets.canaries]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CanaryFile {
+    pub(crate) name: Option<Spanned<String>>,
+    pub(crate) kind: Option<Spanned<String>>,
+    pub(crate) user: Option<Spanned<String>>,
+    pub(crate) artist: Option<Spanned<String>>,
+    pub(crate) track: Option<Spanned<String>>,
+    pub(crate) interval: Option<Spanned<String>>,
+    pub(crate) cron: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<String>>,
+    pub(crate) visible_within: Option<Spanned<String>>,
+    pub(crate) poll_every: Option<Spanned<String>>,
+    pub(crate) format: Option<Spanned<String>>,
+    pub(crate) http_method: Option<Spanned<String>>,
+    pub(crate) max_body_bytes: Option<Spanned<i64>>,
 }
 
 /// `[[targets.probes]]`

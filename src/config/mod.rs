@@ -18,6 +18,7 @@
 //! - `summary`: the `--config.check` text;
 //! - `problem`: [`Problem`] and [`ConfigError`], shared with the web config, and how a byte
 //!   offset becomes line and column;
+//! - [`api`]: the service a target speaks to, with the methods it implements;
 //! - [`defaults`], [`declared`] (the types an operator declares: format, schedule, checks…),
 //!   [`secret`] (secrets and where they come from), [`regular_file`] (reading a file the daemon
 //!   is pointed at without hanging on a FIFO or reading a huge one whole);
@@ -26,6 +27,7 @@
 //! This file only reads and ties the phases together, so the submodules never import it: the
 //! dependencies point one way.
 
+pub mod api;
 pub mod closed_set;
 pub mod declared;
 pub mod defaults;
@@ -39,10 +41,13 @@ mod summary;
 mod validate;
 pub mod web;
 
-pub use declared::{Check, CheckRule, Expectation, Format, HttpMethod, Schedule, StatusTable};
+pub use api::Api;
+pub use declared::{
+    CanaryKind, Check, CheckRule, Expectation, Format, HttpMethod, Schedule, StatusTable,
+};
 pub use model::{
-    Config, LASTFM_RATE_CEILING, MaxConnections, Politeness, Probe, Reference, ScheduleSpec,
-    Target, Web,
+    Canary, Config, LASTFM_RATE_CEILING, MaxConnections, Politeness, Probe, Reference,
+    ScheduleSpec, Step, Target, Web,
 };
 pub use problem::{ConfigError, Problem};
 

@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::config::declared::{Check, Expectation, Format, HttpMethod, Schedule, StatusTable};
+use crate::config::api::Api;
+use crate::config::declared::{
+    CanaryKind, Check, Expectation, Format, HttpMethod, Schedule, StatusTable,
+};
 use crate::config::secret::Secret;
 
 /// Above this, the monitor could itself get a key suspended (Last.fm ToS: 5 requests/s per IP).
@@ -77,6 +80,8 @@ pub struct Target {
     pub name: String,
     /// API root, e.g. `https://ws.audioscrobbler.com/2.0/`.
     pub base_url: Url,
+    /// The service it speaks to (`api`), which decides how its answers are judged.
+    pub api: Api,
     /// Sent with every request.
     pub api_key: Secret,
     /// Signs `signed` probes; never sent.
@@ -98,6 +103,48 @@ pub struct Target {
     pub availability_objective: f64,
     /// The probes of this target.
     pub probes: Vec<Probe>,
+    /// The write-path canaries of this target (`[[targets.canaries]]`), beside its probes.
+    pub canaries: Vec<Canary>,
+    /// The most plays the target's `scrobble` canaries may write in a day (`max_scrobbles_per_day`).
+    pub max_scrobbles_per_day: u32,
+}
+
+/// `[[targets.canaries]]`: a write to the canary account, then a read-back of its recent tracks
+/// until the play shows, as one run. Each step is a request like a probe's, with its own
+/// `probe` label (`<name>.write`, `<name>.read`), so the per-probe series and traces cover it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Canary {
+    /// The `canary` label.
+    pub name: String,
+    /// Now playing or scrobble.
+    pub kind: CanaryKind,
+    /// The canary account, whose session the target's `session_key` is.
+    pub user: String,
+    /// The artist written.
+    pub artist: String,
+    /// The track written.
+    pub track: String,
+    /// When a run starts.
+    pub schedule: ScheduleSpec,
+    /// How long after an accepted write the read-back keeps looking.
+    pub visible_within: Duration,
+    /// The gap between read-back polls.
+    pub poll_every: Duration,
+    /// The write: a signed POST of `kind`'s method, named `<name>.write`.
+    pub write: Probe,
+    /// The read-back: `user.getRecentTracks` of `user`, named `<name>.read`.
+    pub read: Probe,
+}
+
+/// One kind of request a target makes: a probe, or a step of a canary (by index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// `probes[i]`.
+    Probe(usize),
+    /// The write of `canaries[i]`.
+    Write(usize),
+    /// The read-back of `canaries[i]`.
+    Read(usize),
 }
 
 /// A target's request budget and backoff.
@@ -157,14 +204,40 @@ impl PartialEq for ScheduleSpec {
     }
 }
 
+impl Target {
+    /// The request of `step`.
+    pub fn step(&self, step: Step) -> Option<&Probe> {
+        match step {
+            Step::Probe(i) => self.probes.get(i),
+            Step::Write(i) => self.canaries.get(i).map(|c| &c.write),
+            Step::Read(i) => self.canaries.get(i).map(|c| &c.read),
+        }
+    }
+
+    /// Every `probe` label the target exports: its probes, then each canary's steps (no
+    /// read-back on a service without one).
+    pub fn step_names(&self) -> impl Iterator<Item = &str> {
+        let reads = self.api.has_read_back();
+        self.probes
+            .iter()
+            .map(|p| p.name.as_str())
+            .chain(self.canaries.iter().flat_map(move |c| {
+                std::iter::once(c.write.name.as_str()).chain(reads.then_some(c.read.name.as_str()))
+            }))
+    }
+}
+
 impl Config {
     /// Finds a target by name.
     pub fn target(&self, name: &str) -> Option<&Arc<Target>> {
         self.targets.iter().find(|t| t.name == name)
     }
 
-    /// Probes over all targets.
+    /// Probes over all targets, a canary counting as one (a run holds one request at a time).
     pub fn probe_count(&self) -> usize {
-        self.targets.iter().map(|t| t.probes.len()).sum()
+        self.targets
+            .iter()
+            .map(|t| t.probes.len() + t.canaries.len())
+            .sum()
     }
 }

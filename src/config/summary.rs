@@ -9,17 +9,23 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::model::{Config, Probe, Reference, Target};
+use crate::config::model::{Canary, Config, Probe, Reference, Target};
 use crate::config::secret::REDACTED;
 
 impl Config {
     /// A summary for `--config.check`: targets, probes, each probe's next three fires.
     pub fn summary(&self, now: DateTime<Utc>) -> String {
         let mut out = String::new();
-        let probes = self.probe_count();
+        let probes: usize = self.targets.iter().map(|t| t.probes.len()).sum();
+        let canaries: usize = self.targets.iter().map(|t| t.canaries.len()).sum();
+        let canaries = if canaries == 0 {
+            String::new()
+        } else {
+            format!(", {canaries} canary(ies)")
+        };
         let _ = writeln!(
             out,
-            "configuration OK: {} target(s), {probes} probe(s), listening on {}",
+            "configuration OK: {} target(s), {probes} probe(s){canaries}, listening on {}",
             self.targets.len(),
             self.web.listen_address
         );
@@ -27,6 +33,9 @@ impl Config {
             write_target(&mut out, target);
             for probe in &target.probes {
                 write_probe(&mut out, probe, now);
+            }
+            for canary in &target.canaries {
+                write_canary(&mut out, target, canary, now);
             }
         }
         for reference in &self.references {
@@ -56,9 +65,10 @@ impl Config {
 fn write_target(out: &mut String, target: &Target) {
     let _ = writeln!(
         out,
-        "target {} {} (budget {}/s, burst {}, availability objective {}% over 30d, api_key {}, api_secret {}, session_key {}{})",
+        "target {} {} (api {}, budget {}/s, burst {}, availability objective {}% over 30d, api_key {}, api_secret {}, session_key {}{})",
         target.name,
         target.base_url,
+        target.api.as_label(),
         target.politeness.max_requests_per_second,
         target.politeness.burst,
         percent(target.availability_objective),
@@ -82,6 +92,44 @@ fn write_target(out: &mut String, target: &Target) {
 }
 
 /// A ratio as a percentage without float noise: 0.995 is `99.5`, 0.99999 is `99.999`.
+fn write_canary(out: &mut String, target: &Target, canary: &Canary, now: DateTime<Utc>) {
+    let next = canary
+        .schedule
+        .schedule
+        .upcoming(now, 1)
+        .first()
+        .map_or_else(
+            || "never".to_owned(),
+            |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        );
+    let read_back = if target.api.has_read_back() {
+        format!(
+            "then {} every {} for up to {}",
+            canary.read.method,
+            humantime::format_duration(canary.poll_every),
+            humantime::format_duration(canary.visible_within)
+        )
+    } else {
+        "only (the service has no read-back)".to_owned()
+    };
+    let cap = if canary.kind == crate::config::declared::CanaryKind::Scrobble {
+        format!(", at most {} scrobbles a day", target.max_scrobbles_per_day)
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "  canary {} ({}, account {:?}, {}) {}: {} {read_back}, timeout={}, next: {next}{cap}",
+        canary.name,
+        canary.kind.as_label(),
+        canary.user,
+        canary.write.format.as_label(),
+        canary.schedule.schedule.describe(),
+        canary.write.method,
+        humantime::format_duration(canary.write.timeout),
+    );
+}
+
 fn percent(ratio: f64) -> String {
     let text = format!("{:.6}", ratio * 100.0);
     text.trim_end_matches('0').trim_end_matches('.').to_owned()

@@ -1,4 +1,5 @@
-//! The probe tasks: one per probe of a generation, each on its schedule, and the runs in flight.
+//! The probe tasks: one per probe and per write-path canary of a generation, each on its
+//! schedule, and the runs in flight.
 //!
 //! A [`Fleet`] starts a loaded configuration's tasks under a child of the app's cancel token, so
 //! a reload stops exactly one generation's schedules; each run is a task of its own that only
@@ -23,7 +24,7 @@ use crate::config::Config;
 use crate::health::politeness::SkipReason;
 use crate::metrics::Metrics;
 use crate::run::references::References;
-use crate::run::{Generation, Mode, Origin, RunResult, Runner, TargetRuntime};
+use crate::run::{CanaryRun, Generation, Mode, Origin, RunResult, Runner, TargetRuntime};
 use crate::schedule;
 
 /// A run in flight this long past its useful end counts as stuck (watchdog).
@@ -92,21 +93,26 @@ impl Fleet {
         );
         let now_ms = self.runner.clock().now().timestamp_millis();
         for rt in &generation.targets {
-            for (index, probe) in rt.target.probes.iter().enumerate() {
-                let since_last_send = rt.last_sent_ms(index).map(|at| {
+            let probes = (0..rt.target.probes.len()).map(Job::Probe);
+            let canaries = (0..rt.target.canaries.len()).map(Job::Canary);
+            for job in probes.chain(canaries) {
+                let Some(schedule) = job.schedule(rt) else {
+                    continue;
+                };
+                let since_last_send = job.last_sent_ms(rt).map(|at| {
                     // A send "in the future" (the wall clock stepped back) counts as just now.
                     Duration::from_millis(u64::try_from(now_ms - at).unwrap_or(0))
                 });
                 let delay = schedule::first_delay(
-                    &probe.schedule.schedule,
+                    &schedule,
                     config.startup_jitter,
                     rand::random::<f64>(),
                     since_last_send,
                 );
                 self.tracker.spawn(probe_task(
                     Arc::clone(rt),
-                    index,
-                    probe.schedule.schedule.clone(),
+                    job,
+                    schedule,
                     delay,
                     self.runner.clone(),
                     generation.cancel.clone(),
@@ -140,17 +146,103 @@ struct Runs {
     in_flight: Arc<InFlight>,
 }
 
+/// What a task runs on its schedule: a probe, or a write-path canary (by index).
+#[derive(Debug, Clone, Copy)]
+enum Job {
+    Probe(usize),
+    Canary(usize),
+}
+
+impl Job {
+    fn schedule(self, rt: &TargetRuntime) -> Option<crate::config::Schedule> {
+        let spec = match self {
+            Self::Probe(i) => &rt.target.probes.get(i)?.schedule,
+            Self::Canary(i) => &rt.target.canaries.get(i)?.schedule,
+        };
+        Some(spec.schedule.clone())
+    }
+
+    fn last_sent_ms(self, rt: &TargetRuntime) -> Option<i64> {
+        match self {
+            Self::Probe(i) => rt.last_sent_ms(i),
+            Self::Canary(i) => rt.canary(i)?.last_sent_ms(),
+        }
+    }
+
+    /// "target/probe" or "target/canary", and how long a run may take: a canary's write, its
+    /// read-back window and the last poll's timeout.
+    fn label_and_budget(self, rt: &TargetRuntime) -> (String, Duration) {
+        let target = &rt.target;
+        match self {
+            Self::Probe(i) => target.probes.get(i).map_or_else(
+                || (format!("{}/?", target.name), Duration::ZERO),
+                |p| (format!("{}/{}", target.name, p.name), p.timeout),
+            ),
+            Self::Canary(i) => target.canaries.get(i).map_or_else(
+                || (format!("{}/?", target.name), Duration::ZERO),
+                |c| {
+                    let budget = c.write.timeout + c.visible_within + c.read.timeout;
+                    (format!("{}/{}", target.name, c.name), budget)
+                },
+            ),
+        }
+    }
+
+    fn record_skip(self, rt: &TargetRuntime, reason: SkipReason, n: u64) {
+        match self {
+            Self::Probe(i) => rt.record_skip(i, reason, n),
+            Self::Canary(i) => {
+                if let Some(canary) = rt.canary(i) {
+                    canary.record_skip(reason, n);
+                }
+            }
+        }
+    }
+
+    fn set_next_run(self, rt: &TargetRuntime, due: Instant) {
+        match self {
+            Self::Probe(i) => rt.set_next_run(i, due),
+            Self::Canary(_) => {}
+        }
+    }
+
+    /// One scheduled run; its result is recorded by the runner.
+    async fn run(
+        self,
+        rt: &TargetRuntime,
+        runner: &Runner,
+        latest: Instant,
+        shutdown: &CancellationToken,
+    ) {
+        match self {
+            Self::Probe(i) => {
+                let result = runner.run(rt, i, latest, Mode::Scheduled, shutdown).await;
+                if let RunResult::Skipped(reason) = result {
+                    tracing::trace!(reason = reason.as_label(), "skipped");
+                }
+            }
+            Self::Canary(i) => {
+                let result = runner
+                    .canary(rt, i, latest, Mode::Scheduled, shutdown)
+                    .await;
+                if let CanaryRun::Skipped(reason) = result {
+                    tracing::trace!(reason = reason.as_label(), "canary skipped");
+                }
+            }
+        }
+    }
+}
+
 async fn probe_task(
     rt: Arc<TargetRuntime>,
-    index: usize,
+    job: Job,
     schedule: crate::config::Schedule,
     first_delay: Duration,
     runner: Runner,
     cancel: CancellationToken,
     runs: Runs,
 ) {
-    let timeout = rt.target.probes[index].timeout;
-    let label = format!("{}/{}", rt.target.name, rt.target.probes[index].name);
+    let (label, budget) = job.label_and_budget(&rt);
     let clock = Arc::clone(&runner.clock_arc());
     schedule::run(
         schedule,
@@ -167,7 +259,7 @@ async fn probe_task(
             // the previous run of the same schedule is still going.
             let overtaken = runs.in_flight.is_running(&label);
             if overtaken {
-                rt.record_skip(index, SkipReason::Overrun, 1);
+                job.record_skip(&rt, SkipReason::Overrun, 1);
                 tracing::debug!(run = %label, "a run from before the reload is still going: this fire is an overrun");
             }
             // The run is a task of its own: a reload cancels this generation's schedule and
@@ -179,13 +271,8 @@ async fn probe_task(
                 // passed and withhold the watchdog ping for good.
                 let _ticket = runs
                     .in_flight
-                    .enter(label, fire.next_due + timeout + STUCK_AFTER);
-                let result = runner
-                    .run(&rt, index, fire.next_due, Mode::Scheduled, &runs.shutdown)
-                    .await;
-                if let RunResult::Skipped(reason) = result {
-                    tracing::trace!(reason = reason.as_label(), "skipped");
-                }
+                    .enter(label, fire.next_due + budget + STUCK_AFTER);
+                job.run(&rt, &runner, fire.next_due, &runs.shutdown).await;
             }));
             async move {
                 if let Some(Err(err)) = match run {
@@ -196,8 +283,8 @@ async fn probe_task(
                 }
             }
         },
-        |missed| rt.record_skip(index, SkipReason::Overrun, missed),
-        |due| rt.set_next_run(index, due),
+        |missed| job.record_skip(&rt, SkipReason::Overrun, missed),
+        |due| job.set_next_run(&rt, due),
     )
     .await;
 }

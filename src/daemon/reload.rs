@@ -126,15 +126,21 @@ fn retire(old: &Generation, new: &Config, shared: &Shared) {
     let kept: BTreeSet<(String, String)> = new
         .targets
         .iter()
-        .flat_map(|t| t.probes.iter().map(|p| (t.name.clone(), p.name.clone())))
+        .flat_map(|t| t.step_names().map(|p| (t.name.clone(), p.to_owned())))
         .collect();
     for rt in &old.targets {
-        for probe in &rt.target.probes {
-            if !kept.contains(&(rt.target.name.clone(), probe.name.clone())) {
-                shared.metrics.remove_probe(&rt.target.name, &probe.name);
+        for probe in rt.target.step_names() {
+            if !kept.contains(&(rt.target.name.clone(), probe.to_owned())) {
+                shared.metrics.remove_probe(&rt.target.name, probe);
             }
         }
-        if new.target(&rt.target.name).is_none() {
+        let new_target = new.target(&rt.target.name);
+        for canary in &rt.target.canaries {
+            if !new_target.is_some_and(|t| t.canaries.iter().any(|c| c.name == canary.name)) {
+                shared.metrics.remove_canary(&rt.target.name, &canary.name);
+            }
+        }
+        if new_target.is_none() {
             shared.metrics.remove_target(&rt.target.name);
         }
     }

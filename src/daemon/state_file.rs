@@ -197,6 +197,7 @@ mod tests {
         snapshot.targets.insert(
             "lastfm".to_owned(),
             TargetState {
+                canary_gate: None,
                 gate: gate(),
                 last_sent_ms: BTreeMap::from([("artist.getInfo".to_owned(), 1_763_999_990_000)]),
             },

@@ -11,7 +11,7 @@
 
 pub mod politeness;
 
-use crate::classify::{Blame, Classification, Condition};
+use crate::classify::{Blame, CanaryResult, Classification, Condition, IgnoredCode};
 
 /// A change worth a log line at info or warn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,16 +40,29 @@ pub struct Health {
     up_after: u32,
     /// Per probe: its streaks and whether it counts as down.
     probes: Vec<Streak>,
+    /// Per canary: what its runs hold raised until its next `visible` run.
+    canaries: Vec<CanaryFlags>,
     conditions: [bool; Condition::ALL.len()],
 }
 
+/// A canary's share of the write-path conditions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct CanaryFlags {
+    /// Ignored with code 1 or 2.
+    ignored: bool,
+    /// Accepted and never seen.
+    not_visible: bool,
+}
+
 impl Health {
-    /// Starts available with no condition, for a target with `probes` probes.
-    pub fn new(down_after: u32, up_after: u32, probes: usize) -> Self {
+    /// Starts available with no condition, for a target with `probes` probes and `canaries`
+    /// canaries.
+    pub fn new(down_after: u32, up_after: u32, probes: usize, canaries: usize) -> Self {
         Self {
             down_after,
             up_after,
             probes: vec![Streak::default(); probes],
+            canaries: vec![CanaryFlags::default(); canaries],
             conditions: [false; Condition::ALL.len()],
         }
     }
@@ -104,6 +117,64 @@ impl Health {
         if was_available != self.is_available() {
             events.push(HealthEvent::Availability(self.is_available()));
         }
+        self.fold_conditions(verdict, signed, &mut events);
+        events
+    }
+
+    /// Folds in one request of a canary's step: its conditions (a write refused with 9 shows
+    /// the session is invalid, like a signed probe's would), never availability.
+    pub fn observe_step(&mut self, verdict: &Classification, signed: bool) -> Vec<HealthEvent> {
+        let mut events = Vec::new();
+        self.fold_conditions(verdict, signed, &mut events);
+        events
+    }
+
+    /// Folds in the result of a run of canary `index`: `scrobbles_ignored` and
+    /// `scrobbles_not_visible` hold while any canary's last word on them was bad, and a canary's
+    /// `visible` run takes back its own share (a run that failed in between proves nothing).
+    pub fn observe_canary(
+        &mut self,
+        index: usize,
+        result: CanaryResult,
+        ignored: Option<IgnoredCode>,
+    ) -> Vec<HealthEvent> {
+        if let Some(flags) = self.canaries.get_mut(index) {
+            match result {
+                // The best a service without a read-back can tell.
+                CanaryResult::Visible | CanaryResult::Accepted => *flags = CanaryFlags::default(),
+                CanaryResult::NotVisible => flags.not_visible = true,
+                CanaryResult::Ignored if ignored.is_some_and(IgnoredCode::is_filter) => {
+                    flags.ignored = true;
+                }
+                CanaryResult::Ignored | CanaryResult::Rejected | CanaryResult::Failed => {}
+            }
+        }
+        let mut events = Vec::new();
+        for (condition, held) in [
+            (
+                Condition::ScrobblesIgnored,
+                self.canaries.iter().any(|f| f.ignored),
+            ),
+            (
+                Condition::ScrobblesNotVisible,
+                self.canaries.iter().any(|f| f.not_visible),
+            ),
+        ] {
+            if std::mem::replace(&mut self.conditions[condition.index()], held) != held {
+                events.push(HealthEvent::Condition(condition, held));
+            }
+        }
+        events
+    }
+
+    /// Raises the verdict's conditions; a healthy answer clears the others (a write-path
+    /// condition only by its canary's result).
+    fn fold_conditions(
+        &mut self,
+        verdict: &Classification,
+        signed: bool,
+        events: &mut Vec<HealthEvent>,
+    ) {
         // A run that got a connection (or did not need a new one) had the descriptors, memory
         // and ports it needed: the shortage is over, whatever became of the rest of the run.
         let past_connect = verdict
@@ -117,7 +188,8 @@ impl Health {
         }
         if verdict.api_healthy {
             for condition in Condition::ALL {
-                let clears = condition != Condition::SessionInvalid || signed;
+                let clears = !condition.is_write_path()
+                    && (condition != Condition::SessionInvalid || signed);
                 if clears && self.conditions[condition.index()] {
                     self.conditions[condition.index()] = false;
                     events.push(HealthEvent::Condition(condition, false));
@@ -130,7 +202,6 @@ impl Health {
                 events.push(HealthEvent::Condition(*condition, true));
             }
         }
-        events
     }
 }
 
@@ -157,7 +228,7 @@ mod tests {
 
     #[test]
     fn availability_drops_after_down_after_upstream_failures_in_a_row() {
-        let mut health = Health::new(3, 2, 2);
+        let mut health = Health::new(3, 2, 2, 0);
         let failure = run(Some(Blame::Upstream), false, vec![]);
         assert!(health.observe(0, &failure, false).is_empty());
         assert!(health.observe(0, &failure, false).is_empty());
@@ -170,7 +241,7 @@ mod tests {
 
     #[test]
     fn a_blip_does_not_flap_availability() {
-        let mut health = Health::new(3, 2, 2);
+        let mut health = Health::new(3, 2, 2, 0);
         let failure = run(Some(Blame::Upstream), false, vec![]);
         let ok = run(None, true, vec![]);
         for _ in 0..10 {
@@ -183,7 +254,7 @@ mod tests {
 
     #[test]
     fn recovery_needs_up_after_healthy_runs() {
-        let mut health = Health::new(1, 2, 2);
+        let mut health = Health::new(1, 2, 2, 0);
         health.observe(0, &run(Some(Blame::Upstream), false, vec![]), false);
         assert!(!health.is_available());
         assert!(
@@ -199,7 +270,7 @@ mod tests {
 
     #[test]
     fn a_healthy_probe_does_not_reset_a_failing_one() {
-        let mut health = Health::new(3, 2, 2);
+        let mut health = Health::new(3, 2, 2, 0);
         let failure = run(Some(Blame::Upstream), false, vec![]);
         let ok = run(None, true, vec![]);
         for _ in 0..2 {
@@ -221,7 +292,7 @@ mod tests {
 
     #[test]
     fn client_failures_never_move_availability() {
-        let mut health = Health::new(1, 1, 2);
+        let mut health = Health::new(1, 1, 2, 0);
         let suspended = run(Some(Blame::Client), false, vec![Condition::ApiKeySuspended]);
         for _ in 0..5 {
             health.observe(0, &suspended, false);
@@ -247,7 +318,7 @@ mod tests {
             Blame::Local,
             vec![Condition::LocalResourcesExhausted],
         );
-        let mut health = Health::new(1, 1, 1);
+        let mut health = Health::new(1, 1, 1, 0);
         assert_eq!(
             health.observe(0, &exhausted, false),
             vec![HealthEvent::Condition(
@@ -273,7 +344,7 @@ mod tests {
 
     #[test]
     fn conditions_clear_on_a_healthy_answer_session_only_when_signed() {
-        let mut health = Health::new(3, 2, 2);
+        let mut health = Health::new(3, 2, 2, 0);
         health.observe(
             0,
             &run(
@@ -291,5 +362,42 @@ mod tests {
         assert!(health.has(Condition::SessionInvalid));
         health.observe(0, &run(None, true, vec![]), true);
         assert!(!health.has(Condition::SessionInvalid));
+    }
+
+    /// The write-path conditions: held while any canary's last word was bad, each canary
+    /// taking back only its own share, and never cleared by a probe's healthy run.
+    #[test]
+    fn write_path_conditions_follow_each_canarys_results() {
+        use CanaryResult::{Accepted, Failed, Ignored, NotVisible, Visible};
+        let mut health = Health::new(3, 2, 1, 2);
+        let raised = health.observe_canary(0, Ignored, Some(IgnoredCode::of(1)));
+        assert_eq!(
+            raised,
+            vec![HealthEvent::Condition(Condition::ScrobblesIgnored, true)]
+        );
+        assert!(
+            health
+                .observe_canary(1, Ignored, Some(IgnoredCode::of(5)))
+                .is_empty(),
+            "the daily limit is ours, not a broken write path"
+        );
+        health.observe_canary(1, NotVisible, None);
+        assert!(health.has(Condition::ScrobblesNotVisible));
+        // A probe's healthy answer says nothing about writes.
+        health.observe(0, &run(None, true, vec![]), true);
+        assert!(health.has(Condition::ScrobblesIgnored));
+        // A failed run proves nothing either way; canary 0's visible run clears its share only.
+        health.observe_canary(0, Failed, None);
+        assert!(health.has(Condition::ScrobblesIgnored));
+        health.observe_canary(0, Visible, None);
+        assert!(!health.has(Condition::ScrobblesIgnored));
+        assert!(health.has(Condition::ScrobblesNotVisible), "canary 1's");
+        assert_eq!(
+            health.observe_canary(1, Accepted, None),
+            vec![HealthEvent::Condition(
+                Condition::ScrobblesNotVisible,
+                false
+            )]
+        );
     }
 }

@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::classify::Classification;
 use crate::config::secret::REDACTED;
-use crate::config::{Probe, Target};
+use crate::config::{Probe, Step, Target};
 use crate::probe::{Recorded, RequestTrace};
 
 /// How much of the body a trace shows.
@@ -30,13 +30,30 @@ pub struct Trace {
     text: OnceLock<String>,
 }
 
-/// The facts a trace shows, as the run left them.
-struct Source {
+/// What a trace is rendered from.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per run behind an Arc; boxing the common variant would cost every run an allocation"
+)]
+enum Source {
+    /// One request.
+    Run(RunSource),
+    /// A run of several requests (a canary's write and read-back polls): a heading of our own
+    /// words, then each request's trace.
+    Steps {
+        /// Made of labels and numbers only: it holds no upstream text to scrub.
+        head: String,
+        steps: Vec<Trace>,
+    },
+}
+
+/// The facts a request's trace shows, as the run left them.
+struct RunSource {
     /// Holds the secrets to scrub and the probe, as configured when the run was made (a reload
     /// does not change an old run's trace).
     target: Arc<Target>,
-    /// The probe's index in `target.probes`.
-    probe: usize,
+    /// Which of the target's requests it was.
+    step: Step,
     /// The request and response; the body cut to the excerpt the trace shows.
     recorded: Recorded,
     /// The body's length as received.
@@ -49,7 +66,7 @@ impl Trace {
     /// Keeps a run's facts for its trace; of the body, only the excerpt shown is kept.
     pub fn new(
         target: Arc<Target>,
-        probe: usize,
+        step: Step,
         mut recorded: Recorded,
         verdict: Classification,
     ) -> Self {
@@ -65,34 +82,51 @@ impl Trace {
             response.body = excerpt;
         }
         Self {
-            source: Some(Arc::new(Source {
+            source: Some(Arc::new(Source::Run(RunSource {
                 target,
-                probe,
+                step,
                 recorded,
                 body_len,
                 verdict,
-            })),
+            }))),
+            text: OnceLock::new(),
+        }
+    }
+
+    /// The trace of a run of several requests: `head`, then each step's trace in order.
+    /// `head` must hold no upstream text (it is not scrubbed); the steps scrub themselves.
+    pub fn steps(head: String, steps: Vec<Self>) -> Self {
+        Self {
+            source: Some(Arc::new(Source::Steps { head, steps })),
             text: OnceLock::new(),
         }
     }
 
     /// The trace's text, rendered on the first call.
     pub fn text(&self) -> &str {
-        self.text.get_or_init(|| {
-            let Some(source) = &self.source else {
-                return String::new();
-            };
-            // `probe` was an index into this very target when the run was made.
-            let Some(probe) = source.target.probes.get(source.probe) else {
-                return String::new();
-            };
-            render(
-                &source.target,
-                probe,
-                &source.recorded,
-                source.body_len,
-                &source.verdict,
-            )
+        self.text.get_or_init(|| match self.source.as_deref() {
+            None => String::new(),
+            Some(Source::Steps { head, steps }) => {
+                let mut out = head.clone();
+                for (i, step) in steps.iter().enumerate() {
+                    let _ = write!(out, "\n\n==== request {} of {}\n", i + 1, steps.len());
+                    out.push_str(step.text());
+                }
+                out
+            }
+            Some(Source::Run(source)) => {
+                // `step` named a request of this very target when the run was made.
+                let Some(probe) = source.target.step(source.step) else {
+                    return String::new();
+                };
+                render(
+                    &source.target,
+                    probe,
+                    &source.recorded,
+                    source.body_len,
+                    &source.verdict,
+                )
+            }
         })
     }
 }
@@ -226,6 +260,9 @@ fn write_verdict(out: &mut String, probe: &Probe, verdict: &Classification) {
     }
     if let Some(blame) = verdict.blame {
         let _ = writeln!(out, "blame: {}", blame.as_label());
+    }
+    if let Some(scope) = crate::classify::rate_limit_scope(verdict) {
+        let _ = writeln!(out, "rate limited: scope {}", scope.as_label());
     }
     for condition in &verdict.raises {
         let _ = writeln!(out, "raises condition: {}", condition.as_label());

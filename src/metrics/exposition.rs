@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::cell::{Counter, Gauge, Histogram, IntGauge};
-use super::families::{DURATION_BUCKETS, Family, Kind};
+use super::families::{Family, Kind};
 
 /// Declaring the families failed: a name declared twice or not a valid metric name, a bug caught
 /// at start-up.
@@ -38,8 +38,8 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub(super) trait Cell: Clone {
     /// The type of the families whose series are of this kind.
     const KIND: Kind;
-    /// A new series at zero.
-    fn fresh() -> Self;
+    /// A new series of `family` at zero.
+    fn fresh(family: Family) -> Self;
     /// The handle in `value`, if it is of this kind.
     fn of(value: &Value) -> Option<&Self>;
     fn into_value(self) -> Value;
@@ -48,10 +48,10 @@ pub(super) trait Cell: Clone {
 /// Implements [`Cell`] for `$cell`, a variant of [`Value`] of the same name; `$other` lists the
 /// other variants, so that the match stays exhaustive.
 macro_rules! cell {
-    ($cell:ident, $kind:ident, $fresh:expr, others: $($other:ident),+) => {
+    ($cell:ident, $kind:ident, |$family:ident| $fresh:expr, others: $($other:ident),+) => {
         impl Cell for $cell {
             const KIND: Kind = Kind::$kind;
-            fn fresh() -> Self {
+            fn fresh($family: Family) -> Self {
                 $fresh
             }
             fn of(value: &Value) -> Option<&Self> {
@@ -67,10 +67,10 @@ macro_rules! cell {
     };
 }
 
-cell!(Counter, Counter, Counter::default(), others: IntGauge, Gauge, Histogram);
-cell!(IntGauge, Gauge, IntGauge::default(), others: Counter, Gauge, Histogram);
-cell!(Gauge, Gauge, Gauge::default(), others: Counter, IntGauge, Histogram);
-cell!(Histogram, Histogram, Histogram::new(&DURATION_BUCKETS), others: Counter, IntGauge, Gauge);
+cell!(Counter, Counter, |_family| Counter::default(), others: IntGauge, Gauge, Histogram);
+cell!(IntGauge, Gauge, |_family| IntGauge::default(), others: Counter, Gauge, Histogram);
+cell!(Gauge, Gauge, |_family| Gauge::default(), others: Counter, IntGauge, Histogram);
+cell!(Histogram, Histogram, |family| Histogram::new(family.buckets()), others: Counter, IntGauge, Gauge);
 
 /// Series being resolved against the exposition: one that exists already is shared, so a reload
 /// (or a probe that comes back under the same labels) carries its values on; a missing one is
@@ -96,6 +96,22 @@ impl Batch {
             family.declaration().kind,
             "{family:?} holds another type"
         );
+        if let Some(cell) = self.existing::<C>(family, labels) {
+            return cell;
+        }
+        let cell = C::fresh(family);
+        self.new
+            .push(Entry::new(family.name(), labels, cell.clone().into_value()));
+        cell
+    }
+
+    /// The series of `family` with `labels` if it exists (in the exposition or earlier in this
+    /// batch); never creates one.
+    pub(super) fn existing<C: Cell>(
+        &self,
+        family: Family,
+        labels: &[(&'static str, &str)],
+    ) -> Option<C> {
         let family = family.name();
         let key = series_key(labels);
         let in_batch = self
@@ -107,13 +123,7 @@ impl Batch {
             let family = self.current.families.get(family)?;
             family.series.get(&key).map(|series| &series.value)
         });
-        if let Some(cell) = existing.and_then(C::of) {
-            return cell.clone();
-        }
-        let cell = C::fresh();
-        self.new
-            .push(Entry::new(family, labels, cell.clone().into_value()));
-        cell
+        existing.and_then(C::of).cloned()
     }
 
     pub(super) fn commit(self, exposition: &Exposition) {
@@ -664,7 +674,14 @@ mod tests {
             let collector: Box<dyn Collector> = match family.kind {
                 Kind::Histogram => {
                     let vec = prometheus::HistogramVec::new(
-                        prometheus::HistogramOpts::from(opts).buckets(DURATION_BUCKETS.to_vec()),
+                        prometheus::HistogramOpts::from(opts).buckets(
+                            Family::ALL
+                                .into_iter()
+                                .find(|f| f.name() == *name)
+                                .expect("a declared family")
+                                .buckets()
+                                .to_vec(),
+                        ),
                         declared,
                     )
                     .unwrap();
@@ -675,8 +692,10 @@ mod tests {
                     for key in family.series.keys() {
                         vec.with_label_values(&values_of(key, &names, declared));
                     }
-                    for (labels, seconds) in durations {
-                        vec.with_label_values(labels).observe(*seconds);
+                    if *name == Family::ProbeDuration.name() {
+                        for (labels, seconds) in durations {
+                            vec.with_label_values(labels).observe(*seconds);
+                        }
                     }
                     Box::new(vec)
                 }

@@ -11,7 +11,7 @@
 //! exported.
 //! The families are documented in README.md, "Metrics reference".
 
-use crate::classify::{Condition, MismatchKind, Outcome};
+use crate::classify::{CanaryResult, Condition, MismatchKind, Outcome, RateLimitScope};
 use crate::config::closed_set::closed_set;
 use crate::health::politeness::SkipReason;
 use crate::probe::{Phase, TIMED_PHASES};
@@ -19,6 +19,11 @@ use crate::probe::{Phase, TIMED_PHASES};
 /// Latency buckets (seconds): SLO thresholds at 0.25, 0.5, 1 and 2.5 s, up to the longest timeout.
 pub(super) const DURATION_BUCKETS: [f64; 10] =
     [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// Visibility buckets (seconds) of a write-path canary: from a play seen at the first poll to
+/// one seen near the longest sensible `visible_within`.
+pub(super) const VISIBLE_BUCKETS: [f64; 10] =
+    [1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0];
 
 /// Appended to the HELP of the gauges that describe the last scheduled run.
 const CACHED: &str = "Values come from the last scheduled run, not from the scrape.";
@@ -52,8 +57,16 @@ closed_set! {
         Condition => "lastfm_condition",
         TargetBackoff => "lastfm_target_backoff_seconds",
         TargetAvailabilityObjective => "lastfm_target_availability_objective_ratio",
+        TargetRateLimitRemaining => "lastfm_target_rate_limit_remaining",
         ConfigLastReloadSuccessful => "lastfm_monitor_config_last_reload_successful",
         ConfigLastReloadSuccessTimestamp => "lastfm_monitor_config_last_reload_success_timestamp_seconds",
+        RateLimited => "lastfm_rate_limited_total",
+        CanaryRuns => "lastfm_canary_runs_total",
+        CanaryIgnored => "lastfm_canary_ignored_total",
+        CanaryVisible => "lastfm_canary_visible_seconds",
+        CanaryLastResult => "lastfm_canary_last_result",
+        CanaryLastRun => "lastfm_canary_last_run_timestamp_seconds",
+        CanaryLastVisible => "lastfm_canary_last_visible_timestamp_seconds",
         RunsAbandoned => "lastfm_monitor_runs_abandoned_total",
         BuildInfo => "lastfm_monitor_build_info",
     }
@@ -66,6 +79,8 @@ pub(super) enum Owner {
     Probe,
     /// Labelled `target` only; removed with the target (its probes separately).
     Target,
+    /// Labelled `target` and `canary`; removed with the canary.
+    Canary,
     /// Labelled `reference`; removed with the reference.
     Reference,
     /// One set for the whole process, never removed.
@@ -104,6 +119,15 @@ impl Family {
         self.as_label()
     }
 
+    /// The bucket bounds of a histogram family.
+    pub(super) fn buckets(self) -> &'static [f64] {
+        if self == Self::CanaryVisible {
+            &VISIBLE_BUCKETS
+        } else {
+            &DURATION_BUCKETS
+        }
+    }
+
     /// The families whose series `owner` holds.
     pub(super) fn owned_by(owner: Owner) -> impl Iterator<Item = Self> {
         Self::ALL
@@ -116,7 +140,7 @@ impl Family {
     #[expect(clippy::too_many_lines, reason = "a table: one row per family")]
     pub(super) fn declaration(self) -> Declaration {
         use Kind::{Counter, Gauge, Histogram};
-        use Owner::{Probe, Process, Reference, Target};
+        use Owner::{Canary, Probe, Process, Reference, Target};
         let row = |help, kind, owner| Declaration { help, kind, owner };
         match self {
             Self::ProbeRuns => row(
@@ -270,6 +294,13 @@ impl Family {
                 Gauge,
                 Target,
             ),
+            Self::TargetRateLimitRemaining => row(
+                Help::text(
+                    "Requests the service's rate limit still allows, from the X-RateLimit-Remaining header of the last answer that carried one (ListenBrainz sends it); absent until then.",
+                ),
+                Gauge,
+                Target,
+            ),
             Self::ConfigLastReloadSuccessful => row(
                 Help::text("1 if the last configuration load or reload succeeded, else 0."),
                 Gauge,
@@ -279,6 +310,55 @@ impl Family {
                 Help::text("Unix time of the last successful configuration load or reload."),
                 Gauge,
                 Process,
+            ),
+            Self::RateLimited => row(
+                Help::listing(
+                    "Answers that rate-limited the monitor (error 29 or HTTP 429), by who the limit is on (scope: ",
+                    Listed::RateLimitScopes,
+                    "), read from the message.",
+                ),
+                Counter,
+                Probe,
+            ),
+            Self::CanaryRuns => row(
+                Help::listing(
+                    "Write-path canary runs (a write, then a read-back) by result (",
+                    Listed::CanaryResults,
+                    ").",
+                ),
+                Counter,
+                Canary,
+            ),
+            Self::CanaryIgnored => row(
+                Help::text(
+                    "Canary writes answered ignored, by ignoredMessage code (1 artist filtered, 2 track filtered, 3 too old, 4 too new, 5 daily limit, other).",
+                ),
+                Counter,
+                Canary,
+            ),
+            Self::CanaryVisible => row(
+                Help::text(
+                    "Time from a canary's accepted write to the first read-back that showed the play.",
+                ),
+                Histogram,
+                Canary,
+            ),
+            Self::CanaryLastResult => row(
+                Help::text("1 for the result of the canary's last run, 0 for the others."),
+                Gauge,
+                Canary,
+            ),
+            Self::CanaryLastRun => row(
+                Help::text("Unix time the canary's last run ended, 0 before the first."),
+                Gauge,
+                Canary,
+            ),
+            Self::CanaryLastVisible => row(
+                Help::text(
+                    "Unix time of the canary's last visible run; absent until the first.",
+                ),
+                Gauge,
+                Canary,
             ),
             Self::RunsAbandoned => row(
                 Help::text(
@@ -357,6 +437,8 @@ enum Listed {
     TimedPhases,
     SkipReasons,
     Conditions,
+    RateLimitScopes,
+    CanaryResults,
 }
 
 impl Listed {
@@ -368,6 +450,8 @@ impl Listed {
             Self::TimedPhases => TIMED_PHASES.to_vec(),
             Self::SkipReasons => SkipReason::ALL.map(SkipReason::as_label).to_vec(),
             Self::Conditions => Condition::ALL.map(Condition::as_label).to_vec(),
+            Self::RateLimitScopes => RateLimitScope::ALL.map(RateLimitScope::as_label).to_vec(),
+            Self::CanaryResults => CanaryResult::ALL.map(CanaryResult::as_label).to_vec(),
         }
     }
 }
@@ -399,6 +483,7 @@ mod tests {
                 "lastfm_condition",
                 "lastfm_target_backoff_seconds",
                 "lastfm_target_availability_objective_ratio",
+                "lastfm_target_rate_limit_remaining",
             ]
         );
         assert_eq!(
@@ -436,7 +521,7 @@ mod tests {
         );
         assert_eq!(
             Family::Condition.declaration().help.render(),
-            "1 while a condition holds (service_offline, api_key_suspended, api_key_invalid, session_invalid, rate_limited, local_network_down, local_resources_exhausted). Values come from the last scheduled run, not from the scrape."
+            "1 while a condition holds (service_offline, api_key_suspended, api_key_invalid, session_invalid, rate_limited, local_network_down, local_resources_exhausted, scrobbles_ignored, scrobbles_not_visible). Values come from the last scheduled run, not from the scrape."
         );
     }
 }

@@ -17,8 +17,8 @@ use super::cell::{Counter, Gauge, Histogram, IntGauge};
 use super::exposition::{Batch, Exposition, lock};
 use super::families::Family;
 use crate::classify::{
-    CODE_LABELS, Classification, Condition, MismatchKind, Outcome, code_index, code_label,
-    status_label,
+    CODE_LABELS, CanaryResult, Classification, Condition, IgnoredCode, MismatchKind, Outcome,
+    RateLimitScope, code_index, code_label, status_label,
 };
 use crate::health::politeness::SkipReason;
 use crate::probe::{PhaseTimings, TIMED_PHASES, TransportFailure};
@@ -29,6 +29,7 @@ pub struct ProbeMetrics {
     runs: [Counter; Outcome::ALL.len()],
     codes: [Counter; CODE_LABELS.len()],
     skipped: [Counter; SkipReason::ALL.len()],
+    rate_limited: [Counter; RateLimitScope::ALL.len()],
     duration: Histogram,
     success: IntGauge,
     http_status: IntGauge,
@@ -61,6 +62,12 @@ impl ProbeMetrics {
             runs: counters.runs,
             codes: counters.codes,
             skipped: counters.skipped,
+            rate_limited: RateLimitScope::ALL.map(|scope| {
+                batch.series::<Counter>(
+                    Family::RateLimited,
+                    &[tp[0], tp[1], ("scope", scope.as_label())],
+                )
+            }),
             failures: Arc::new(failure_series(&mut batch, Family::ProbeFailures, &tp)),
             phases: TIMED_PHASES.map(|phase| {
                 batch.series::<Gauge>(
@@ -129,6 +136,11 @@ impl ProbeMetrics {
     /// Counts `n` skipped runs.
     pub fn record_skip(&self, reason: SkipReason, n: u64) {
         self.skipped[reason.index()].inc_by(n);
+    }
+
+    /// Counts one rate-limit answer, by its scope.
+    pub fn record_rate_limit(&self, scope: RateLimitScope) {
+        self.rate_limited[scope.index()].inc();
     }
 }
 
@@ -263,6 +275,93 @@ fn count_failure(all: &[(TransportFailure, Counter)], failure: TransportFailure)
     }
 }
 
+/// One write-path canary's series (its steps' requests count in their own [`ProbeMetrics`]).
+#[derive(Clone, Debug)]
+pub struct CanaryMetrics {
+    runs: [Counter; CanaryResult::ALL.len()],
+    ignored: [Counter; IgnoredCode::ALL.len()],
+    visible: Histogram,
+    last_result: [IntGauge; CanaryResult::ALL.len()],
+    last_run: Gauge,
+    /// Entered in the exposition at the first `visible` run: a zero would read as "last seen
+    /// in 1970" and fire the alert that quotes it.
+    last_visible: Arc<Mutex<Option<Gauge>>>,
+    labels: Arc<(String, String, Arc<Exposition>)>,
+}
+
+impl CanaryMetrics {
+    /// Creates (or finds) a canary's series, all at zero, no result yet.
+    pub(super) fn register(exposition: &Arc<Exposition>, target: &str, canary: &str) -> Self {
+        let tc = [("target", target), ("canary", canary)];
+        let mut batch = Batch::new(exposition);
+        let per_result = |batch: &mut Batch, family| {
+            CanaryResult::ALL.map(|r| {
+                batch.series::<IntGauge>(family, &[tc[0], tc[1], ("result", r.as_label())])
+            })
+        };
+        let last_result = per_result(&mut batch, Family::CanaryLastResult);
+        let metrics = Self {
+            runs: CanaryResult::ALL.map(|r| {
+                batch.series::<Counter>(
+                    Family::CanaryRuns,
+                    &[tc[0], tc[1], ("result", r.as_label())],
+                )
+            }),
+            ignored: IgnoredCode::ALL.map(|c| {
+                batch.series::<Counter>(
+                    Family::CanaryIgnored,
+                    &[tc[0], tc[1], ("code", c.as_label())],
+                )
+            }),
+            visible: batch.series::<Histogram>(Family::CanaryVisible, &tc),
+            last_result,
+            last_run: batch.series::<Gauge>(Family::CanaryLastRun, &tc),
+            last_visible: Arc::default(),
+            labels: Arc::new((target.to_owned(), canary.to_owned(), Arc::clone(exposition))),
+        };
+        // A reload that finds the gauge (the same canary) keeps it.
+        *lock(&metrics.last_visible) = batch.existing::<Gauge>(Family::CanaryLastVisible, &tc);
+        batch.commit(exposition);
+        metrics
+    }
+
+    /// Records a finished run: its result, the ignore code of an ignored one, and for a
+    /// visible one how long the play took to show.
+    pub fn record(
+        &self,
+        result: CanaryResult,
+        ignored: Option<IgnoredCode>,
+        visible_after: Option<Duration>,
+        now_unix: f64,
+    ) {
+        self.runs[result.index()].inc();
+        for (i, gauge) in self.last_result.iter().enumerate() {
+            gauge.set(i64::from(i == result.index()));
+        }
+        if let Some(code) = ignored {
+            self.ignored[code.index()].inc();
+        }
+        self.last_run.set(now_unix);
+        if let Some(after) = visible_after {
+            self.visible.observe(after.as_secs_f64());
+        }
+        if result == CanaryResult::Visible {
+            let mut gauge = lock(&self.last_visible);
+            let gauge = gauge.get_or_insert_with(|| {
+                let (target, canary, exposition) = &*self.labels;
+                let mut batch = Batch::new(exposition);
+                let series = batch.series::<Gauge>(
+                    Family::CanaryLastVisible,
+                    &[("target", target.as_str()), ("canary", canary.as_str())],
+                );
+                batch.commit(exposition);
+                series
+            });
+            gauge.set(now_unix);
+        }
+    }
+}
+
 /// One reference's series.
 #[derive(Clone, Debug)]
 pub struct ReferenceMetrics {
@@ -308,13 +407,38 @@ impl ReferenceMetrics {
     }
 }
 
-/// A target's certificate expiry gauge, entered in the exposition at the first handshake: a
-/// plain-http target never has one, and a zero would read as "expired in 1970".
+/// A target's gauge that enters the exposition with its first value: the certificate expiry at
+/// the first handshake (a plain-http target never has one, and a zero would read as "expired in
+/// 1970"), the rate-limit budget left at the first answer that says it (a zero would read as
+/// "exhausted").
 #[derive(Debug)]
-struct NotAfter {
+struct Late {
+    family: Family,
     target: String,
     exposition: Arc<Exposition>,
     gauge: Mutex<Option<Gauge>>,
+}
+
+impl Late {
+    fn new(family: Family, target: &str, exposition: &Arc<Exposition>) -> Arc<Self> {
+        Arc::new(Self {
+            family,
+            target: target.to_owned(),
+            exposition: Arc::clone(exposition),
+            gauge: Mutex::default(),
+        })
+    }
+
+    fn set(&self, value: f64) {
+        let mut gauge = lock(&self.gauge);
+        let gauge = gauge.get_or_insert_with(|| {
+            let mut batch = Batch::new(&self.exposition);
+            let series = batch.series::<Gauge>(self.family, &[("target", self.target.as_str())]);
+            batch.commit(&self.exposition);
+            series
+        });
+        gauge.set(value);
+    }
 }
 
 /// One target's series.
@@ -323,7 +447,8 @@ pub struct TargetMetrics {
     available: IntGauge,
     conditions: [IntGauge; Condition::ALL.len()],
     backoff: Gauge,
-    not_after: Arc<NotAfter>,
+    not_after: Arc<Late>,
+    remaining: Arc<Late>,
 }
 
 impl TargetMetrics {
@@ -341,11 +466,8 @@ impl TargetMetrics {
                 batch.series::<IntGauge>(Family::Condition, &[t[0], ("condition", c.as_label())])
             }),
             backoff: batch.series::<Gauge>(Family::TargetBackoff, &t),
-            not_after: Arc::new(NotAfter {
-                target: target.to_owned(),
-                exposition: Arc::clone(exposition),
-                gauge: Mutex::default(),
-            }),
+            not_after: Late::new(Family::TlsCertificateNotAfter, target, exposition),
+            remaining: Late::new(Family::TargetRateLimitRemaining, target, exposition),
         };
         batch.commit(exposition);
         metrics
@@ -362,16 +484,11 @@ impl TargetMetrics {
 
     /// Sets the earliest `notAfter` of the chain the last handshake presented.
     pub fn set_certificate_not_after(&self, unix: i64) {
-        let mut gauge = lock(&self.not_after.gauge);
-        let gauge = gauge.get_or_insert_with(|| {
-            let mut batch = Batch::new(&self.not_after.exposition);
-            let series = batch.series::<Gauge>(
-                Family::TlsCertificateNotAfter,
-                &[("target", self.not_after.target.as_str())],
-            );
-            batch.commit(&self.not_after.exposition);
-            series
-        });
-        gauge.set(unix as f64);
+        self.not_after.set(unix as f64);
+    }
+
+    /// Sets the requests the service's rate limit still allows (`X-RateLimit-Remaining`).
+    pub fn set_rate_limit_remaining(&self, remaining: f64) {
+        self.remaining.set(remaining);
     }
 }

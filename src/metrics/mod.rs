@@ -25,7 +25,7 @@ pub use self::exposition::RegisterMetric;
 pub(crate) use self::exposition::push_f64;
 use self::exposition::{Batch, Cursor, Exposition, Index, label, lock};
 use self::families::{Family, Owner};
-pub use self::handles::{ProbeMetrics, ReferenceMetrics, TargetMetrics};
+pub use self::handles::{CanaryMetrics, ProbeMetrics, ReferenceMetrics, TargetMetrics};
 
 /// All metrics. Cheap to clone: handles share the series.
 #[derive(Clone, Debug)]
@@ -84,6 +84,20 @@ impl Metrics {
     /// availability objective (a ratio, set from the config on every registration).
     pub fn target(&self, target: &str, objective: f64) -> TargetMetrics {
         TargetMetrics::register(&self.exposition, target, objective)
+    }
+
+    /// Creates (or finds) a write-path canary's series: every result at zero, no run yet.
+    pub fn canary(&self, target: &str, canary: &str) -> CanaryMetrics {
+        CanaryMetrics::register(&self.exposition, target, canary)
+    }
+
+    /// Drops every series of a canary that is no longer configured (its steps' series go with
+    /// their `probe` labels, through [`Metrics::remove_probe`]).
+    pub fn remove_canary(&self, target: &str, canary: &str) {
+        self.exposition
+            .remove(Family::owned_by(Owner::Canary), |labels| {
+                label(labels, "target") == Some(target) && label(labels, "canary") == Some(canary)
+            });
     }
 
     /// Creates (or finds) a reference's series: down and never checked until its first check.
@@ -225,6 +239,51 @@ mod tests {
     use crate::classify::{CODE_LABELS, Classification, Outcome};
     use crate::health::politeness::SkipReason;
     use crate::probe::PhaseTimings;
+
+    /// A canary's series exist from registration (its last visible time only after a visible
+    /// run), carry on when it is registered again (a reload), and go when it is removed.
+    #[test]
+    fn a_canarys_series_come_keep_and_go_with_it() {
+        use crate::classify::{CanaryResult, IgnoredCode};
+        let metrics = Metrics::try_new("1.2.3", "abc").unwrap();
+        let canary = metrics.canary("lastfm", "np");
+        let text = metrics.render();
+        for result in CanaryResult::ALL {
+            let line = format!(
+                "lastfm_canary_runs_total{{canary=\"np\",result=\"{}\",target=\"lastfm\"}} 0",
+                result.as_label()
+            );
+            assert!(text.contains(&line), "missing {line}");
+        }
+        assert!(!text.contains("lastfm_canary_last_visible_timestamp_seconds{"));
+        canary.record(
+            CanaryResult::Ignored,
+            Some(IgnoredCode::of(2)),
+            None,
+            1_700_000_000.0,
+        );
+        canary.record(
+            CanaryResult::Visible,
+            None,
+            Some(Duration::from_secs(3)),
+            1_700_000_060.0,
+        );
+        let again = metrics.canary("lastfm", "np");
+        again.record(CanaryResult::Visible, None, None, 1_700_000_120.0);
+        let text = metrics.render();
+        for line in [
+            "lastfm_canary_runs_total{canary=\"np\",result=\"visible\",target=\"lastfm\"} 2",
+            "lastfm_canary_ignored_total{canary=\"np\",code=\"2\",target=\"lastfm\"} 1",
+            "lastfm_canary_last_result{canary=\"np\",result=\"visible\",target=\"lastfm\"} 1",
+            "lastfm_canary_last_result{canary=\"np\",result=\"ignored\",target=\"lastfm\"} 0",
+            "lastfm_canary_visible_seconds_bucket{canary=\"np\",target=\"lastfm\",le=\"5\"} 1",
+            "lastfm_canary_last_visible_timestamp_seconds{canary=\"np\",target=\"lastfm\"} 1700000120",
+        ] {
+            assert!(text.contains(line), "missing {line}\n{text}");
+        }
+        metrics.remove_canary("lastfm", "np");
+        assert!(!metrics.render().contains("canary=\"np\""));
+    }
 
     #[test]
     fn a_fresh_probe_exports_every_outcome_and_code_at_zero() {

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::health::politeness::SavedGate;
 use crate::history::status::SavedStatus;
 
+/// `last_sent` of a probe that has not sent yet.
+pub const NEVER: i64 = i64::MIN;
+
 /// The format written; a file of another version is set aside.
 pub const VERSION: u32 = 1;
 
@@ -44,7 +47,12 @@ fn lenient<'de, D: serde::Deserializer<'de>>(
 pub struct TargetState {
     /// The request budget.
     pub gate: SavedGate,
-    /// Per probe name, when its last scheduled request went out (Unix milliseconds).
+    /// The canaries' backoff after a rate limit on the canary account; absent in files
+    /// written before canaries existed.
+    #[serde(default)]
+    pub canary_gate: Option<SavedGate>,
+    /// Per probe name (a canary's by its write step's), when its last scheduled request went
+    /// out (Unix milliseconds).
     pub last_sent_ms: BTreeMap<String, i64>,
 }
 

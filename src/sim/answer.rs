@@ -1,25 +1,29 @@
 //! The decision for one request: which status, which body, delivered how. Pure, given the scenario,
-//! the active phase, the parameters, the rate limiter and the time, so the API's rules are tested
-//! without sockets.
+//! the active phase, the request, the limiters and the time, so the API's rules are tested without
+//! sockets.
 //!
 //! Order: a matching rule of the active phase wins outright (so a phase can force error 26 for
-//! everything). Otherwise the simulated API checks, like the real one: method (3), api_key (6, 10),
-//! rate limit (29), signature (13), session key (9), users that cannot exist (6 / 404, the negative
-//! control), required parameters (6); then it answers with a success body.
+//! everything). Otherwise the simulated service checks, like the real one. Last.fm: method (3),
+//! api_key (6, 10), rate limit (29), signature (13), session key (9), users that cannot exist
+//! (6 / 404, the negative control), required parameters (6). Libre.fm and ListenBrainz have their
+//! own checks (`compat.rs`); ListenBrainz counts every request in its window first and reports
+//! the window on every answer. Then it answers with a success body.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::compat::{self, LISTENBRAINZ_LIMIT_MESSAGE, Refusal};
 use super::http::Params;
+use super::limits::{self, RateLimiter, WindowState, Windows};
 use super::plays::PlayStore;
 use super::responses::{
     self, Format, MISSING_PARAMETER, Method, SESSION_USER, default_message, default_status,
-    error_body, html_page, success_body,
+    error_body, html_page, nginx_page, success_body,
 };
-use super::scenario::{Phase, Respond, Rule, Scenario};
+use super::scenario::{Phase, Respond, Rule, Scenario, WriteQuirk};
 use super::writes::{self, Clock, WriteRequest};
+use crate::config::Api;
 use crate::probe::sign::api_sig;
 
 /// How an answer's bytes leave the socket.
@@ -45,8 +49,8 @@ pub(crate) struct Reply {
     pub(crate) body: Vec<u8>,
     pub(crate) delivery: Delivery,
     pub(crate) delay: Duration,
-    /// Seconds for a `Retry-After` header, from the matched rule.
-    pub(crate) retry_after: Option<u64>,
+    /// Headers beyond the fixed ones: a rule's `Retry-After`, ListenBrainz's `X-RateLimit-*`.
+    pub(crate) headers: Vec<(&'static str, String)>,
     /// What was chosen, for the debug log: a rule's `respond` kind, `api_error` or `api_success`.
     pub(crate) kind: &'static str,
 }
@@ -54,29 +58,80 @@ pub(crate) struct Reply {
 /// What the simulated API remembers between requests.
 #[derive(Debug, Default)]
 pub(crate) struct Memory {
-    /// Per key; starts afresh with each scenario.
+    /// Last.fm's buckets per key; start afresh with each scenario.
     pub(crate) limiter: RateLimiter,
+    /// ListenBrainz's windows per key; start afresh with each scenario.
+    pub(crate) windows: Windows,
     /// Per user; outlives a scenario swap, as an account outlives an incident.
     pub(crate) plays: PlayStore,
 }
 
-/// Decides the answer to `params` at `now`.
+/// One request as the decision needs it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Asked<'a> {
+    pub(crate) params: &'a Params,
+    /// Sent with `POST` (else `GET`): the compatible services take writes by POST only.
+    pub(crate) is_post: bool,
+}
+
+/// Decides the answer to `asked` at `now`.
 pub(crate) fn decide(
     scenario: &Scenario,
     phase: Option<&Phase>,
-    params: &Params,
+    asked: Asked<'_>,
     memory: &mut Memory,
     now: Clock,
 ) -> Reply {
+    let params = asked.params;
+    let method_name = params.get("method").map(String::as_str);
+    if let Some(rule) = phase.and_then(|p| p.rule_for(method_name)) {
+        return from_rule(rule, scenario, params, now.unix);
+    }
+    // ListenBrainz's limiter wraps its whole view: every request counts, every answer says so.
+    let window = (scenario.personality() == Api::Listenbrainz).then(|| {
+        let key = params.get("api_key").map_or("", String::as_str);
+        memory
+            .windows
+            .take(key, listenbrainz_rate(scenario, key), now.at)
+    });
+    if let Some(state) = window.filter(|w| !w.allowed) {
+        return too_many_requests(state, 429, now.unix);
+    }
+    let mut reply = answer_api(scenario, phase, asked, memory, now, window);
+    if let Some(state) = window {
+        reply.headers.extend(state.headers(now.unix));
+    }
+    reply
+}
+
+/// The service's own checks, then its answer.
+fn answer_api(
+    scenario: &Scenario,
+    phase: Option<&Phase>,
+    asked: Asked<'_>,
+    memory: &mut Memory,
+    now: Clock,
+    window: Option<WindowState>,
+) -> Reply {
+    let Asked { params, is_post } = asked;
+    let api = scenario.personality();
     let format = Format::of(params);
     let method_name = params.get("method").map(String::as_str);
-    let method = method_name.and_then(responses::lookup);
-    if let Some(rule) = phase.and_then(|p| p.rule_for(method_name)) {
-        return from_rule(rule, method_name, method, params, format);
-    }
-    let method = match check_request(scenario, method, params, &mut memory.limiter, now.at) {
-        Err((code, message, status)) => return api_error(code, message, status, format),
-        Ok(method) => method,
+    let checked = match api {
+        Api::Lastfm => {
+            let method = method_name.and_then(responses::lookup);
+            match check_request(scenario, method, params, &mut memory.limiter, now.at) {
+                Ok(method) => Ok(Some(method)),
+                Err((code, message, status)) => return api_error(code, message, status, format),
+            }
+        }
+        Api::Librefm => compat::check_librefm(scenario, method_name, params, is_post),
+        Api::Listenbrainz => compat::check_listenbrainz(scenario, method_name, params, is_post),
+    };
+    let method = match checked {
+        Ok(Some(method)) => method,
+        Ok(None) => return success(api, format, success_body(None, params, format)),
+        Err(refusal) => return compat_error(api, refusal, format),
     };
     let api_key = params.get("api_key").map(String::as_str);
     let key = scenario
@@ -86,83 +141,178 @@ pub(crate) fn decide(
     let session_user = params
         .get("sk")
         .map_or(SESSION_USER, |sk| scenario.session_user(key, sk));
-    let body = match method.write_path() {
-        Some(path) => {
-            let request = WriteRequest {
-                path,
-                session_user,
-                params,
-                format,
-            };
-            let knobs = phase.map(Phase::writes).cloned().unwrap_or_default();
-            match writes::answer(&request, &knobs, &mut memory.plays, now) {
-                Ok(body) => body,
-                Err((code, message)) => {
-                    let status = default_status(code, method_name);
-                    return api_error(code, message, status, format);
-                }
-            }
-        }
+    let Some(path) = method.write_path() else {
         // Signed user.getInfo without `user` describes the session's user.
-        None if !params.contains_key("user") && params.contains_key("sk") => {
+        let body = if !params.contains_key("user") && params.contains_key("sk") {
             let mut params = params.clone();
             params.insert("user".to_owned(), session_user.to_owned());
             success_body(Some(method), &params, format)
+        } else {
+            success_body(Some(method), params, format)
+        };
+        return success(api, format, body);
+    };
+    let request = WriteRequest {
+        path,
+        session_user,
+        params,
+        format,
+    };
+    let knobs = phase.map(Phase::writes).cloned().unwrap_or_default();
+    match writes::answer(&request, &knobs, &mut memory.plays, now) {
+        Ok(body) => {
+            let mut reply = success(api, format, body);
+            let is_write = method.is_write();
+            match knobs.quirk.filter(|_| is_write) {
+                Some(WriteQuirk::EmptyBody) => {
+                    reply.body.clear();
+                    "text/html; charset=UTF-8".clone_into(&mut reply.content_type);
+                }
+                Some(WriteQuirk::TextHtml) => {
+                    "text/html; charset=UTF-8".clone_into(&mut reply.content_type);
+                }
+                None => {}
+            }
+            reply
         }
-        None => success_body(Some(method), params, format),
+        Err((29, _)) if api == Api::Listenbrainz => {
+            let state = window.unwrap_or_else(|| exhausted_window(scenario, params));
+            too_many_requests(state.exhausted(), 429, now.unix)
+        }
+        Err((code, message)) => match api {
+            Api::Lastfm => api_error(code, message, default_status(code, method_name), format),
+            Api::Librefm | Api::Listenbrainz => {
+                compat_error(api, Refusal::Api(code, message), format)
+            }
+        },
+    }
+}
+
+/// The rate ListenBrainz allows `key`: its own, the scenario's, or the service's default.
+fn listenbrainz_rate(scenario: &Scenario, key: &str) -> f64 {
+    let own = scenario.keys().iter().find(|k| k.api_key == key);
+    own.and_then(|k| k.rate_limit_per_second)
+        .or(scenario.rate_limit_per_second())
+        .unwrap_or(limits::DEFAULT_PER_SECOND)
+}
+
+/// A window with nothing left, for a rate limit a rule or a write knob forces.
+fn exhausted_window(scenario: &Scenario, params: &Params) -> WindowState {
+    let key = params.get("api_key").map_or("", String::as_str);
+    WindowState {
+        allowed: false,
+        limit: limits::window_limit(listenbrainz_rate(scenario, key)),
+        remaining: 0,
+        reset_in: limits::WINDOW.as_secs(),
+    }
+}
+
+/// ListenBrainz's 429: Flask's JSON error and the window's headers.
+fn too_many_requests(state: WindowState, status: u16, unix_now: u64) -> Reply {
+    let body = serde_json::json!({"code": 429, "error": LISTENBRAINZ_LIMIT_MESSAGE});
+    Reply {
+        status,
+        content_type: "application/json".to_owned(),
+        body: body.to_string().into_bytes(),
+        delivery: Delivery::Whole,
+        delay: Duration::ZERO,
+        headers: state.exhausted().headers(unix_now),
+        kind: "api_error",
+    }
+}
+
+fn success(api: Api, format: Format, body: String) -> Reply {
+    let body = match (api, format) {
+        (Api::Listenbrainz, Format::Json) => compat::listenbrainz_json(body),
+        (Api::Lastfm | Api::Librefm | Api::Listenbrainz, Format::Json | Format::Xml) => body,
     };
     Reply {
         status: 200,
-        content_type: format.content_type().to_owned(),
+        content_type: format.content_type_of(api).to_owned(),
         body: body.into_bytes(),
         delivery: Delivery::Whole,
         delay: Duration::ZERO,
-        retry_after: None,
+        headers: Vec::new(),
         kind: "api_success",
     }
 }
 
-fn from_rule(
-    rule: &Rule,
-    method_name: Option<&str>,
-    method: Option<&Method>,
-    params: &Params,
-    format: Format,
-) -> Reply {
-    let status = rule.status.unwrap_or(match &rule.respond {
-        Respond::Error { code, .. } => default_status(*code, method_name),
-        Respond::Html => 502,
-        Respond::Success
-        | Respond::Empty
-        | Respond::Truncated
-        | Respond::Reset
-        | Respond::Stall
-        | Respond::Trickle
-        | Respond::Raw { .. }
-        | Respond::Oversized { .. } => 200,
-    });
+/// A compatible service's refusal: HTTP 200 for its API errors, the framework's status else.
+fn compat_error(api: Api, refusal: Refusal, format: Format) -> Reply {
+    let (status, content_type) = match refusal {
+        Refusal::Api(..) | Refusal::Entity(..) => (200, format.content_type_of(api)),
+        Refusal::Http(status, _) => (status, "application/json"),
+    };
+    Reply {
+        status,
+        content_type: content_type.to_owned(),
+        body: compat::refusal_body(refusal, format == Format::Json).into_bytes(),
+        delivery: Delivery::Whole,
+        delay: Duration::ZERO,
+        headers: Vec::new(),
+        kind: "api_error",
+    }
+}
+
+fn from_rule(rule: &Rule, scenario: &Scenario, params: &Params, unix_now: u64) -> Reply {
+    let api = scenario.personality();
+    let format = Format::of(params);
+    let method_name = params.get("method").map(String::as_str);
+    let method = method_name.and_then(responses::lookup);
+    let status = rule_status(rule, api, method_name);
+    let headers: Vec<_> = rule
+        .retry_after
+        .map(|seconds| ("Retry-After", seconds.to_string()))
+        .into_iter()
+        .collect();
+    if let (Respond::RateLimited { reset_in }, Api::Listenbrainz) = (&rule.respond, api) {
+        let state = WindowState {
+            reset_in: *reset_in,
+            ..exhausted_window(scenario, params)
+        };
+        let mut reply = too_many_requests(state, status, unix_now);
+        reply.headers.splice(0..0, headers);
+        reply.delay = rule.delay;
+        reply.kind = rule.respond.as_label();
+        return reply;
+    }
+    // Libre.fm never limits: a scenario asking it to is refused at load, so a `rate_limited`
+    // rule below is Last.fm's error 29.
+    let content_type = format.content_type_of(api);
     let success = || success_body(method, params, format).into_bytes();
     let (content_type, body, delivery) = match &rule.respond {
-        Respond::Success => (format.content_type(), success(), Delivery::Whole),
+        Respond::Success => (content_type, success(), Delivery::Whole),
         Respond::Error { code, message } => {
             let message = message.as_deref().unwrap_or(default_message(*code));
             let body = error_body(*code, message, format).into_bytes();
-            (format.content_type(), body, Delivery::Whole)
+            (content_type, body, Delivery::Whole)
         }
-        Respond::Html => (
-            "text/html; charset=UTF-8",
-            html_page(status).into_bytes(),
-            Delivery::Whole,
-        ),
-        Respond::Empty => (format.content_type(), Vec::new(), Delivery::Whole),
+        Respond::Html => match api {
+            Api::Lastfm => (
+                "text/html; charset=UTF-8",
+                html_page(status).into_bytes(),
+                Delivery::Whole,
+            ),
+            Api::Librefm | Api::Listenbrainz => (
+                "text/html",
+                nginx_page(status).into_bytes(),
+                Delivery::Whole,
+            ),
+        },
+        // ListenBrainz's took its own path above.
+        Respond::RateLimited { .. } => {
+            let body = error_body(29, default_message(29), format).into_bytes();
+            (content_type, body, Delivery::Whole)
+        }
+        Respond::Empty => (content_type, Vec::new(), Delivery::Whole),
         Respond::Truncated => {
             let mut body = success();
             body.truncate(body.len() / 2);
-            (format.content_type(), body, Delivery::Whole)
+            (content_type, body, Delivery::Whole)
         }
-        Respond::Reset => (format.content_type(), success(), Delivery::CutShort),
-        Respond::Stall => (format.content_type(), Vec::new(), Delivery::Stall),
-        Respond::Trickle => (format.content_type(), success(), Delivery::Trickle),
+        Respond::Reset => (content_type, success(), Delivery::CutShort),
+        Respond::Stall => (content_type, Vec::new(), Delivery::Stall),
+        Respond::Trickle => (content_type, success(), Delivery::Trickle),
         Respond::Raw { body, content_type } => (
             content_type.as_deref().unwrap_or("application/json"),
             body.clone().into_bytes(),
@@ -180,13 +330,32 @@ fn from_rule(
         body,
         delivery,
         delay: rule.delay,
-        retry_after: rule.retry_after,
+        headers,
         kind: rule.respond.as_label(),
     }
 }
 
+/// A rule's status: its own, else what the service sends with that kind of answer.
+fn rule_status(rule: &Rule, api: Api, method_name: Option<&str>) -> u16 {
+    rule.status.unwrap_or(match &rule.respond {
+        // Last.fm documents a status per code; the compatible services send 200 with every error.
+        Respond::Error { code, .. } if api == Api::Lastfm => default_status(*code, method_name),
+        Respond::Error { .. } => 200,
+        Respond::Html => 502,
+        Respond::RateLimited { .. } => 429,
+        Respond::Success
+        | Respond::Empty
+        | Respond::Truncated
+        | Respond::Reset
+        | Respond::Stall
+        | Respond::Trickle
+        | Respond::Raw { .. }
+        | Respond::Oversized { .. } => 200,
+    })
+}
+
 /// An API error: code, message, status.
-type Refusal = (u32, &'static str, u16);
+type LastfmRefusal = (u32, &'static str, u16);
 
 /// The real API's own checks; `Ok` carries the method to answer.
 fn check_request(
@@ -195,7 +364,7 @@ fn check_request(
     params: &Params,
     limiter: &mut RateLimiter,
     now: Instant,
-) -> Result<&'static Method, Refusal> {
+) -> Result<&'static Method, LastfmRefusal> {
     let refuse = |code: u32, status: u16| Err((code, default_message(code), status));
     let Some(method) = method else {
         return refuse(3, 400);
@@ -268,46 +437,8 @@ fn api_error(code: u32, message: &str, status: u16, format: Format) -> Reply {
         body: error_body(code, message, format).into_bytes(),
         delivery: Delivery::Whole,
         delay: Duration::ZERO,
-        retry_after: None,
+        headers: Vec::new(),
         kind: "api_error",
-    }
-}
-
-/// A token bucket per api_key: the simulated API's politeness limiter.
-#[derive(Debug, Default)]
-pub(crate) struct RateLimiter {
-    buckets: HashMap<String, Bucket>,
-}
-
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
-}
-
-/// Without `[[keys]]` any well-formed key is accepted, so the map is bounded by forgetting.
-const MAX_TRACKED_KEYS: usize = 1024;
-
-impl RateLimiter {
-    /// Takes a token for `key` refilled at `per_second`; the burst is one second's worth (at least 1).
-    pub(crate) fn allow(&mut self, key: &str, per_second: f64, now: Instant) -> bool {
-        if self.buckets.len() >= MAX_TRACKED_KEYS && !self.buckets.contains_key(key) {
-            self.buckets.clear();
-        }
-        let burst = per_second.max(1.0);
-        let bucket = self.buckets.entry(key.to_owned()).or_insert(Bucket {
-            tokens: burst,
-            updated: now,
-        });
-        let refill = now.saturating_duration_since(bucket.updated).as_secs_f64() * per_second;
-        bucket.tokens = (bucket.tokens + refill).min(burst);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
     }
 }
 
@@ -327,6 +458,13 @@ mod tests {
         .unwrap()
     }
 
+    fn post(params: &Params) -> Asked<'_> {
+        Asked {
+            params,
+            is_post: true,
+        }
+    }
+
     fn ask(scenario: &Scenario, pairs: &[(&str, &str)]) -> Reply {
         let params: Params = [("api_key", KEY), ("format", "json")]
             .iter()
@@ -338,7 +476,7 @@ mod tests {
             at: Instant::now(),
             unix: 1_700_000_000,
         };
-        decide(scenario, phase, &params, &mut Memory::default(), now)
+        decide(scenario, phase, post(&params), &mut Memory::default(), now)
     }
 
     /// Status and error code (0 for a success).
@@ -433,7 +571,7 @@ mod tests {
                 at: Instant::now(),
                 unix: 1_700_000_000,
             };
-            decide(&s, None, &params, &mut memory, now)
+            decide(&s, None, post(&params), &mut memory, now)
         };
         let scrobble = [
             ("method", "track.scrobble"),
@@ -464,7 +602,7 @@ mod tests {
                 at: Instant::now(),
                 unix: 1_700_000_000,
             };
-            let reply = decide(&s, None, &params, memory, now);
+            let reply = decide(&s, None, post(&params), memory, now);
             serde_json::from_slice(&reply.body).unwrap()
         };
         let writer = read(&mut memory, "writer");
@@ -557,16 +695,5 @@ mod tests {
         assert_eq!(cut.body.len(), full.body.len() / 2);
         assert!(full.body.starts_with(&cut.body));
         assert!(serde_json::from_slice::<Value>(&cut.body).is_err());
-    }
-
-    #[test]
-    fn limiter_allows_a_burst_then_refills() {
-        let mut limiter = RateLimiter::default();
-        let t0 = Instant::now();
-        let allowed = (0..5).filter(|_| limiter.allow("k", 2.0, t0)).count();
-        assert_eq!(allowed, 2);
-        assert!(limiter.allow("other", 2.0, t0), "per key");
-        assert!(limiter.allow("k", 2.0, t0 + Duration::from_millis(500)));
-        assert!(!limiter.allow("k", 2.0, t0 + Duration::from_millis(500)));
     }
 }

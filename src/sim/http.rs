@@ -127,19 +127,21 @@ pub(crate) async fn read_request<R: AsyncRead + Unpin>(
     })
 }
 
-/// The status line and headers of every answer; the body follows.
+/// The status line and headers of every answer, with `extra` headers (`Retry-After`, a service's
+/// rate-limit headers) before the fixed ones; the body follows.
 pub(crate) fn response_head(
     status: u16,
     content_type: &str,
     content_length: u64,
-    retry_after: Option<u64>,
+    extra: &[(&str, String)],
 ) -> String {
-    let retry_after = retry_after
-        .map(|seconds| format!("Retry-After: {seconds}\r\n"))
-        .unwrap_or_default();
+    let extra: String = extra
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {content_length}\r\n\
-         {retry_after}Server: openresty\r\nVia: 1.1 google\r\nAccess-Control-Allow-Origin: *\r\n\
+         {extra}Server: openresty\r\nVia: 1.1 google\r\nAccess-Control-Allow-Origin: *\r\n\
          Connection: close\r\n\r\n",
         reason_phrase(status)
     )

@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::http::{Params, reason_phrase};
 use super::plays::{Play, Track};
+use crate::config::Api;
 
 /// The response format a request asked for: JSON with `format=json`, else XML.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,9 +28,19 @@ impl Format {
     }
 
     pub(crate) fn content_type(self) -> &'static str {
-        match self {
-            Self::Json => "application/json; charset=utf-8",
-            Self::Xml => "text/xml; charset=utf-8",
+        self.content_type_of(Api::Lastfm)
+    }
+
+    /// The type each service labels the format with: GNU FM's PHP sends a bare `text/xml`,
+    /// ListenBrainz's Flask `application/xml`.
+    pub(crate) fn content_type_of(self, api: Api) -> &'static str {
+        match (self, api) {
+            (Self::Json, Api::Lastfm | Api::Librefm | Api::Listenbrainz) => {
+                "application/json; charset=utf-8"
+            }
+            (Self::Xml, Api::Lastfm) => "text/xml; charset=utf-8",
+            (Self::Xml, Api::Librefm) => "text/xml",
+            (Self::Xml, Api::Listenbrainz) => "application/xml; charset=utf-8",
         }
     }
 }
@@ -608,6 +619,16 @@ pub(crate) fn html_page(status: u16) -> String {
          <h1>Error: {reason}</h1>\n\
          <h2>The server encountered a temporary error and could not complete your request.\
          <p>Please try again in 30 seconds.</h2>\n<h2></h2>\n</body></html>\n"
+    )
+}
+
+/// The error page of an nginx in front of a compatible service (Libre.fm, ListenBrainz).
+pub(crate) fn nginx_page(status: u16) -> String {
+    let reason = reason_phrase(status);
+    format!(
+        "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n\
+         <center><h1>{status} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n\
+         </body>\r\n</html>\r\n"
     )
 }
 

@@ -9,13 +9,14 @@
 //!
 //! ```toml
 //! name = "fire-drill"
+//! personality = "lastfm"             # or "librefm", "listenbrainz" (below); `--personality` overrides it
 //! repeat = true                      # after the last phase, start again from the first (default true)
 //!
 //! # Optional: keys the simulator knows. Without any, every api_key of 32 hex characters is accepted,
 //! # signatures are not verified and any non-empty sk is valid. With keys, an unknown api_key gets
 //! # error 10, a wrong api_sig error 13 (verified with `secret`, default "") and an sk that is not
 //! # listed error 9.
-//! rate_limit_per_second = 5.0        # optional, for every key: beyond it the answer is error 29 / 429
+//! rate_limit_per_second = 5.0        # optional, for every key: beyond it error 29 / 429 (ListenBrainz: below)
 //! session_users = { "sk-any" = "canary" }  # optional, without [[keys]]: whose session each sk is
 //!
 //! [[keys]]
@@ -50,6 +51,8 @@
 //! ignore = 1                         # every write answered ignored with this code, 1-5
 //! daily_cap = 3                      # per user and UTC day, the scrobble after the 3rd: ignored, code 5
 //! rate_limited = "user"              # every write: error 29, "user" or "key" scoped wording
+//! quirk = "empty_body"               # accepted writes answered 200 with an empty `text/html` body;
+//!                                    # "text_html": the usual body labelled `text/html; charset=UTF-8`
 //! ```
 //!
 //! # The write path
@@ -64,7 +67,8 @@
 //! this order: `rate_limited`, `ignore`, `daily_cap` (scrobbles only; the count is kept across
 //! phases), then the write is accepted and stored unless `invisible`. The knobs apply to the two
 //! writes only; a rule (below) still wins over all of them, and a rule with `code = 29` and a
-//! `message` limits every method.
+//! `message` limits every method. A `quirk` (Libre.fm's habit, pylast#186, multi-scrobbler#663,
+//! but any personality takes it) breaks only the answer of an accepted write: the play is stored.
 //!
 //! `respond` is one of (all accept `status`, `delay` and `retry_after`):
 //!
@@ -80,20 +84,51 @@
 //! | `trickle` | a success body, one byte per second |
 //! | `raw` | `body` verbatim as `content_type` (default `application/json`), 200 |
 //! | `oversized` | `bytes` bytes of JSON-like filler with an honest `Content-Length`, 200 |
+//! | `rate_limited` | the personality's rate limit: Last.fm's error 29 (429); ListenBrainz's 429 JSON with `X-RateLimit-Reset-In: reset_in` (optional, default 10) |
 //!
 //! A matched rule is answered as written, before any of the API's own checks (key, signature,
 //! session, rate limit, unknown users), so a phase can force error 26 for everything. Requests no rule
 //! matches get the normal behaviour. After the last phase the timeline starts again when `repeat` is
 //! true; otherwise no phase is active any more and everything behaves normally.
+//!
+//! # Personalities
+//!
+//! A simulator plays one service (`personality`, default `lastfm`: everything above). The method
+//! sets are the configuration's (`config::Api`); the checks and shapes are in `compat.rs`.
+//!
+//! - `librefm` (GNU FM): every API error with HTTP 200, also a rule's `error` without `status`;
+//!   a method outside GNU FM's list is 3; without `[[keys]]` an api_key is only length-checked
+//!   (32 characters, error 10 otherwise), signatures are never checked; writes must be POSTed (a
+//!   GET lacks the parameters: 6) with an `sk` (6 without, 9 unknown); `user.getInfo` needs `user`;
+//!   the too-long user is 7 "Invalid resource specified", in JSON as GNU FM's encoder writes it,
+//!   `{"error": {"#text": "Invalid resource specified", "code": "7"}}`. XML comes as `text/xml`.
+//!   `user.getRecentTracks` reads the play store back, under the visibility knobs. It never rate
+//!   limits: `rate_limit_per_second`, `writes.rate_limited` and `respond = "rate_limited"` are
+//!   refused. An `html` rule sends an nginx error page.
+//! - `listenbrainz` (its compatibility API): only `auth.getToken`, `auth.getSession`,
+//!   `auth.getSessionInfo`, `user.getInfo`, `track.updateNowPlaying` and `track.scrobble`, every
+//!   other method 3, all with HTTP 200, also a rule's `error` without `status`; a write sent with
+//!   `GET` is 16; any api_key is valid and signatures are ignored, the `sk` is what counts (9);
+//!   `user.getInfo` needs an `sk` even with `user`; the too-long user is 7. JSON successes are its
+//!   converter's (attributes as plain members, no `@attr`); XML comes as `application/xml`. Every
+//!   request counts in a 10-second window per api_key of `rate_limit_per_second` × 10 requests
+//!   (at least 1; 100 without the key), and every answer carries `X-RateLimit-Limit`,
+//!   `X-RateLimit-Remaining` (counting down), `X-RateLimit-Reset-In` (seconds to the window's end)
+//!   and `X-RateLimit-Reset` (its Unix time). Beyond the window, and for `writes.rate_limited` and
+//!   `respond = "rate_limited"`, the answer is HTTP 429 with `{"code": 429, "error": "…"}` and
+//!   those headers (`Remaining: 0`), never error 29. The auth methods answer an empty success.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use super::responses::SESSION_USER;
+use super::rule::duration_opt;
+pub(crate) use super::rule::{Respond, Rule};
+use crate::config::Api;
 
 /// A validated timeline of phases plus the keys the simulated API knows.
 #[derive(Debug, Clone, Deserialize)]
@@ -101,6 +136,9 @@ use super::responses::SESSION_USER;
 pub struct Scenario {
     #[serde(default = "default_name")]
     name: String,
+    /// Which service the simulator plays; the `simulate --personality` flag overrides it.
+    #[serde(default = "default_personality", deserialize_with = "personality")]
+    personality: Api,
     #[serde(default = "default_repeat")]
     repeat: bool,
     #[serde(default)]
@@ -145,6 +183,20 @@ pub(crate) struct WriteKnobs {
     /// Every write is refused with error 29 in this scope's wording.
     #[serde(default)]
     pub(crate) rate_limited: Option<LimitScope>,
+    /// Accepted writes come back broken the way Libre.fm's sometimes do.
+    #[serde(default)]
+    pub(crate) quirk: Option<WriteQuirk>,
+}
+
+/// How an accepted write's answer is broken (Libre.fm: pylast#186, multi-scrobbler#663); the
+/// play is stored all the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum WriteQuirk {
+    /// 200 with an empty body, as `text/html` (what PHP sends when a script dies early).
+    EmptyBody,
+    /// The usual body, labelled `text/html; charset=UTF-8`.
+    TextHtml,
 }
 
 /// Whose budget a simulated error 29 says was spent; the wording is what tells them apart.
@@ -183,141 +235,6 @@ impl fmt::Debug for KeyEntry {
     }
 }
 
-/// "Answer requests for `method` (or every method) like this."
-#[derive(Debug, Clone, Deserialize)]
-#[serde(try_from = "RuleFile")]
-pub(crate) struct Rule {
-    pub(crate) method: Option<String>,
-    pub(crate) respond: Respond,
-    pub(crate) status: Option<u16>,
-    pub(crate) delay: Duration,
-    /// Seconds for a `Retry-After` header; the real API never sends one (docs/LASTFM-API.md §3), but
-    /// the monitor must honour it when it does, so tests need a way to send it.
-    pub(crate) retry_after: Option<u64>,
-}
-
-/// What a matched rule sends; the kind-specific fields live in their variant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Respond {
-    Success,
-    Error {
-        code: u32,
-        message: Option<String>,
-    },
-    Html,
-    Empty,
-    Truncated,
-    Reset,
-    Stall,
-    Trickle,
-    Raw {
-        body: String,
-        content_type: Option<String>,
-    },
-    Oversized {
-        bytes: u64,
-    },
-}
-
-impl Respond {
-    /// The `respond` value, for logs.
-    pub(crate) fn as_label(&self) -> &'static str {
-        match self {
-            Self::Success => "success",
-            Self::Error { .. } => "error",
-            Self::Html => "html",
-            Self::Empty => "empty",
-            Self::Truncated => "truncated",
-            Self::Reset => "reset",
-            Self::Stall => "stall",
-            Self::Trickle => "trickle",
-            Self::Raw { .. } => "raw",
-            Self::Oversized { .. } => "oversized",
-        }
-    }
-}
-
-/// The raw TOML shape of a rule: every field of every kind, checked by `TryFrom` so that
-/// a field that does not fit its `respond` is an error with the rule's line.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RuleFile {
-    method: Option<String>,
-    respond: RespondKind,
-    status: Option<u16>,
-    #[serde(default, deserialize_with = "duration_opt")]
-    delay: Option<Duration>,
-    retry_after: Option<u64>,
-    code: Option<u32>,
-    message: Option<String>,
-    body: Option<String>,
-    content_type: Option<String>,
-    bytes: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum RespondKind {
-    Success,
-    Error,
-    Html,
-    Empty,
-    Truncated,
-    Reset,
-    Stall,
-    Trickle,
-    Raw,
-    Oversized,
-}
-
-impl TryFrom<RuleFile> for Rule {
-    type Error = String;
-
-    fn try_from(raw: RuleFile) -> Result<Self, String> {
-        let respond = match raw.respond {
-            RespondKind::Success => Respond::Success,
-            RespondKind::Error => Respond::Error {
-                code: raw.code.ok_or("respond = \"error\" needs `code`")?,
-                message: raw.message.clone(),
-            },
-            RespondKind::Html => Respond::Html,
-            RespondKind::Empty => Respond::Empty,
-            RespondKind::Truncated => Respond::Truncated,
-            RespondKind::Reset => Respond::Reset,
-            RespondKind::Stall => Respond::Stall,
-            RespondKind::Trickle => Respond::Trickle,
-            RespondKind::Raw => Respond::Raw {
-                body: raw.body.clone().ok_or("respond = \"raw\" needs `body`")?,
-                content_type: raw.content_type.clone(),
-            },
-            RespondKind::Oversized => Respond::Oversized {
-                bytes: raw.bytes.ok_or("respond = \"oversized\" needs `bytes`")?,
-            },
-        };
-        let kind = respond.as_label();
-        let misplaced = [
-            ("code", raw.code.is_some(), kind == "error"),
-            ("message", raw.message.is_some(), kind == "error"),
-            ("body", raw.body.is_some(), kind == "raw"),
-            ("content_type", raw.content_type.is_some(), kind == "raw"),
-            ("bytes", raw.bytes.is_some(), kind == "oversized"),
-        ];
-        if let Some((field, ..)) = misplaced.iter().find(|(_, set, fits)| *set && !fits) {
-            return Err(format!("`{field}` does not apply to respond = \"{kind}\""));
-        }
-        if let Some(status) = raw.status.filter(|s| !(100..=599).contains(s)) {
-            return Err(format!("status {status} is not an HTTP status (100-599)"));
-        }
-        Ok(Self {
-            method: raw.method,
-            respond,
-            status: raw.status,
-            delay: raw.delay.unwrap_or_default(),
-            retry_after: raw.retry_after,
-        })
-    }
-}
-
 /// Why a scenario could not be loaded; the message is meant for the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
@@ -344,64 +261,6 @@ fn origin(path: Option<&Path>) -> String {
         .unwrap_or_default()
 }
 
-/// The built-in demo: a three-minute incident cycle; the first incident starts after 20 s.
-const DEMO_TOML: &str = r#"
-name = "demo"
-repeat = true
-
-# Throughout the healthy phases, track.getInfo of a missing track answers error 6 with 200 OK, as
-# the real API does for tracks: the demo's negative control sees the best-known quirk at once.
-[[phases]]
-name = "healthy"
-duration = "10s"
-rules = [
-  { method = "track.getInfo", respond = "error", code = 6, status = 200, message = "Track not found" },
-]
-
-[[phases]]
-name = "error-8-burst"
-duration = "25s"
-rules = [
-  { method = "artist.getInfo", respond = "error", code = 8, status = 503 },
-  { method = "album.getInfo", respond = "error", code = 8, status = 503 },
-  { method = "chart.getTopArtists", respond = "html" },
-  { method = "track.getInfo", respond = "error", code = 6, status = 200, message = "Track not found" },
-]
-
-[[phases]]
-name = "200-with-error"
-duration = "25s"
-rules = [
-  { method = "album.getInfo", respond = "error", code = 8, status = 200 },
-  { method = "tag.getInfo", respond = "error", code = 8, status = 200 },
-  { method = "geo.getTopArtists", respond = "empty" },
-  { method = "track.search", respond = "truncated" },
-  { method = "track.getInfo", respond = "error", code = 6, status = 200, message = "Track not found" },
-]
-
-[[phases]]
-name = "rate-limited"
-duration = "25s"
-rules = [{ respond = "error", code = 29 }]
-
-[[phases]]
-name = "service-offline"
-duration = "30s"
-rules = [{ respond = "error", code = 11 }]
-
-[[phases]]
-name = "key-suspended"
-duration = "30s"
-rules = [{ respond = "error", code = 26 }]
-
-[[phases]]
-name = "recovery"
-duration = "35s"
-rules = [
-  { method = "track.getInfo", respond = "error", code = 6, status = 200, message = "Track not found" },
-]
-"#;
-
 impl Scenario {
     /// Parses and validates a scenario; errors name the line and the offending key.
     pub fn from_toml_str(s: &str) -> Result<Self, ScenarioError> {
@@ -421,6 +280,7 @@ impl Scenario {
     pub fn healthy() -> Self {
         Self {
             name: "healthy".to_owned(),
+            personality: Api::Lastfm,
             repeat: true,
             rate_limit_per_second: None,
             session_users: BTreeMap::new(),
@@ -434,13 +294,21 @@ impl Scenario {
         }
     }
 
-    /// The scripted incident timeline `lastfm-monitor demo` runs against.
-    pub fn demo() -> Self {
-        Self::from_toml_str(DEMO_TOML).expect("the built-in demo scenario is valid (tested)")
-    }
-
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The service the simulator plays (`personality`, default `lastfm`).
+    pub fn personality(&self) -> Api {
+        self.personality
+    }
+
+    /// The same scenario played as `api` (`simulate --personality`); refused when the scenario
+    /// asks for something that service never does (Libre.fm has no rate limiting).
+    pub fn with_personality(mut self, api: Api) -> Result<Self, ScenarioError> {
+        self.personality = api;
+        self.validate()
+            .map_err(|reason| ScenarioError::InvalidScenario { path: None, reason })
     }
 
     pub fn phases(&self) -> &[Phase] {
@@ -533,6 +401,7 @@ impl Scenario {
         for phase in &self.phases {
             phase.writes.validate(&phase.name)?;
         }
+        self.validate_personality()?;
         let users = self.session_users.iter();
         let users = users.chain(self.keys.iter().flat_map(|k| &k.session_users));
         if let Some((sk, user)) = users
@@ -561,6 +430,61 @@ impl Scenario {
         }
         Ok(self)
     }
+}
+
+impl Scenario {
+    /// Libre.fm never rate limits (docs/LASTFM-API.md, Compatible APIs): a limit asked of it
+    /// would rehearse an incident that cannot happen there, so it is refused rather than ignored.
+    fn validate_personality(&self) -> Result<(), String> {
+        if self.personality != Api::Librefm {
+            return Ok(());
+        }
+        let refuse = |what: &str| {
+            Err(format!(
+                "{what}: personality \"librefm\" never rate limits (use an `error` or `html` rule)"
+            ))
+        };
+        let per_key = self.keys.iter().any(|k| k.rate_limit_per_second.is_some());
+        if self.rate_limit_per_second.is_some() || per_key {
+            return refuse("rate_limit_per_second");
+        }
+        for phase in &self.phases {
+            if phase.writes.rate_limited.is_some() {
+                return refuse(&format!("phase {:?}: writes.rate_limited", phase.name));
+            }
+            let limits = |r: &&Rule| matches!(r.respond, Respond::RateLimited { .. });
+            if phase.rules.iter().any(|r| limits(&r)) {
+                return refuse(&format!(
+                    "phase {:?}: respond = \"rate_limited\"",
+                    phase.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The personality named `text`: one of the `api` labels a target may carry.
+pub fn personality_from_label(text: &str) -> Result<Api, String> {
+    Api::ALL
+        .into_iter()
+        .find(|api| api.as_label() == text)
+        .ok_or_else(|| {
+            let known: Vec<_> = Api::ALL.into_iter().map(Api::as_label).collect();
+            format!(
+                "unknown personality {text:?}, expected one of {}",
+                known.join(", ")
+            )
+        })
+}
+
+fn personality<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Api, D::Error> {
+    let text = String::deserialize(de)?;
+    personality_from_label(&text).map_err(serde::de::Error::custom)
+}
+
+fn default_personality() -> Api {
+    Api::Lastfm
 }
 
 impl Phase {
@@ -612,13 +536,6 @@ fn default_repeat() -> bool {
     true
 }
 
-fn duration_opt<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
-    let text = String::deserialize(de)?;
-    humantime::parse_duration(&text)
-        .map(Some)
-        .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -632,7 +549,7 @@ mod tests {
     }
 
     #[test]
-    fn demo_runs_the_phases_in_order_over_three_minutes() {
+    fn demo_runs_the_phases_in_order_over_three_and_a_half_minutes() {
         let demo = Scenario::demo();
         let names: Vec<_> = demo.phases().iter().map(Phase::name).collect();
         assert_eq!(
@@ -644,15 +561,17 @@ mod tests {
                 "rate-limited",
                 "service-offline",
                 "key-suspended",
+                "writes-invisible",
                 "recovery"
             ]
         );
-        assert_eq!(demo.cycle_length(), Some(secs(180)));
+        assert_eq!(demo.cycle_length(), Some(secs(205)));
         assert_eq!(phase_name(&demo, secs(9)), Some("healthy"));
         assert_eq!(phase_name(&demo, secs(10)), Some("error-8-burst"));
         assert_eq!(phase_name(&demo, secs(100)), Some("service-offline"));
-        assert_eq!(phase_name(&demo, secs(179)), Some("recovery"));
-        assert_eq!(phase_name(&demo, secs(180 + 21)), Some("error-8-burst"));
+        assert_eq!(phase_name(&demo, secs(150)), Some("writes-invisible"));
+        assert_eq!(phase_name(&demo, secs(204)), Some("recovery"));
+        assert_eq!(phase_name(&demo, secs(205 + 21)), Some("error-8-burst"));
     }
 
     #[test]
@@ -857,5 +776,69 @@ mod tests {
             err.starts_with("cannot read scenario file /nonexistent/drill.toml"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_personality_defaults_to_lastfm_and_the_flag_overrides_the_file() {
+        assert_eq!(Scenario::healthy().personality(), Api::Lastfm);
+        assert_eq!(Scenario::demo().personality(), Api::Lastfm);
+        let s = Scenario::from_toml_str("personality = \"listenbrainz\"\n").unwrap();
+        assert_eq!(s.personality(), Api::Listenbrainz);
+        let s = s.with_personality(Api::Librefm).unwrap();
+        assert_eq!(s.personality(), Api::Librefm);
+        for api in Api::ALL {
+            assert_eq!(personality_from_label(api.as_label()), Ok(api));
+        }
+        let err = Scenario::from_toml_str("personality = \"maloja\"\n").unwrap_err();
+        let err = err.to_string();
+        assert!(err.contains("unknown personality \"maloja\""), "{err}");
+        assert!(err.contains("lastfm, librefm, listenbrainz"), "{err}");
+        assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn librefm_refuses_every_rate_limit_it_could_never_send() {
+        for text in [
+            "rate_limit_per_second = 1.0\n",
+            "[[keys]]\napi_key = \"k\"\nrate_limit_per_second = 1.0\n",
+            "[[phases]]\nname = \"a\"\n[phases.writes]\nrate_limited = \"key\"\n",
+            "[[phases]]\nname = \"a\"\nrules = [{ respond = \"rate_limited\" }]\n",
+        ] {
+            let err = Scenario::from_toml_str(&format!("personality = \"librefm\"\n{text}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("never rate limits"), "{text}: {err}");
+            let other = Scenario::from_toml_str(text).unwrap();
+            let err = other
+                .with_personality(Api::Librefm)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("never rate limits"), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_write_quirk_and_the_rate_limited_rule_parse() {
+        let s = Scenario::from_toml_str(
+            "[[phases]]\nname = \"a\"\nrules = [{ respond = \"rate_limited\", reset_in = 5 }]\n\
+             [phases.writes]\nquirk = \"text_html\"\n",
+        )
+        .unwrap();
+        let phase = &s.phases()[0];
+        assert_eq!(phase.writes().quirk, Some(WriteQuirk::TextHtml));
+        assert_eq!(phase.rules[0].respond, Respond::RateLimited { reset_in: 5 });
+        let err = Scenario::from_toml_str(
+            "[[phases]]\nname = \"a\"\nrules = [{ respond = \"html\", reset_in = 5 }]\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("`reset_in` does not apply"),
+            "{err}"
+        );
+        let err = Scenario::from_toml_str(
+            "[[phases]]\nname = \"a\"\n[phases.writes]\nquirk = \"gone\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown variant"), "{err}");
     }
 }

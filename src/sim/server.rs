@@ -16,8 +16,9 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, timeout};
 use tracing::{debug, warn};
 
-use super::answer::{self, Delivery, Memory, RateLimiter, Reply};
+use super::answer::{self, Asked, Delivery, Memory, Reply};
 use super::http::{self, RequestError};
+use super::limits::{RateLimiter, Windows};
 use super::scenario::{Phase, Scenario};
 use super::writes::Clock;
 
@@ -100,6 +101,7 @@ impl Simulator {
         state.scenario = scenario;
         state.started = Instant::now();
         state.memory.limiter = RateLimiter::default();
+        state.memory.windows = Windows::default();
     }
 
     /// The requests to `/2.0/` seen so far, oldest first (at most the latest 10 000).
@@ -173,7 +175,11 @@ impl Simulator {
                 at: now,
                 unix: unix_now(),
             };
-            let reply = answer::decide(&state.scenario, phase, &params, &mut state.memory, clock);
+            let asked = Asked {
+                params: &params,
+                is_post: request.method == "POST",
+            };
+            let reply = answer::decide(&state.scenario, phase, asked, &mut state.memory, clock);
             debug!(
                 method = params.get("method").map(String::as_str),
                 phase = phase.map(Phase::name),
@@ -211,12 +217,7 @@ async fn deliver(stream: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
         Delivery::Filler { bytes } => bytes,
         Delivery::Whole | Delivery::CutShort | Delivery::Trickle => reply.body.len() as u64,
     };
-    let head = http::response_head(
-        reply.status,
-        &reply.content_type,
-        body_len,
-        reply.retry_after,
-    );
+    let head = http::response_head(reply.status, &reply.content_type, body_len, &reply.headers);
     stream.write_all(head.as_bytes()).await?;
     match reply.delivery {
         Delivery::Whole => stream.write_all(&reply.body).await?,
@@ -270,7 +271,7 @@ async fn send_filler(stream: &mut TcpStream, bytes: u64) -> std::io::Result<()> 
 }
 
 async fn send_plain(stream: &mut TcpStream, status: u16, text: &str) {
-    let head = http::response_head(status, "text/plain; charset=utf-8", text.len() as u64, None);
+    let head = http::response_head(status, "text/plain; charset=utf-8", text.len() as u64, &[]);
     let sent = async {
         stream.write_all(head.as_bytes()).await?;
         stream.write_all(text.as_bytes()).await?;

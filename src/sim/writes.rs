@@ -519,4 +519,102 @@ mod tests {
         assert!(KEY_LIMIT_MESSAGE.contains("This application has made too many requests"));
         assert_eq!(account.recent("canary"), ["Believe"]);
     }
+
+    /// The monitor's readers (`crate::classify`) take every write answer and read-back the
+    /// simulator gives, in both formats, so a canary against it reads what it wrote.
+    #[test]
+    fn the_monitors_readers_take_every_write_answer_and_read_back() {
+        use crate::classify::{RecentEntry, WriteAnswer, read_recent_tracks, read_write_answer};
+        use crate::config::Format as Asked;
+
+        let counts = |accepted, ignored, ignored_code| WriteAnswer {
+            accepted,
+            ignored,
+            ignored_code,
+        };
+        for (format, asked) in [(Format::Json, Asked::Json), (Format::Xml, Asked::Xml)] {
+            let mut account = Account::new();
+            let mut written = |path, knobs: &WriteKnobs, pairs: &[(&str, &str)]| {
+                let body = account.call(path, knobs, pairs, format).unwrap();
+                read_write_answer(asked, body.as_bytes()).unwrap()
+            };
+            let track = [("artist", "Cher"), ("track", "Believe")];
+            let late = (T0 + 60).to_string();
+            let one = [
+                ("artist", "Cher"),
+                ("track", "Strong Enough"),
+                ("timestamp", &late),
+            ];
+            let two = [
+                ("artist[0]", "Cher"),
+                ("track[0]", "A"),
+                ("timestamp[0]", "1700000100"),
+                ("artist[1]", "Cher"),
+                ("track[1]", "B"),
+                ("timestamp[1]", "1700000200"),
+            ];
+            let ignore = |code| knobs(&format!("ignore = {code}"));
+            let np = WritePath::NowPlaying;
+            assert_eq!(
+                written(np, &ignore(2), &track),
+                counts(0, 1, Some(2)),
+                "{format:?}"
+            );
+            assert_eq!(written(np, &healthy(), &track), counts(1, 0, None));
+            let scrobble = WritePath::Scrobble;
+            assert_eq!(written(scrobble, &ignore(3), &two), counts(0, 2, Some(3)));
+            assert_eq!(written(scrobble, &ignore(5), &one), counts(0, 1, Some(5)));
+            assert_eq!(written(scrobble, &healthy(), &two), counts(2, 0, None));
+            assert_eq!(written(scrobble, &healthy(), &one), counts(1, 0, None));
+
+            let body = account
+                .call(
+                    WritePath::ReadBack,
+                    &healthy(),
+                    &[("user", "canary")],
+                    format,
+                )
+                .unwrap();
+            let read = read_recent_tracks(asked, body.as_bytes()).unwrap();
+            assert_eq!(read.user.as_deref(), Some("canary"), "{format:?}");
+            let entry = |track: &str, now_playing, uts| RecentEntry {
+                artist: "Cher".to_owned(),
+                track: track.to_owned(),
+                now_playing,
+                uts,
+            };
+            let t0 = i64::try_from(T0).unwrap();
+            assert_eq!(read.entries.first(), Some(&entry("Believe", true, None)));
+            for (track, uts) in [("Strong Enough", t0 + 60), ("A", t0 + 100), ("B", t0 + 200)] {
+                assert!(
+                    read.entries.contains(&entry(track, false, Some(uts))),
+                    "{format:?} {track}: {read:?}"
+                );
+            }
+            assert_eq!(
+                read.entries.last(),
+                Some(&entry("Believe", false, Some(t0)))
+            );
+            assert_eq!(read.entries.len(), 5, "{read:?}");
+        }
+    }
+
+    /// The monitor tells the simulator's two error-29 wordings apart as Last.fm's.
+    #[test]
+    fn the_monitor_reads_the_scope_of_each_simulated_rate_limit() {
+        use crate::classify::{Classification, Outcome, RateLimitScope, rate_limit_scope};
+
+        for (message, scope) in [
+            (USER_LIMIT_MESSAGE, RateLimitScope::User),
+            (KEY_LIMIT_MESSAGE, RateLimitScope::Key),
+        ] {
+            let verdict = Classification {
+                http_status: Some(200),
+                error_code: Some(29),
+                detail: Some(message.to_owned()),
+                ..Classification::new(Outcome::ApiError)
+            };
+            assert_eq!(rate_limit_scope(&verdict), Some(scope), "{message}");
+        }
+    }
 }

@@ -122,7 +122,7 @@ impl Validator<'_> {
     }
 
     /// A string key whose value must be one of `options`; the error lists them.
-    fn choice<T: Copy>(
+    pub(super) fn choice<T: Copy>(
         &mut self,
         value: Option<&Spanned<String>>,
         ctx: &str,

@@ -9,8 +9,10 @@
 //! - `fields`: one value at its key (durations, schedules, choices, counts);
 //! - `target`: a `[[targets]]` table (name, URL, secrets, politeness, statuses, its probes);
 //! - `probe`: a `[[targets.probes]]` table (names, params, schedule, expectation, checks);
+//! - `canary`: a target's `[[targets.canaries]]` (the write path) and their cap;
 //! - `reference`: a `[[references]]` table.
 
+mod canary;
 mod fields;
 mod probe;
 mod reference;

@@ -8,13 +8,15 @@ use std::ops::Range;
 use toml::Spanned;
 use url::Url;
 
-use crate::config::declared::StatusTable;
+use crate::config::api::Api;
+use crate::config::declared::{HttpMethod, StatusTable};
 use crate::config::defaults;
 use crate::config::file::{ProbeFile, TargetFile};
 use crate::config::model::{LASTFM_RATE_CEILING, Politeness, Probe, Target};
 use crate::config::parse;
 use crate::config::secret::{Secret, SecretSource};
 
+use super::canary::CanaryContext;
 use super::{Inherited, Validator};
 
 /// A target's three secrets; `api_key` is `None` when missing or unresolved.
@@ -24,6 +26,17 @@ struct Secrets {
     session_key: Option<Secret>,
 }
 
+/// What a target's probes are checked against.
+#[derive(Debug, Clone, Copy)]
+struct ProbeFacts {
+    /// The target has an `api_secret`: signed probes may be.
+    has_secret: bool,
+    /// The target has canaries: it may have no probe.
+    has_canaries: bool,
+    /// Its service: probes of methods it lacks are refused.
+    api: Api,
+}
+
 impl Validator<'_> {
     /// The target, or `None` when a key it cannot do without is wrong (the problems are
     /// recorded either way).
@@ -31,7 +44,7 @@ impl Validator<'_> {
         &mut self,
         index: usize,
         span: Range<usize>,
-        file: TargetFile,
+        mut file: TargetFile,
         inherited: &Inherited,
     ) -> Option<Target> {
         let name = self.target_name(file.name.as_ref(), index, span.clone());
@@ -40,8 +53,12 @@ impl Validator<'_> {
             None => format!("targets[{index}]"),
         };
         let base_url = self.base_url(file.base_url.as_ref(), span.clone(), &ctx);
-        let lastfm = base_url.as_ref().is_some_and(parse::is_lastfm);
+        let api = self.api(file.api.as_ref(), &ctx);
+        let lastfm = api == Api::Lastfm && base_url.as_ref().is_some_and(parse::is_lastfm);
         let secrets = self.secrets(&file, span.clone(), &ctx, lastfm);
+        if api == Api::Librefm {
+            self.key_length(file.api_key.as_ref(), secrets.api_key.as_ref(), &ctx);
+        }
         let politeness = self.politeness(&file, &ctx);
         let down_after = self
             .count(file.down_after.as_ref(), &ctx, "down_after", 1, 100)
@@ -52,10 +69,31 @@ impl Validator<'_> {
         let statuses = self.statuses(file.documented_statuses.as_ref(), &ctx);
         let availability_objective = self.objective(file.availability_objective.as_ref(), &ctx);
         let has_secret = file.api_secret.is_some();
-        let probes = self.target_probes(file.probes, span, &ctx, has_secret, inherited);
+        let probes = self.target_probes(
+            std::mem::take(&mut file.probes),
+            span,
+            &ctx,
+            ProbeFacts {
+                has_secret,
+                has_canaries: !file.canaries.is_empty(),
+                api,
+            },
+            inherited,
+        );
+        let canary_files = std::mem::take(&mut file.canaries);
+        let (canaries, max_scrobbles_per_day) = self.target_canaries(
+            &canary_files,
+            &CanaryContext {
+                target_ctx: &ctx,
+                file: &file,
+                probe_names: probes.iter().map(|p| p.name.clone()).collect(),
+            },
+            inherited,
+        );
         Some(Target {
             name: name?,
             base_url: base_url?,
+            api,
             api_key: secrets.api_key?,
             api_secret: secrets.api_secret,
             session_key: secrets.session_key,
@@ -66,6 +104,8 @@ impl Validator<'_> {
             reuse_connections: file.reuse_connections.unwrap_or(false),
             availability_objective,
             probes,
+            canaries,
+            max_scrobbles_per_day,
         })
     }
 
@@ -120,6 +160,81 @@ impl Validator<'_> {
         parse::base_url(value.get_ref())
             .map_err(|message| self.problem(Some(value.span()), ctx, "base_url", message))
             .ok()
+    }
+
+    /// `api`: the service, Last.fm unless it says otherwise.
+    fn api(&mut self, value: Option<&Spanned<String>>, ctx: &str) -> Api {
+        match value {
+            None => Api::Lastfm,
+            Some(value) => self
+                .choice(
+                    Some(value),
+                    ctx,
+                    "api",
+                    &Api::ALL.map(|api| (api.as_label(), api)),
+                    "use \"lastfm\", \"librefm\" or \"listenbrainz\"",
+                )
+                .unwrap_or(Api::Lastfm),
+        }
+    }
+
+    /// GNU FM checks only that a key is 32 characters long: another length is refused there
+    /// with error 10, so it is worth a warning here.
+    fn key_length(
+        &mut self,
+        value: Option<&Spanned<toml::Value>>,
+        key: Option<&Secret>,
+        ctx: &str,
+    ) {
+        let (Some(value), Some(key)) = (value, key) else {
+            return;
+        };
+        let length = key.expose().chars().count();
+        if length != 32 {
+            self.warning(
+                Some(value.span()),
+                ctx,
+                "api_key",
+                format!("is {length} characters long; Libre.fm (GNU FM) refuses a key that is not 32 characters with error 10"),
+            );
+        }
+    }
+
+    /// Refuses a probe of a method the target's service does not implement: it would only
+    /// ever measure "invalid method".
+    fn method_of(&mut self, api: Api, probe: &Probe, at: Range<usize>, ctx: &str) {
+        let write = ["track.updateNowPlaying", "track.scrobble"]
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(&probe.method));
+        if write && api.writes_are_post_only() && probe.http_method == HttpMethod::Get {
+            self.problem(
+                Some(at.clone()),
+                &format!("{ctx}, probe {:?}", probe.name),
+                "http_method",
+                format!(
+                    "{} takes {} only as a POST (a GET is answered with error 16); remove http_method = \"GET\"",
+                    api.service_name(),
+                    probe.method
+                ),
+            );
+        }
+        let Some(methods) = api.methods() else {
+            return;
+        };
+        if api.implements(&probe.method) == Some(false) {
+            self.problem(
+                Some(at),
+                &format!("{ctx}, probe {:?}", probe.name),
+                "method",
+                format!(
+                    "{:?} is not a method of {} (api = {:?}), which implements {}; probe one of those",
+                    probe.method,
+                    api.service_name(),
+                    api.as_label(),
+                    methods.join(", ")
+                ),
+            );
+        }
     }
 
     /// `api_key` (required), `api_secret` and `session_key`, resolved; a value that cannot be a
@@ -302,31 +417,39 @@ impl Validator<'_> {
         table
     }
 
-    /// The target's probes: at least one, distinct names, signed only with an `api_secret`.
+    /// The target's probes: at least one unless it has canaries, distinct names, signed only
+    /// with an `api_secret`.
     fn target_probes(
         &mut self,
         files: Vec<Spanned<ProbeFile>>,
         span: Range<usize>,
         ctx: &str,
-        has_secret: bool,
+        facts: ProbeFacts,
         inherited: &Inherited,
     ) -> Vec<Probe> {
-        if files.is_empty() {
+        let ProbeFacts {
+            has_secret,
+            has_canaries,
+            api,
+        } = facts;
+        if files.is_empty() && !has_canaries {
             self.problem(
                 Some(span),
                 ctx,
                 "probes",
-                "no [[targets.probes]] are configured; add at least one".to_owned(),
+                "no [[targets.probes]] (and no [[targets.canaries]]) are configured; add at least one probe".to_owned(),
             );
         }
         let mut probe_names = BTreeSet::new();
         let mut probes = Vec::new();
         for (i, probe) in files.into_iter().enumerate() {
             let probe_span = probe.span();
+            let method_span = probe.get_ref().method.as_ref().map(Spanned::span);
             let Some(p) = self.probe(ctx, i, probe_span.clone(), probe.into_inner(), inherited)
             else {
                 continue;
             };
+            self.method_of(api, &p, method_span.unwrap_or(probe_span.clone()), ctx);
             if p.signed && !has_secret {
                 self.problem(
                     Some(probe_span.clone()),
