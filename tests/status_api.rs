@@ -318,7 +318,7 @@ async fn the_status_document_walks_the_states_of_an_error_11_episode() {
     assert!(
         target["cause"]
             .as_str()
-            .is_some_and(|c| c.starts_with("Last.fm answers normally since ")),
+            .is_some_and(|c| c.starts_with("the service answers normally since ")),
         "{target}"
     );
 

@@ -154,7 +154,7 @@ impl Cause {
         match (self.state, self.kind) {
             (State::Unknown, _) => "no run yet".to_owned(),
             (State::Local, _) => format!(
-                "our network or host is at fault ({}): Last.fm's state is unknown from here since {since}",
+                "our network or host is at fault ({}): the service's state is unknown from here since {since}",
                 ours.trim_start_matches("; on our side: ")
             ),
             (State::Degraded | State::Outage, Some(kind)) if counts => format!(
@@ -170,11 +170,13 @@ impl Cause {
                 format!("upstream failures since {since}{ours}")
             }
             (State::Operational, _) if counts => format!(
-                "Last.fm answers normally, {} run{} since {since}{ours}",
+                "the service answers normally, {} run{} since {since}{ours}",
                 self.runs,
                 if self.runs == 1 { "" } else { "s" }
             ),
-            (State::Operational, _) => format!("Last.fm answers normally since {since}{ours}"),
+            (State::Operational, _) => {
+                format!("the service answers normally since {since}{ours}")
+            }
         }
     }
 }
