@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the hot paths: classification (JSON and XML), signing, recording a
-//! run, and rendering `/metrics` at 500, 5,000 and 50,000 series.
+//! run, rendering `/metrics` at 500, 5,000 and 50,000 series, and rendering the status page
+//! with 100 probes (whose size is checked too: at most 256 KiB).
 //!
 //! Run: `cargo bench --bench hot_paths`. Numbers and the machine they came from are in
 //! docs/PERFORMANCE.md.
@@ -148,5 +149,135 @@ fn rendering(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, classification, signing, recording, rendering);
+/// A daemon's generation and history with `targets` targets of `per_target` probes, each probe
+/// with 60 kept results (a third of them alternating, the strips' worst case) and the incident
+/// list full.
+fn status_page_fixture(
+    targets: usize,
+    per_target: usize,
+) -> (
+    lastfm_monitor::daemon::assembly::Assembly,
+    std::sync::Arc<lastfm_monitor::history::History>,
+) {
+    use lastfm_monitor::classify::{Blame, Classification, Outcome};
+    use lastfm_monitor::history::status::TargetFacts;
+    use lastfm_monitor::history::{RunRecord, trace::Trace};
+
+    let mut text = String::from("[defaults]\nstartup_jitter = \"0s\"\n");
+    for t in 0..targets {
+        text.push_str(&format!(
+            "[[targets]]\nname = \"target-{t}\"\nbase_url = \"https://ws.audioscrobbler.com/2.0/\"\napi_key = \"0123456789abcdef0123456789abcdef\"\n"
+        ));
+        for p in 0..per_target {
+            text.push_str(&format!(
+                "[[targets.probes]]\nname = \"artist.getInfo-{p}\"\nmethod = \"artist.getInfo\"\nparams = {{ artist = \"Cher\" }}\n"
+            ));
+        }
+    }
+    let env = lastfm_monitor::config::secret::ProcessEnv;
+    let config = config::Config::parse(&text, "bench.toml", &env, chrono::Utc::now())
+        .expect("the bench config is valid");
+    let prober = std::sync::Arc::new(
+        lastfm_monitor::probe::http::HttpProber::try_new().expect("an HTTP client"),
+    );
+    let web = lastfm_monitor::config::web::WebConfig::default();
+    let parts = lastfm_monitor::daemon::assembly::Parts {
+        prober,
+        clock: std::sync::Arc::new(lastfm_monitor::schedule::SystemClock),
+        version: "bench",
+        revision: "bench",
+        web: &web,
+        start_tasks: false,
+    };
+    let assembly = lastfm_monitor::daemon::assembly::assemble(
+        &config,
+        parts,
+        lastfm_monitor::run::Origin::Fresh,
+    )
+    .expect("assembled");
+    let history = std::sync::Arc::clone(assembly.runner.history());
+    let start = chrono::Utc::now() - chrono::Duration::minutes(61);
+    let mut n = 0_i64;
+    for run in 0..60_i64 {
+        for t in 0..targets {
+            for p in 0..per_target {
+                n += 1;
+                let failing = if p % 3 == 0 {
+                    run % 2 == 0
+                } else {
+                    (20..35).contains(&run)
+                };
+                let verdict = if failing {
+                    Classification {
+                        http_status: Some(503),
+                        error_code: Some(11),
+                        blame: Some(Blame::Upstream),
+                        ..Classification::new(Outcome::ApiError)
+                    }
+                } else {
+                    Classification::success(200)
+                };
+                history.record(RunRecord {
+                    id: 0,
+                    target: format!("target-{t}"),
+                    probe: format!("artist.getInfo-{p}"),
+                    at: start + chrono::Duration::seconds(run * 60 + n % 60),
+                    latency: Duration::from_millis(u64::try_from(40 + n % 300).unwrap_or(0)),
+                    verdict,
+                    on_demand: false,
+                    trace: Trace::default(),
+                    facts: Some(TargetFacts {
+                        available: !failing,
+                        conditions: Vec::new(),
+                    }),
+                });
+            }
+        }
+    }
+    (assembly, history)
+}
+
+fn status_page(c: &mut Criterion) {
+    use lastfm_monitor::server::status_page::{Audience, render};
+    const BUDGET: usize = 256 * 1024;
+    let mut group = c.benchmark_group("status_page/render_100_probes");
+    group.sample_size(20);
+    for (targets, per_target) in [(10, 10), (100, 1)] {
+        let (assembly, history) = status_page_fixture(targets, per_target);
+        let generation = assembly.shared.generation();
+        let page = render(
+            &generation,
+            &history,
+            chrono::Utc::now(),
+            Audience::Operators,
+        );
+        println!(
+            "status page, {targets} target(s) of {per_target} probe(s): {} bytes ({:.1} KiB, budget {} KiB)",
+            page.len(),
+            page.len() as f64 / 1024.0,
+            BUDGET / 1024
+        );
+        // STATUS_PAGE_DUMP=DIR keeps the pages to look at.
+        if let Some(dir) = std::env::var_os("STATUS_PAGE_DUMP") {
+            let path =
+                std::path::Path::new(&dir).join(format!("status-page-{targets}x{per_target}.html"));
+            std::fs::write(path, &page).expect("the dump is written");
+        }
+        assert!(page.len() <= BUDGET, "the page is over its budget");
+        let id = format!("{targets}x{per_target}");
+        group.bench_with_input(BenchmarkId::from_parameter(id), &generation, |b, g| {
+            b.iter(|| black_box(render(g, &history, chrono::Utc::now(), Audience::Operators)));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    classification,
+    signing,
+    recording,
+    rendering,
+    status_page
+);
 criterion_main!(benches);

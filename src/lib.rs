@@ -15,7 +15,8 @@
 //! - [`health`]: availability with hysteresis, the per-target conditions, and the request
 //!   budget (politeness) that keeps the API key from being banned.
 //! - [`metrics`]: the exported series in a private registry and the exposition writer.
-//! - [`history`]: recent runs and their traces, what operators read.
+//! - [`history`]: recent runs and their traces, what operators read; the status model (states,
+//!   causes, uptime, incidents) people and bots read.
 //! - [`run`]: one run through the stages, the per-target runtime, references.
 //! - [`server`]: the HTTP endpoints with timeouts and a concurrency cap, auth, the status page.
 //! - [`daemon`]: wiring, reload, the fleet of probe tasks, systemd, descriptors, shutdown and

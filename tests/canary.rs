@@ -478,7 +478,13 @@ async fn scrape_through_the_cycle(
     let mut round = 0;
     while started.elapsed() < RUN_FOR {
         tokio::time::sleep(Duration::from_millis(1200)).await;
-        for path in ["/metrics", "/"] {
+        for path in [
+            "/metrics",
+            "/",
+            "/api/v1/status",
+            "/api/v1/incidents.atom",
+            "/badge/sim.svg",
+        ] {
             let (_, body) = fetch(&client, addr, "GET", path).await;
             transcript.add(format!("GET {path} (round {round})"), body);
         }

@@ -29,5 +29,6 @@ mod service;
 mod sim_personalities;
 mod sim_writes;
 mod soak;
+mod status_api;
 mod web;
 mod write_path;

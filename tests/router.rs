@@ -645,3 +645,76 @@ async fn configured_security_headers_are_on_every_answer() {
     assert_eq!(ok.status, StatusCode::OK);
     assert_eq!(ok.headers["x-content-type-options"], "nosniff");
 }
+
+#[tokio::test]
+async fn the_status_api_says_unknown_before_a_run_and_follows_scheduled_runs() {
+    let f = fixture();
+    let before = f.get("/api/v1/status").await;
+    assert_eq!(before.status, StatusCode::OK);
+    assert_eq!(before.headers[header::CONTENT_TYPE], "application/json");
+    assert_eq!(before.headers[header::CACHE_CONTROL], "max-age=5");
+    let doc: serde_json::Value = serde_json::from_str(&before.body).expect("JSON");
+    let target = &doc["targets"][0];
+    assert_eq!(target["state"], "unknown");
+    assert_eq!(target["cause"], "no run yet");
+    assert!(target["since"].is_null() && target["probes"][0]["outcome"].is_null());
+    assert_no_canary(&before.body, "the status document");
+
+    // A scheduled run moves it; an on-demand one does not.
+    f.get("/probe?target=sim&probe=artist.getInfo").await;
+    assert_eq!(f.get("/api/v1/status").await.body, before.body);
+    let generation = f.shared.generation();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let latest = Instant::now() + Duration::from_secs(2);
+    let run = f
+        .shared
+        .runner
+        .run(&generation.targets[0], 0, latest, Mode::Scheduled, &cancel)
+        .await;
+    assert!(matches!(run, RunResult::Done(_)), "{run:?}");
+    let after = f.get("/api/v1/status").await;
+    let doc: serde_json::Value = serde_json::from_str(&after.body).expect("JSON");
+    assert_eq!(doc["targets"][0]["state"], "operational");
+    assert_eq!(doc["targets"][0]["probes"][0]["outcome"], "success");
+    assert!(doc["targets"][0]["probes"][1]["outcome"].is_null());
+    let etag = after.headers[header::ETAG].to_str().unwrap().to_owned();
+    assert_ne!(etag, before.headers[header::ETAG].to_str().unwrap());
+
+    let cached = f
+        .send(
+            Request::builder()
+                .uri("/api/v1/status")
+                .header(header::IF_NONE_MATCH, &etag)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(cached.status, StatusCode::NOT_MODIFIED);
+    assert!(cached.body.is_empty());
+    let post = f
+        .send(
+            Request::builder()
+                .method("POST")
+                .uri("/api/v1/status")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+
+    let badge = f.get("/badge/sim.svg").await;
+    assert_eq!(badge.status, StatusCode::OK);
+    assert_eq!(badge.headers[header::CONTENT_TYPE], "image/svg+xml");
+    assert!(badge.body.starts_with("<svg ") && badge.body.contains(">operational</text>"));
+    assert_eq!(
+        f.get("/badge/other.svg").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let feed = f.get("/api/v1/incidents.atom").await;
+    assert_eq!(feed.headers[header::CONTENT_TYPE], "application/atom+xml");
+    assert!(!feed.body.contains("<entry>"), "no incident yet");
+
+    let page = f.get("/").await.body;
+    assert!(page.contains("data-state=\"operational\""), "{page}");
+    assert!(page.contains("class=\"strip\""), "{page}");
+}

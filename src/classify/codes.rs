@@ -31,6 +31,8 @@ pub enum Raises {
 pub struct Code {
     /// The code in the payload.
     pub code: u32,
+    /// Its name in Last.fm's documentation (docs/LASTFM-API.md §1), for sentences people read.
+    pub name: &'static str,
     /// Its `code` label value; `None` for a code counted under `other`.
     pub label: Option<&'static str>,
     /// The HTTP statuses it is documented to arrive with; empty when none is documented, and
@@ -44,6 +46,7 @@ pub struct Code {
 
 const fn row(
     code: u32,
+    name: &'static str,
     label: Option<&'static str>,
     statuses: &'static [u16],
     blame: Blame,
@@ -51,6 +54,7 @@ const fn row(
 ) -> Code {
     Code {
         code,
+        name,
         label,
         statuses,
         blame,
@@ -66,24 +70,101 @@ const LASTFM: [Code; 17] = {
     use Condition::{ApiKeyInvalid, ApiKeySuspended, RateLimited, ServiceOffline, SessionInvalid};
     use Raises::{Always, Nothing, WhenSigned};
     [
-        row(2, Some("2"), &[], Upstream, Always(ServiceOffline)),
-        row(3, Some("3"), &[400], Client, Nothing),
-        row(4, Some("4"), &[403], Client, WhenSigned(SessionInvalid)),
-        row(5, Some("5"), &[400], Client, Nothing),
-        row(6, Some("6"), &[400, 404], Client, Nothing),
-        row(7, Some("7"), &[], Client, Nothing),
-        row(8, Some("8"), &[500, 503], Upstream, Nothing),
-        row(9, Some("9"), &[403], Client, WhenSigned(SessionInvalid)),
-        row(10, Some("10"), &[403], Client, Always(ApiKeyInvalid)),
-        row(11, Some("11"), &[503], Upstream, Always(ServiceOffline)),
-        row(13, Some("13"), &[400], Client, Nothing),
+        row(
+            2,
+            "invalid service",
+            Some("2"),
+            &[],
+            Upstream,
+            Always(ServiceOffline),
+        ),
+        row(3, "invalid method", Some("3"), &[400], Client, Nothing),
+        row(
+            4,
+            "authentication failed",
+            Some("4"),
+            &[403],
+            Client,
+            WhenSigned(SessionInvalid),
+        ),
+        row(5, "invalid format", Some("5"), &[400], Client, Nothing),
+        row(
+            6,
+            "invalid parameters",
+            Some("6"),
+            &[400, 404],
+            Client,
+            Nothing,
+        ),
+        row(7, "invalid resource", Some("7"), &[], Client, Nothing),
+        row(
+            8,
+            "operation failed",
+            Some("8"),
+            &[500, 503],
+            Upstream,
+            Nothing,
+        ),
+        row(
+            9,
+            "invalid session key",
+            Some("9"),
+            &[403],
+            Client,
+            WhenSigned(SessionInvalid),
+        ),
+        row(
+            10,
+            "invalid API key",
+            Some("10"),
+            &[403],
+            Client,
+            Always(ApiKeyInvalid),
+        ),
+        row(
+            11,
+            "service offline",
+            Some("11"),
+            &[503],
+            Upstream,
+            Always(ServiceOffline),
+        ),
+        row(
+            13,
+            "invalid method signature",
+            Some("13"),
+            &[400],
+            Client,
+            Nothing,
+        ),
         // Token errors of the desktop auth flow: ours, but too rare for series of their own.
-        row(14, None, &[], Client, Nothing),
-        row(15, None, &[], Client, Nothing),
-        row(16, Some("16"), &[503], Upstream, Nothing),
-        row(17, Some("17"), &[403], Client, Nothing),
-        row(26, Some("26"), &[403], Client, Always(ApiKeySuspended)),
-        row(29, Some("29"), &[429], Client, Always(RateLimited)),
+        row(14, "token not authorised", None, &[], Client, Nothing),
+        row(15, "token expired", None, &[], Client, Nothing),
+        row(
+            16,
+            "temporarily unavailable",
+            Some("16"),
+            &[503],
+            Upstream,
+            Nothing,
+        ),
+        row(17, "login required", Some("17"), &[403], Client, Nothing),
+        row(
+            26,
+            "API key suspended",
+            Some("26"),
+            &[403],
+            Client,
+            Always(ApiKeySuspended),
+        ),
+        row(
+            29,
+            "rate limit exceeded",
+            Some("29"),
+            &[429],
+            Client,
+            Always(RateLimited),
+        ),
     ]
 };
 
@@ -97,18 +178,53 @@ const COMPAT: [Code; 11] = {
     use Raises::{Always, Nothing, WhenSigned};
     const OK: &[u16] = &[200];
     [
-        row(2, Some("2"), OK, Client, Nothing),
-        row(3, Some("3"), OK, Client, Nothing),
-        row(4, Some("4"), OK, Client, WhenSigned(SessionInvalid)),
-        row(5, Some("5"), OK, Client, Nothing),
-        row(6, Some("6"), OK, Client, Nothing),
+        row(2, "invalid service", Some("2"), OK, Client, Nothing),
+        row(3, "invalid method", Some("3"), OK, Client, Nothing),
+        row(
+            4,
+            "authentication failed",
+            Some("4"),
+            OK,
+            Client,
+            WhenSigned(SessionInvalid),
+        ),
+        row(5, "invalid format", Some("5"), OK, Client, Nothing),
+        row(6, "invalid parameters", Some("6"), OK, Client, Nothing),
         // GNU FM's answer to an unknown user, artist or track (Last.fm's is 6).
-        row(7, Some("7"), OK, Client, Nothing),
-        row(8, Some("8"), OK, Upstream, Nothing),
-        row(9, Some("9"), OK, Client, WhenSigned(SessionInvalid)),
-        row(10, Some("10"), OK, Client, Always(ApiKeyInvalid)),
-        row(11, Some("11"), OK, Upstream, Always(ServiceOffline)),
-        row(13, Some("13"), OK, Client, Nothing),
+        row(7, "invalid resource", Some("7"), OK, Client, Nothing),
+        row(8, "operation failed", Some("8"), OK, Upstream, Nothing),
+        row(
+            9,
+            "invalid session key",
+            Some("9"),
+            OK,
+            Client,
+            WhenSigned(SessionInvalid),
+        ),
+        row(
+            10,
+            "invalid API key",
+            Some("10"),
+            OK,
+            Client,
+            Always(ApiKeyInvalid),
+        ),
+        row(
+            11,
+            "service offline",
+            Some("11"),
+            OK,
+            Upstream,
+            Always(ServiceOffline),
+        ),
+        row(
+            13,
+            "invalid method signature",
+            Some("13"),
+            OK,
+            Client,
+            Nothing,
+        ),
     ]
 };
 
@@ -116,8 +232,23 @@ const COMPAT: [Code; 11] = {
 const LIBREFM: [Code; 13] = join(
     COMPAT,
     [
-        row(12, None, &[200], Blame::Client, Raises::Nothing),
-        row(18, None, &[200], Blame::Client, Raises::Nothing),
+        // Named as Last.fm's retired radio API named them.
+        row(
+            12,
+            "subscribers only",
+            None,
+            &[200],
+            Blame::Client,
+            Raises::Nothing,
+        ),
+        row(
+            18,
+            "trial expired",
+            None,
+            &[200],
+            Blame::Client,
+            Raises::Nothing,
+        ),
     ],
 );
 
@@ -126,8 +257,22 @@ const LIBREFM: [Code; 13] = join(
 const LISTENBRAINZ: [Code; 13] = join(
     COMPAT,
     [
-        row(14, None, &[200], Blame::Client, Raises::Nothing),
-        row(16, Some("16"), &[200], Blame::Client, Raises::Nothing),
+        row(
+            14,
+            "token not authorised",
+            None,
+            &[200],
+            Blame::Client,
+            Raises::Nothing,
+        ),
+        row(
+            16,
+            "temporarily unavailable",
+            Some("16"),
+            &[200],
+            Blame::Client,
+            Raises::Nothing,
+        ),
     ],
 );
 
@@ -140,7 +285,7 @@ const fn join<const A: usize, const B: usize, const N: usize>(
         A + B == N,
         "the joined table's length is the sum of its parts"
     );
-    let mut out = [row(0, None, &[], Blame::Upstream, Raises::Nothing); N];
+    let mut out = [row(0, "", None, &[], Blame::Upstream, Raises::Nothing); N];
     let mut i = 0;
     while i < A {
         out[i] = a[i];
@@ -197,6 +342,18 @@ pub const CODE_LABELS: [&str; LABELLED + 1] = {
 /// The `code` label for an error code: itself when known, else `other`.
 pub fn code_label(code: u32) -> &'static str {
     CODE_LABELS[code_index(code)]
+}
+
+/// A code's documented name ("service offline"), when Last.fm or a compatible service has the
+/// code.
+pub fn code_name(code: u32) -> Option<&'static str> {
+    // The compatible services' rows carry Last.fm's meanings; only their own codes add names.
+    LASTFM
+        .iter()
+        .chain(LIBREFM.iter())
+        .chain(LISTENBRAINZ.iter())
+        .find(|row| row.code == code)
+        .map(|row| row.name)
 }
 
 /// Index into [`CODE_LABELS`].

@@ -33,7 +33,7 @@ pub use canary::{
 };
 pub use codes::{
     CODE_LABELS, Code, CodeTable, KNOWN_CODES, Raises, STATUS_LABELS, code_index, code_label,
-    status_label,
+    code_name, status_label,
 };
 pub use local::{LocalNetwork, could_be_local, localize};
 pub use verdict::{

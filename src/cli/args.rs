@@ -34,6 +34,13 @@ pub struct Cli {
     #[arg(long = "web.listen-address", value_name = "ADDR", global = true)]
     pub listen_address: Option<SocketAddr>,
 
+    /// A second listen address that serves only the status page (without run-now and trace
+    /// links), /api/v1/*, /badge/* and /-/healthy, for a public status page behind a reverse
+    /// proxy while /metrics and /probe stay private. The web config applies to it too; `run`
+    /// and `demo` take it.
+    #[arg(long = "web.status-listen-address", value_name = "ADDR", global = true)]
+    pub status_listen_address: Option<SocketAddr>,
+
     /// TLS (min_version TLS12 by default, client certificates) and bcrypt basic auth for every
     /// endpoint, in exporter-toolkit's web-config.yml format (see docs/web-config.yml). Checked at
     /// start (exit 64 when invalid); read once, so changes need a restart.
@@ -123,6 +130,22 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_status_listen_address_parses() {
+        let Parsed::Run(cli) = parse([
+            "lastfm-monitor",
+            "--web.status-listen-address",
+            "0.0.0.0:10988",
+        ]) else {
+            panic!("must parse");
+        };
+        assert_eq!(
+            cli.status_listen_address,
+            Some("0.0.0.0:10988".parse().unwrap())
+        );
+        assert_eq!(cli.listen_address, None);
+    }
 
     #[test]
     fn exporter_style_flags_parse() {

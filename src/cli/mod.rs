@@ -94,6 +94,13 @@ async fn run(cli: Cli) -> ExitCode {
         personality,
     }) = cli.command
     {
+        if cli.status_listen_address.is_some() {
+            complain!(
+                "lastfm-monitor: --web.status-listen-address is the daemon's (run and demo), \
+                 not the simulator's; drop it"
+            );
+            return ExitCode::from(crate::EXIT_USAGE);
+        }
         if cli.web_config_file.is_some() {
             complain!(
                 "lastfm-monitor: --web.config.file protects the daemon's endpoints (run and demo), \
@@ -120,7 +127,10 @@ async fn run(cli: Cli) -> ExitCode {
         }
     };
     match cli.command {
-        Some(Command::Demo) => demo(cli.listen_address, web).await,
+        Some(Command::Demo) => match status_listener(&cli) {
+            Ok(status) => demo(cli.listen_address, web, status).await,
+            Err(code) => code,
+        },
         _ => daemon(cli, web).await,
     }
 }
@@ -177,6 +187,10 @@ async fn daemon(cli: Cli, web: WebConfig) -> ExitCode {
     let mut options = Options::for_file(cli.config_file.clone(), env);
     options.web = web;
     options.state_directory = state_directory;
+    match status_listener(&cli) {
+        Ok(status) => options.status_listener = status,
+        Err(code) => return code,
+    }
     finish(
         daemon::run(
             config,
@@ -208,7 +222,27 @@ fn state_directory(cli: &Cli) -> Result<Option<std::path::PathBuf>, String> {
     }))
 }
 
-async fn demo(listen: Option<SocketAddr>, web: WebConfig) -> ExitCode {
+/// `--web.status-listen-address`, bound now: a taken port stops the start (exit 1).
+fn status_listener(cli: &Cli) -> Result<Option<Arc<std::net::TcpListener>>, ExitCode> {
+    let Some(address) = cli.status_listen_address else {
+        return Ok(None);
+    };
+    match std::net::TcpListener::bind(address) {
+        Ok(listener) => Ok(Some(Arc::new(listener))),
+        Err(err) => {
+            complain!(
+                "lastfm-monitor: cannot listen on --web.status-listen-address {address}: {err}"
+            );
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn demo(
+    listen: Option<SocketAddr>,
+    web: WebConfig,
+    status: Option<Arc<std::net::TcpListener>>,
+) -> ExitCode {
     // One simulator per service, each with its own timeline, all started together.
     let mut simulators = Vec::new();
     let mut addresses = Vec::new();
@@ -263,7 +297,11 @@ async fn demo(listen: Option<SocketAddr>, web: WebConfig) -> ExitCode {
     );
     let scheme = web.scheme();
     say!("  status page:  {scheme}://{bound}/");
+    say!("  status API:   {scheme}://{bound}/api/v1/status (incidents: /api/v1/incidents.atom)");
     say!("  metrics:      {scheme}://{bound}/metrics");
+    if let Some(address) = status.as_ref().and_then(|l| l.local_addr().ok()) {
+        say!("  public page:  {scheme}://{address}/ (no /metrics, no /probe)");
+    }
     say!(
         "  debug a run:  {scheme}://{bound}/probe?target=lastfm-sim&probe=artist.getInfo&debug=true"
     );
@@ -277,6 +315,7 @@ async fn demo(listen: Option<SocketAddr>, web: WebConfig) -> ExitCode {
     let mut options = Options::for_file(std::path::PathBuf::new(), env);
     options.source = ConfigSource::Fixed(text);
     options.web = web;
+    options.status_listener = status;
     let result = daemon::run_on(config, listener, options, crate::daemon::shutdown::signal()).await;
     drop(simulators);
     finish(result)

@@ -66,7 +66,13 @@ pub fn assemble(
     origin: Origin<'_>,
 ) -> Result<Assembly, RegisterMetric> {
     let metrics = Metrics::try_new(parts.version, parts.revision)?;
-    let runner = Runner::new(parts.prober, Arc::new(History::default()), parts.clock);
+    let history = Arc::new(History::default());
+    if let Origin::Restored(snapshot) = origin
+        && let Some(status) = &snapshot.status
+    {
+        history.status().restore(status);
+    }
+    let runner = Runner::new(parts.prober, history, parts.clock);
     let root = CancellationToken::new();
     let tracker = TaskTracker::new();
     let fleet = Fleet::new(runner.clone(), root.clone(), tracker.clone());

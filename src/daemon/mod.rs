@@ -123,11 +123,9 @@ pub async fn run_on(
         .record_reload(true, unix_now(options.clock.as_ref()));
     let address = serve(listener, &daemon, &options, max_connections)?;
     if let Some(file) = state {
-        let shared = Arc::clone(&daemon.shared);
-        let clock = Arc::clone(&options.clock);
         daemon.tracker.spawn(file.keep_saved(
             daemon.runner.changed(),
-            move || shared.generation().save(clock.as_ref()),
+            capture(&daemon, &options),
             daemon.root.clone(),
         ));
     }
@@ -169,14 +167,36 @@ fn serve(
     if let Some(warning) = crate::config::web::cost_warning(&options.web.users) {
         tracing::warn!("{warning}");
     }
+    // One cap for both listeners: the descriptor table was sized for `max_connections`.
+    let cap = server::ConnectionCap::new(usize::try_from(max_connections).unwrap_or(usize::MAX));
     daemon.tracker.spawn(server::serve_capped(
         listener,
         server::router(Arc::clone(&daemon.shared)),
         options.web.tls.as_ref().map(|tls| tls.acceptor()),
-        usize::try_from(max_connections).unwrap_or(usize::MAX),
+        cap.clone(),
         daemon.root.clone(),
         daemon.tracker.clone(),
     ));
+    if let Some(status) = &options.status_listener {
+        // Its own copy of the socket: `Options` stays cloneable and the bound one is kept.
+        let status = status
+            .try_clone()
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .and_then(TcpListener::from_std)
+            .context("cannot use the status listener")?;
+        let status_address = status
+            .local_addr()
+            .context("cannot read the status address")?;
+        tracing::info!(address = %status_address, "status listener: /, /api/v1/*, /badge/*, /-/healthy");
+        daemon.tracker.spawn(server::serve_capped(
+            status,
+            server::status_router(Arc::clone(&daemon.shared)),
+            options.web.tls.as_ref().map(|tls| tls.acceptor()),
+            cap,
+            daemon.root.clone(),
+            daemon.tracker.clone(),
+        ));
+    }
     Ok(address)
 }
 
@@ -258,6 +278,21 @@ pub fn revision() -> &'static str {
 
 /// The state file's content, or `None` (logged) when there is none or it cannot be used. Read on
 /// the blocking pool: file I/O stays off the thread that serves and schedules.
+/// What the state file keeps, taken on each write: the generation's budgets and cadence, and
+/// the status model as of at most a minute ago (fresh at shutdown).
+fn capture(daemon: &Assembly, options: &Options) -> impl Fn() -> Snapshot + Send + 'static {
+    let shared = Arc::clone(&daemon.shared);
+    let clock = Arc::clone(&options.clock);
+    let root = daemon.root.clone();
+    move || {
+        let mut snapshot = shared.generation().save(clock.as_ref());
+        let now = clock.now().timestamp();
+        let status = shared.runner.history().status();
+        snapshot.status = Some(status.saved(now, root.is_cancelled()));
+        snapshot
+    }
+}
+
 async fn restore(file: StateFile) -> Option<Snapshot> {
     let path = file.path().to_owned();
     let loaded = tokio::task::spawn_blocking(move || file.load())

@@ -40,6 +40,9 @@ pub struct Options {
     /// Where the request budgets and probe cadence survive restarts ([`crate::daemon::state_file`]);
     /// nothing is kept without one.
     pub state_directory: Option<PathBuf>,
+    /// The status listener (`--web.status-listen-address`), bound before the daemon starts so
+    /// that a taken port is refused at once; it serves [`crate::server::status_router`].
+    pub status_listener: Option<Arc<std::net::TcpListener>>,
 }
 
 impl ConfigSource {
@@ -64,6 +67,7 @@ impl Options {
             clock: Arc::new(SystemClock),
             web: WebConfig::default(),
             state_directory: None,
+            status_listener: None,
         }
     }
 }

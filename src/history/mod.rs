@@ -1,4 +1,5 @@
-//! Recent runs, kept for the status page and debug traces.
+//! Recent runs, kept for the status page and debug traces, and the status model built from
+//! them (states, causes, uptime, incidents: `status.rs`, `uptime.rs`, `incidents.rs`).
 //!
 //! Two bounded rings, as blackbox_exporter does: failures are kept longer than successes, because
 //! the run an operator wants to read is the one that went wrong an hour ago. Each record keeps
@@ -6,7 +7,11 @@
 //! keeps working after the state it describes has moved on, and runs nobody reads cost no
 //! rendering. Memory is bounded by the ring sizes and the body excerpt cap.
 
+pub mod incidents;
+pub mod state;
+pub mod status;
 pub mod trace;
+pub mod uptime;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -15,6 +20,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::classify::{Classification, Outcome};
+use crate::history::status::{Observed, StatusBook, TargetFacts};
 use crate::history::trace::Trace;
 
 /// How many successful runs are kept.
@@ -41,6 +47,9 @@ pub struct RunRecord {
     pub on_demand: bool,
     /// The redacted debug trace, rendered when first read.
     pub trace: Trace,
+    /// What a scheduled run left of its target's health; feeds the status model. `None` for
+    /// on-demand runs, which leave health alone.
+    pub facts: Option<TargetFacts>,
 }
 
 impl RunRecord {
@@ -54,6 +63,8 @@ impl RunRecord {
 #[derive(Debug, Default)]
 pub struct History {
     inner: Mutex<HistoryState>,
+    /// States, uptime and incidents, fed by the scheduled runs recorded here.
+    status: StatusBook,
 }
 
 #[derive(Debug, Default)]
@@ -84,6 +95,17 @@ impl History {
             state.last_success.insert(key.clone(), record.at);
         }
         let record = Arc::new(record);
+        if let Some(facts) = &record.facts {
+            let observed = Observed {
+                id: record.id,
+                target: &record.target,
+                probe: &record.probe,
+                at: record.at,
+                latency: record.latency,
+                verdict: &record.verdict,
+            };
+            self.status.observe(observed, facts);
+        }
         if !record.on_demand {
             state.latest.insert(key, Arc::clone(&record));
         }
@@ -97,6 +119,11 @@ impl History {
             ring.pop_front();
         }
         id
+    }
+
+    /// The status model.
+    pub fn status(&self) -> &StatusBook {
+        &self.status
     }
 
     /// The latest scheduled run of a probe.
@@ -145,6 +172,8 @@ impl History {
         let mut state = self.lock();
         state.latest.retain(|(t, p), _| keep(t, p));
         state.last_success.retain(|(t, p), _| keep(t, p));
+        drop(state);
+        self.status.retain(keep);
     }
 
     /// Counts of kept records (successes, failures), for tests and the status page.
@@ -185,6 +214,7 @@ mod tests {
             },
             on_demand: false,
             trace: Trace::default(),
+            facts: None,
         }
     }
 

@@ -374,6 +374,8 @@ impl Runner {
             verdict: kept,
             on_demand: mode == Mode::OnDemand,
             trace: trace.clone(),
+            // A canary step is not a probe run: the status model reads probe runs only.
+            facts: None,
         };
         let id = self.history.record(record.clone());
         self.history.get(id).unwrap_or_else(|| Arc::new(record))

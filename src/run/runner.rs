@@ -21,7 +21,7 @@ use crate::classify::{self, Classification, Condition, RateLimitScope};
 use crate::config::{Probe, Step};
 use crate::health::politeness::{GateEvent, SkipReason};
 use crate::history::trace::Trace;
-use crate::history::{History, RunRecord};
+use crate::history::{History, RunRecord, status::TargetFacts};
 use crate::metrics::ProbeMetrics;
 use crate::probe::{Prober, Recorded};
 use crate::schedule::WallClock;
@@ -222,6 +222,7 @@ impl Runner {
             latency: recorded.outcome.elapsed,
             verdict: kept,
             on_demand: mode == Mode::OnDemand,
+            facts: (mode == Mode::Scheduled).then(|| TargetFacts::of(&rt.health())),
             // Rendered when read (the status page's links, `/probe?debug=true`), not on every run.
             trace: Trace::new(
                 Arc::clone(&made.rt.target),
@@ -253,6 +254,7 @@ fn placeholder(
         verdict: verdict.clone(),
         on_demand: true,
         trace: Trace::default(),
+        facts: None,
     }
 }
 

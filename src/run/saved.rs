@@ -1,12 +1,15 @@
 //! What a generation hands the state file to keep across a restart: each target's request
-//! budget and when each probe last sent. The types are the run stage's; the daemon's state file
-//! only serialises them, so that later stages can hand over their own parts the same way.
+//! budget and when each probe last sent, and the status model (states, uptime, incidents). The
+//! types are the run stage's and the history's; the daemon's state file only serialises them.
+//! A field added later is optional with a serde default, so a file an older version wrote
+//! still loads.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::health::politeness::SavedGate;
+use crate::history::status::SavedStatus;
 
 /// `last_sent` of a probe that has not sent yet.
 pub const NEVER: i64 = i64::MIN;
@@ -21,6 +24,22 @@ pub struct Snapshot {
     pub version: u32,
     /// Per target name.
     pub targets: BTreeMap<String, TargetState>,
+    /// The status model; absent from files written before it existed. One this version cannot
+    /// read (a label a later version added) is dropped, never the budgets with it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub status: Option<SavedStatus>,
+}
+
+/// The status model when it reads, else nothing.
+fn lenient<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SavedStatus>, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
 }
 
 /// One target's kept state.
@@ -43,6 +62,7 @@ impl Snapshot {
         Self {
             version: VERSION,
             targets: BTreeMap::new(),
+            status: None,
         }
     }
 }

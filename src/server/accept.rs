@@ -60,22 +60,43 @@ pub async fn serve_tls(
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let cap = usize::try_from(defaults::MAX_CONNECTIONS).unwrap_or(usize::MAX);
+    let cap = ConnectionCap::new(usize::try_from(defaults::MAX_CONNECTIONS).unwrap_or(usize::MAX));
     serve_capped(listener, router, tls, cap, cancel, tracker).await;
 }
 
-/// [`serve_tls`] holding at most `max_connections` connections: one beyond is closed as soon as
-/// it is accepted.
+/// A cap on open connections; listeners given clones of one cap share it.
+#[derive(Debug, Clone)]
+pub struct ConnectionCap {
+    slots: Arc<Semaphore>,
+    max: usize,
+}
+
+impl ConnectionCap {
+    /// At most `max` connections.
+    pub fn new(max: usize) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(max)),
+            max,
+        }
+    }
+}
+
+/// [`serve_tls`] holding at most `cap` connections: one beyond is closed as soon as it is
+/// accepted. Listeners given clones of one cap share it (the main and the status listener: the
+/// descriptor table is sized for one `max_connections`).
 pub async fn serve_capped(
     listener: TcpListener,
     router: Router,
     tls: Option<TlsAcceptor>,
-    max_connections: usize,
+    cap: ConnectionCap,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
     let service = hyper_util::service::TowerToHyperService::new(router);
-    let slots = Arc::new(Semaphore::new(max_connections));
+    let ConnectionCap {
+        slots,
+        max: max_connections,
+    } = cap;
     let mut refusals = Refusals::default();
     loop {
         let (stream, peer) = tokio::select! {

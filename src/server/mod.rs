@@ -5,10 +5,17 @@
 //!   (`scrape`); never waits on a probe.
 //! - `GET /`: the status page (targets, probes, conditions, recent runs).
 //! - `GET /runs/{id}`: the stored debug trace of a recent run.
+//! - `GET /api/v1/status`: the status document for bots (JSON, `docs/status-api.schema.json`),
+//!   with an `ETag` that changes only with what a bot acts on (`status_api`).
+//! - `GET /api/v1/incidents.atom`: the incidents as an Atom feed.
+//! - `GET /badge/{target}.svg`: a small status badge of a target.
 //! - `GET /probe?target=T&probe=P[&debug=true]`: one run now, within the target's budget
 //!   (`HEAD` and every other method: 405 with `Allow: GET`, never a run).
 //! - `GET /-/healthy`: liveness. `GET /-/ready`: 200 once the config is loaded and probes run.
 //! - `POST /-/reload`: reload the configuration, as SIGHUP does.
+//!
+//! The status listener (`--web.status-listen-address`, [`status_router`]) serves only `/` (without
+//! run-now and trace links), `/api/v1/*`, `/badge/*` and `/-/healthy`, behind the same layers.
 //!
 //! Other methods on these paths answer 405, other paths a fixed 404 that does not echo the path.
 //! axum's `serve` installs no header-read timeout (axum#2741), so [`serve`] runs its own hyper
@@ -19,10 +26,15 @@
 //! response.
 
 mod accept;
+pub mod markup;
+pub mod pictures;
 pub mod scrape;
+pub mod status_api;
 pub mod status_page;
 
-pub use accept::{HEADER_READ_TIMEOUT, TLS_HANDSHAKE_TIMEOUT, serve, serve_capped, serve_tls};
+pub use accept::{
+    ConnectionCap, HEADER_READ_TIMEOUT, TLS_HANDSHAKE_TIMEOUT, serve, serve_capped, serve_tls,
+};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -40,6 +52,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::web::{BasicAuth, Verdict, WebConfig};
+use crate::history::status::TargetStatus;
 use crate::metrics::Metrics;
 use crate::run::{Generation, Mode, RunResult, Runner};
 
@@ -139,8 +152,7 @@ impl Shared {
 
 /// The router for every endpoint.
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/", get(status_page))
+    let routes = Router::new()
         .route("/metrics", get(metrics))
         // axum answers HEAD with the GET handler (dropping the body), which for `/probe` would
         // send a real upstream request: HEAD, like every other method, gets 405 here.
@@ -149,10 +161,36 @@ pub fn router(shared: Arc<Shared>) -> Router {
             get(probe).head(probe_get_only).fallback(probe_get_only),
         )
         .route("/runs/{id}", get(run_trace))
-        .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
-        .route("/-/reload", post(reload))
+        .route("/-/reload", post(reload));
+    layered(status_routes(routes, status_page), shared)
+}
+
+/// The router of the status listener (`--web.status-listen-address`), which a reverse proxy
+/// may publish: the page without run-now and trace links, the status API, the badges and
+/// liveness; `/metrics`, `/probe` and everything else answer 404.
+pub fn status_router(shared: Arc<Shared>) -> Router {
+    layered(status_routes(Router::new(), public_status_page), shared)
+}
+
+/// The routes both listeners serve, with `page` at `/`.
+fn status_routes<H, T>(routes: Router<Arc<Shared>>, page: H) -> Router<Arc<Shared>>
+where
+    H: axum::handler::Handler<T, Arc<Shared>>,
+    T: 'static,
+{
+    routes
+        .route("/", get(page))
+        .route("/api/v1/status", get(api_status))
+        .route("/api/v1/incidents.atom", get(api_incidents))
+        .route("/badge/{file}", get(badge_svg))
+        .route("/-/healthy", get(healthy))
         .fallback(not_found)
+}
+
+/// The layers every listener has: headers on every answer, then authentication, then the cap.
+fn layered(routes: Router<Arc<Shared>>, shared: Arc<Shared>) -> Router {
+    routes
         // Outermost last: headers on every answer, then authentication, then the cap. Password
         // checks have their own bound (`BasicAuth::check`), so wrong passwords queue there and
         // never take the requests-in-flight permits an authorised scraper needs.
@@ -284,10 +322,20 @@ async fn not_found() -> Response {
 }
 
 async fn status_page(State(shared): State<Arc<Shared>>) -> Html<String> {
-    Html(crate::server::status_page::render(
+    Html(status_page::render(
         &shared.generation(),
         shared.runner.history(),
         shared.runner.clock().now(),
+        status_page::Audience::Operators,
+    ))
+}
+
+async fn public_status_page(State(shared): State<Arc<Shared>>) -> Html<String> {
+    Html(status_page::render(
+        &shared.generation(),
+        shared.runner.history(),
+        shared.runner.clock().now(),
+        status_page::Audience::Public,
     ))
 }
 
@@ -378,6 +426,58 @@ async fn probe(State(shared): State<Arc<Shared>>, Query(query): Query<ProbeQuery
             single_run_exposition(&record),
         )
             .into_response(),
+    }
+}
+
+/// Every configured target's status at now.
+fn current_status(shared: &Shared) -> (Vec<TargetStatus>, chrono::DateTime<chrono::Utc>) {
+    let generation = shared.generation();
+    let targets: Vec<(&str, Vec<&str>)> = generation
+        .targets
+        .iter()
+        .map(|rt| {
+            let probes = rt.target.probes.iter().map(|p| p.name.as_str()).collect();
+            (rt.target.name.as_str(), probes)
+        })
+        .collect();
+    let now = shared.runner.clock().now();
+    (shared.runner.history().status().view(&targets, now), now)
+}
+
+/// `GET /api/v1/status`.
+async fn api_status(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let (statuses, now) = current_status(&shared);
+    let mut body =
+        serde_json::to_vec_pretty(&status_api::document(&statuses, now)).unwrap_or_default();
+    body.push(b'\n');
+    status_api::cached(&headers, "application/json", body)
+}
+
+/// `GET /api/v1/incidents.atom`.
+async fn api_incidents(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let now = shared.runner.clock().now().timestamp();
+    let body = status_api::atom(&shared.runner.history().status().incidents(), now);
+    status_api::cached(&headers, "application/atom+xml", body.into_bytes())
+}
+
+/// `GET /badge/<target>.svg`; 404 for a target that is not configured.
+async fn badge_svg(
+    State(shared): State<Arc<Shared>>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let (statuses, _) = current_status(&shared);
+    let found = file
+        .strip_suffix(".svg")
+        .and_then(|name| statuses.iter().find(|s| s.name == name));
+    match found {
+        Some(status) => status_api::cached(
+            &headers,
+            "image/svg+xml",
+            status_api::badge(&status.name, status.state()).into_bytes(),
+        ),
+        // A fixed answer: the path is not echoed.
+        None => (StatusCode::NOT_FOUND, "no such target\n").into_response(),
     }
 }
 
@@ -473,6 +573,7 @@ mod tests {
             },
             on_demand: true,
             trace: crate::history::trace::Trace::default(),
+            facts: None,
         };
         let l = "target=\"lastfm\",probe=\"artist.getInfo\"";
         let mut want = String::new();

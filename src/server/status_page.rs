@@ -1,39 +1,35 @@
 //! The `GET /` status page: plain HTML, no JavaScript, no external assets.
 //!
 //! It answers the on-call questions at a glance (which target, which probe, since when, is the
-//! key in trouble) and links every recent run to its stored trace. Upstream text (error messages,
+//! key in trouble) and links every recent run to its stored trace. Above the tables, the
+//! pictures (`pictures.rs`): a state banner per target, each probe's last results and latency,
+//! the incidents. Upstream text (error messages,
 //! check failures) is untrusted, so everything interpolated goes through [`escape`].
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
 use crate::classify::{Blame, Classification, Condition};
-use crate::history::trace::is_bidi_control;
 use crate::history::{History, outcome_text};
 use crate::run::Generation;
+pub use crate::server::markup::escape;
+use crate::server::pictures;
+
+/// Who the page is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// The main listener: every table, run-now and trace links.
+    Operators,
+    /// The status listener (`--web.status-listen-address`), which a reverse proxy may publish:
+    /// no links to endpoints it does not serve (`/probe`, `/runs/…`, `/metrics`), no references,
+    /// no recent-runs table.
+    Public,
+}
 
 /// How many recent runs the page lists.
 const RECENT_ROWS: usize = 60;
-
-/// HTML-escapes text for element content and quoted attributes.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if (c.is_control() && c != '\n' && c != '\t') || is_bidi_control(c) => {
-                out.push('\u{fffd}');
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 fn age(now: DateTime<Utc>, then: DateTime<Utc>) -> String {
     let secs = (now - then).num_seconds().max(0);
@@ -123,20 +119,45 @@ fn references_table(
     out.push_str("</table>\n");
 }
 
-pub fn render(generation: &Generation, history: &History, now: DateTime<Utc>) -> String {
-    let mut out = String::with_capacity(32 * 1024);
-    head(&mut out, now);
+pub fn render(
+    generation: &Generation,
+    history: &History,
+    now: DateTime<Utc>,
+    audience: Audience,
+) -> String {
+    let mut out = String::with_capacity(64 * 1024);
+    head(&mut out, now, audience);
+    let targets: Vec<(&str, Vec<&str>)> = generation
+        .targets
+        .iter()
+        .map(|rt| {
+            let probes = rt.target.probes.iter().map(|p| p.name.as_str()).collect();
+            (rt.target.name.as_str(), probes)
+        })
+        .collect();
+    let statuses = history.status().view(&targets, now);
+    pictures::banners(&mut out, &statuses, now.timestamp());
+    // Trace links only to runs the rings still keep, and only for operators.
+    let kept: Option<HashSet<u64>> = (audience == Audience::Operators)
+        .then(|| history.recent(usize::MAX).iter().map(|r| r.id).collect());
+    pictures::strips(&mut out, &statuses, kept.as_ref());
+    pictures::incidents(&mut out, &history.status().incidents(), now.timestamp());
     let instant = tokio::time::Instant::now();
     targets_table(&mut out, generation, instant);
-    references_table(&mut out, generation, now, instant);
-    probes_table(&mut out, generation, history, now, instant);
-    recent_table(&mut out, history);
+    if audience == Audience::Operators {
+        references_table(&mut out, generation, now, instant);
+    }
+    probes_table(&mut out, generation, history, (now, instant), audience);
+    match audience {
+        Audience::Operators => recent_table(&mut out, history),
+        Audience::Public => {}
+    }
     out.push_str("</table>\n</body></html>\n");
     out
 }
 
 /// The document head, its style, and the line of links.
-fn head(out: &mut String, now: DateTime<Utc>) {
+fn head(out: &mut String, now: DateTime<Utc>, audience: Audience) {
     out.push_str(concat!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
         "<meta http-equiv=\"refresh\" content=\"15\">",
@@ -146,12 +167,22 @@ fn head(out: &mut String, now: DateTime<Utc>) {
         "th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;font-size:.9em}",
         "th{background:#f3f3f3}.ok{background:#e6f4ea}.bad{background:#fce8e6}",
         ".warn{background:#fef7e0}code{font-size:.9em}",
-        "</style></head><body>\n<h1>lastfm-monitor</h1>\n"
     ));
+    out.push_str(pictures::STYLE);
+    out.push_str("</style></head><body>\n<h1>lastfm-monitor</h1>\n");
+    let links = match audience {
+        Audience::Operators => {
+            "<a href=\"/metrics\">/metrics</a> &middot; <a href=\"/-/ready\">/-/ready</a> &middot; \
+             <a href=\"/api/v1/status\">/api/v1/status</a> &middot; documentation: <code>man lastfm-monitor</code>"
+        }
+        Audience::Public => {
+            "<a href=\"/api/v1/status\">/api/v1/status</a> &middot; \
+             <a href=\"/api/v1/incidents.atom\">incidents (Atom)</a>"
+        }
+    };
     let _ = writeln!(
         out,
-        "<p>Version {} &middot; <a href=\"/metrics\">/metrics</a> &middot; <a href=\"/-/ready\">/-/ready</a> &middot; \
-         documentation: <code>man lastfm-monitor</code> &middot; page generated {} UTC</p>",
+        "<p>Version {} &middot; {links} &middot; page generated {} UTC</p>",
         env!("CARGO_PKG_VERSION"),
         now.format("%Y-%m-%d %H:%M:%S")
     );
@@ -196,9 +227,10 @@ fn probes_table(
     out: &mut String,
     generation: &Generation,
     history: &History,
-    now: DateTime<Utc>,
-    instant: tokio::time::Instant,
+    (now, instant): (DateTime<Utc>, tokio::time::Instant),
+    audience: Audience,
 ) {
+    let public = audience == Audience::Public;
     out.push_str("<h2>Probes</h2>\n<table id=\"probes\"><tr><th>target</th><th>probe</th><th>schedule</th><th>last outcome</th><th>code</th><th>status</th><th>latency</th><th>last run</th><th>last success</th><th>next run</th><th>message</th><th></th></tr>\n");
     for rt in &generation.targets {
         for (index, probe) in rt.target.probes.iter().enumerate() {
@@ -213,11 +245,15 @@ fn probes_table(
             let last_success = history
                 .last_success(&rt.target.name, &probe.name)
                 .map_or("never".to_owned(), |t| age(now, t));
-            let debug_link = format!(
-                "<a href=\"/probe?target={}&amp;probe={}&amp;debug=true\">run now</a>",
-                escape(&rt.target.name),
-                escape(&probe.name)
-            );
+            let debug_link = if public {
+                String::new()
+            } else {
+                format!(
+                    "<a href=\"/probe?target={}&amp;probe={}&amp;debug=true\">run now</a>",
+                    escape(&rt.target.name),
+                    escape(&probe.name)
+                )
+            };
             match latest {
                 None => {
                     let _ = writeln!(
@@ -231,15 +267,22 @@ fn probes_table(
                 }
                 Some(run) => {
                     let v = &run.verdict;
+                    let outcome = if public {
+                        outcome_and_failure(v)
+                    } else {
+                        format!(
+                            "<a href=\"/runs/{}\">{}</a>",
+                            run.id,
+                            outcome_and_failure(v)
+                        )
+                    };
                     let _ = writeln!(
                         out,
-                        "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\"><a href=\"/runs/{}\">{}</a></td><td>{}</td><td>{}</td><td>{:.0} ms</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{debug_link}</td></tr>",
+                        "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{outcome}</td><td>{}</td><td>{}</td><td>{:.0} ms</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{debug_link}</td></tr>",
                         escape(&rt.target.name),
                         escape(&probe.name),
                         escape(&probe.schedule.schedule.describe()),
                         if v.met_expectation { "ok" } else { "bad" },
-                        run.id,
-                        outcome_and_failure(v),
                         v.error_code.map_or("-".to_owned(), |c| c.to_string()),
                         v.http_status.map_or("-".to_owned(), |s| s.to_string()),
                         run.latency.as_secs_f64() * 1000.0,
@@ -288,13 +331,5 @@ mod tests {
         assert!(until(ms(300), at).starts_with("in 1s ("));
         assert!(until(ms(42_000), at).starts_with("in 42s ("));
         assert!(until(ms(600_000), at).starts_with("in 10m ("));
-    }
-
-    #[test]
-    fn escape_neutralises_markup() {
-        assert_eq!(
-            escape("<script>alert(\"x\")</script>&'"),
-            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;"
-        );
     }
 }

@@ -72,6 +72,15 @@ impl Environment for TestEnv {
     }
 }
 
+/// Options a test may add to a daemon.
+#[derive(Debug, Default)]
+pub struct Extra {
+    /// Where the state file is kept.
+    pub state_directory: Option<std::path::PathBuf>,
+    /// The status listener (`--web.status-listen-address`).
+    pub status_listener: Option<Arc<std::net::TcpListener>>,
+}
+
 /// A running daemon and the simulator it probes.
 #[derive(Debug)]
 pub struct Daemon {
@@ -192,6 +201,7 @@ impl Daemon {
             WebConfig::default(),
             Access::plain(),
             prober,
+            Extra::default(),
         )
         .await
     }
@@ -204,7 +214,18 @@ impl Daemon {
         web: WebConfig,
         access: Access,
     ) -> Self {
-        Self::launch(sim, sim_addr, text, web, access, None).await
+        Self::launch(sim, sim_addr, text, web, access, None, Extra::default()).await
+    }
+
+    /// [`Daemon::start_with`] with `extra` options (a state directory, a status listener).
+    pub async fn start_extra(
+        sim: Simulator,
+        sim_addr: SocketAddr,
+        text: &str,
+        extra: Extra,
+    ) -> Self {
+        let (web, access) = (WebConfig::default(), Access::plain());
+        Self::launch(sim, sim_addr, text, web, access, None, extra).await
     }
 
     async fn launch(
@@ -214,6 +235,7 @@ impl Daemon {
         web: WebConfig,
         access: Access,
         prober: Option<Arc<dyn Prober>>,
+        extra: Extra,
     ) -> Self {
         let env = Arc::new(TestEnv::default());
         let config = Config::parse(text, "test.toml", env.as_ref(), chrono::Utc::now())
@@ -230,7 +252,8 @@ impl Daemon {
             prober,
             clock: Arc::new(SystemClock),
             web,
-            state_directory: None,
+            state_directory: extra.state_directory,
+            status_listener: extra.status_listener,
         };
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(daemon::run_on(config, listener, options, async move {
