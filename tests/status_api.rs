@@ -263,7 +263,7 @@ fn the_schema_names_every_state_and_refuses_wrong_documents() {
     let good = serde_json::json!({
         "version": 1,
         "targets": [{
-            "name": "lastfm", "state": "outage", "degraded": true,
+            "name": "lastfm", "api": "lastfm", "state": "outage", "degraded": true,
             "cause": "error 11, service offline, since 20:41 UTC",
             "since": "2026-12-01T20:41:00Z", "conditions": ["service_offline"],
             "uptime": {

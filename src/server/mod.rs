@@ -447,8 +447,16 @@ fn current_status(shared: &Shared) -> (Vec<TargetStatus>, chrono::DateTime<chron
 /// `GET /api/v1/status`.
 async fn api_status(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let (statuses, now) = current_status(&shared);
-    let mut body =
-        serde_json::to_vec_pretty(&status_api::document(&statuses, now)).unwrap_or_default();
+    let generation = shared.generation();
+    let service = |name: &str| {
+        generation
+            .targets
+            .iter()
+            .find(|rt| rt.target.name == name)
+            .map(|rt| rt.target.api)
+    };
+    let document = status_api::document(&statuses, &service, now);
+    let mut body = serde_json::to_vec_pretty(&document).unwrap_or_default();
     body.push(b'\n');
     status_api::cached(&headers, "application/json", body)
 }

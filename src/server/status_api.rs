@@ -18,6 +18,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::config::Api;
 use crate::history::incidents::Incident;
 use crate::history::status::{State as TargetState, TargetStatus};
 use crate::server::markup::escape;
@@ -42,7 +43,12 @@ fn percent(ratio: f64) -> f64 {
 }
 
 /// The `/api/v1/status` document.
-pub fn document(statuses: &[TargetStatus], now: DateTime<Utc>) -> Value {
+/// `service` names each target's service (`api`) by the target's name.
+pub fn document(
+    statuses: &[TargetStatus],
+    service: &dyn Fn(&str) -> Option<Api>,
+    now: DateTime<Utc>,
+) -> Value {
     let targets: Vec<Value> = statuses
         .iter()
         .map(|status| {
@@ -73,6 +79,7 @@ pub fn document(statuses: &[TargetStatus], now: DateTime<Utc>) -> Value {
                 .collect();
             json!({
                 "name": status.name,
+                "api": service(&status.name).map(Api::as_label),
                 "state": status.state().as_label(),
                 "degraded": status.state().is_degraded(),
                 "cause": status.cause.sentence(false, now.timestamp()),

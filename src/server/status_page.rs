@@ -190,7 +190,7 @@ fn head(out: &mut String, now: DateTime<Utc>, audience: Audience) {
 
 /// One row per target: availability, conditions, backoff.
 fn targets_table(out: &mut String, generation: &Generation, instant: tokio::time::Instant) {
-    out.push_str("<h2>Targets</h2>\n<table id=\"targets\"><tr><th>target</th><th>base URL</th><th>available</th><th>conditions</th><th>backoff</th></tr>\n");
+    out.push_str("<h2>Targets</h2>\n<table id=\"targets\"><tr><th>target</th><th>service</th><th>base URL</th><th>available</th><th>conditions</th><th>backoff</th></tr>\n");
     for rt in &generation.targets {
         let health = rt.health_snapshot();
         let raised: Vec<&str> = Condition::ALL
@@ -201,8 +201,10 @@ fn targets_table(out: &mut String, generation: &Generation, instant: tokio::time
         let backoff = rt.gate.backoff_remaining(instant);
         let _ = writeln!(
             out,
-            "<tr><td>{}</td><td><code>{}</code></td><td class=\"{}\">{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{} (<code>{}</code>)</td><td><code>{}</code></td><td class=\"{}\">{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
             escape(&rt.target.name),
+            rt.target.api.service_name(),
+            rt.target.api.as_label(),
             escape(rt.target.base_url.as_str()),
             if health.is_available() { "ok" } else { "bad" },
             if health.is_available() { "yes" } else { "NO" },
