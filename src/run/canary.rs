@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::canary_state::CanaryRuntime;
+use super::canary_state::{CanaryRuntime, LastRun, lock};
 use super::log::log_events;
 use super::runner::{Mode, Runner, Stop};
 use super::runtime::TargetRuntime;
@@ -126,8 +126,8 @@ impl Runner {
                 }
             }
         };
-        let record = self.conclude(rt, index, &written, progress, ending, mode);
-        self.finish(rt, index, canary, live, ending, mode);
+        let (record, last) = self.conclude(rt, index, &written, progress, ending, mode);
+        self.finish(rt, index, ending, last, mode);
         CanaryRun::Done {
             result: ending.result,
             record,
@@ -144,32 +144,29 @@ impl Runner {
         mut progress: Progress,
         ending: Ending,
         mode: Mode,
-    ) -> Arc<RunRecord> {
-        let Some(canary) = rt.target.canaries.get(index) else {
-            return self.keep(
-                rt,
-                &written.write,
-                &written.verdict,
-                &written.trace,
-                written.latency,
-                mode,
-            );
-        };
+    ) -> (Arc<RunRecord>, LastRun) {
         let scope = classify::rate_limit_scope(&written.verdict);
         let step_blame = progress
             .last_read
             .as_ref()
             .map_or(written.verdict.blame, |read| read.blame);
         let blame = classify::canary_blame(ending.result, ending.ignored, scope, step_blame);
-        let head = Heading {
+        let heading = Heading {
             ending,
             scope,
             blame,
-        }
-        .render(rt, canary, progress.polls);
+        };
+        let head = match rt.target.canaries.get(index) {
+            Some(canary) => heading.render(rt, canary, progress.polls),
+            None => String::new(),
+        };
         let trace = Trace::steps(head, std::mem::take(&mut progress.steps));
-        match progress.last_read.take() {
-            None => self.keep(
+        let read_step = rt.target.canaries.get(index).map(|c| &c.read);
+        let record = match (progress.last_read.take(), read_step) {
+            (Some(read), Some(step)) => {
+                self.keep(rt, step, &read, &trace, progress.read_latency, mode)
+            }
+            _ => self.keep(
                 rt,
                 &written.write,
                 &written.verdict,
@@ -177,8 +174,16 @@ impl Runner {
                 written.latency,
                 mode,
             ),
-            Some(read) => self.keep(rt, &canary.read, &read, &trace, progress.read_latency, mode),
-        }
+        };
+        let last = LastRun {
+            result: ending.result,
+            ignored: ending.ignored,
+            scope,
+            blame,
+            at: self.clock.now().timestamp(),
+            record: record.id,
+        };
+        (record, last)
     }
 
     /// The write of a run, judged and recorded; `Err` with the run's end when it was not sent.
@@ -382,26 +387,26 @@ impl Runner {
     }
 
     /// Records the run's result: its series, the write-path conditions, one log line.
-    fn finish(
-        &self,
-        rt: &TargetRuntime,
-        index: usize,
-        canary: &Canary,
-        live: &CanaryRuntime,
-        ending: Ending,
-        mode: Mode,
-    ) {
+    fn finish(&self, rt: &TargetRuntime, index: usize, ending: Ending, last: LastRun, mode: Mode) {
         let Ending {
             result,
             ignored,
             visible_after,
         } = ending;
+        let (Some(canary), Some(live)) = (rt.target.canaries.get(index), rt.canaries.get(index))
+        else {
+            return;
+        };
         if mode != Mode::Scheduled {
             return;
         }
         let now_unix = self.clock.now().timestamp_millis() as f64 / 1000.0;
         live.metrics
             .record(result, ignored, visible_after, now_unix);
+        *lock(&live.last) = Some(last);
+        if result == CanaryResult::Visible {
+            *lock(&live.last_visible) = Some(last.at);
+        }
         let events = rt.health().observe_canary(index, result, ignored);
         rt.publish(Instant::now());
         log_events(&rt.target, &[], &events);

@@ -1,11 +1,13 @@
 //! A write-path canary's live state across runs: its run series, its two steps' per-probe series
 //! and when its last scheduled write went out.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::Utc;
 
 use super::saved::{NEVER, TargetState};
+use crate::classify::{Blame, CanaryResult, IgnoredCode, RateLimitScope};
 use crate::config::{Canary, Target};
 use crate::health::politeness::SkipReason;
 use crate::metrics::{CanaryMetrics, Metrics, ProbeMetrics};
@@ -19,6 +21,27 @@ pub struct CanaryRuntime {
     pub(super) read: Option<ProbeMetrics>,
     /// When the last scheduled write went out (Unix ms, [`NEVER`]).
     pub(super) last_sent_ms: AtomicI64,
+    /// How the last scheduled run ended, for the status page.
+    pub(super) last: Mutex<Option<LastRun>>,
+    /// When a scheduled run last saw its play (Unix seconds).
+    pub(super) last_visible: Mutex<Option<i64>>,
+}
+
+/// How a canary's last run ended, as the status page shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastRun {
+    /// The result.
+    pub result: CanaryResult,
+    /// The ignore code of an `ignored` run.
+    pub ignored: Option<IgnoredCode>,
+    /// The scope of a rate limit that refused the write.
+    pub scope: Option<RateLimitScope>,
+    /// Whose fault a bad result is.
+    pub blame: Option<Blame>,
+    /// When it ended (Unix seconds).
+    pub at: i64,
+    /// The history record whose trace shows the whole run.
+    pub record: u64,
 }
 
 impl CanaryRuntime {
@@ -39,6 +62,8 @@ impl CanaryRuntime {
                 .has_read_back()
                 .then(|| metrics.probe(&target.name, &canary.read.name, interval)),
             last_sent_ms: AtomicI64::new(last_sent_ms),
+            last: Mutex::new(None),
+            last_visible: Mutex::new(None),
         }
     }
 
@@ -65,8 +90,20 @@ impl CanaryRuntime {
         Some(self.last_sent_ms.load(Ordering::Relaxed)).filter(|at| *at != NEVER)
     }
 
+    /// How the last scheduled run ended, and when a run last saw its play.
+    pub fn last_run(&self) -> (Option<LastRun>, Option<i64>) {
+        (*lock(&self.last), *lock(&self.last_visible))
+    }
+
     /// Counts skipped runs (a skipped run is a write not sent).
     pub fn record_skip(&self, reason: SkipReason, n: u64) {
         self.write.record_skip(reason, n);
     }
+}
+
+/// Locks plain data: a panic elsewhere cannot leave it unusable.
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -25,6 +25,6 @@ mod runtime;
 pub mod saved;
 
 pub use canary::CanaryRun;
-pub use canary_state::CanaryRuntime;
+pub use canary_state::{CanaryRuntime, LastRun};
 pub use runner::{Mode, RunResult, Runner};
 pub use runtime::{Carry, Generation, Origin, TargetRuntime};

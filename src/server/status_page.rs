@@ -11,7 +11,9 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use crate::classify::{Blame, Classification, Condition};
+use crate::classify::{
+    Blame, CanaryResult, Classification, Condition, IgnoredCode, RateLimitScope,
+};
 use crate::history::{History, outcome_text};
 use crate::run::Generation;
 pub use crate::server::markup::escape;
@@ -144,6 +146,7 @@ pub fn render(
     pictures::incidents(&mut out, &history.status().incidents(), now.timestamp());
     let instant = tokio::time::Instant::now();
     targets_table(&mut out, generation, instant);
+    write_path_table(&mut out, generation, now, kept.as_ref());
     if audience == Audience::Operators {
         references_table(&mut out, generation, now, instant);
     }
@@ -189,6 +192,61 @@ fn head(out: &mut String, now: DateTime<Utc>, audience: Audience) {
 }
 
 /// One row per target: availability, conditions, backoff.
+/// The write-path canaries: how each one's last run ended, when a run last saw its play, and
+/// (for operators) the trace of the whole run.
+fn write_path_table(
+    out: &mut String,
+    generation: &Generation,
+    now: DateTime<Utc>,
+    kept: Option<&HashSet<u64>>,
+) {
+    let canaries = generation.targets.iter().flat_map(|rt| {
+        rt.target
+            .canaries
+            .iter()
+            .enumerate()
+            .map(move |(i, canary)| (rt, canary, rt.canary(i).map(|c| c.last_run())))
+    });
+    let mut rows = String::new();
+    for (rt, canary, last) in canaries {
+        let (last, visible) = last.unwrap_or((None, None));
+        let ago = |at: i64| format!("{}s ago", (now.timestamp() - at).max(0));
+        let (class, result) = match last {
+            None => ("", "no run yet"),
+            Some(l) if matches!(l.result, CanaryResult::Visible | CanaryResult::Accepted) => {
+                ("ok", l.result.as_label())
+            }
+            Some(l) => ("bad", l.result.as_label()),
+        };
+        let trace = match (last, kept) {
+            (Some(l), Some(kept)) if kept.contains(&l.record) => {
+                format!("<a href=\"/runs/{}\">trace</a>", l.record)
+            }
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            rows,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{result}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{trace}</td></tr>",
+            escape(&rt.target.name),
+            escape(&canary.name),
+            canary.kind.as_label(),
+            last.map_or(String::new(), |l| ago(l.at)),
+            last.and_then(|l| l.ignored)
+                .map_or("", IgnoredCode::as_label),
+            last.and_then(|l| l.scope)
+                .map_or("", RateLimitScope::as_label),
+            last.and_then(|l| l.blame).map_or("", Blame::as_label),
+            visible.map_or_else(|| "never".to_owned(), ago),
+        );
+    }
+    if rows.is_empty() {
+        return;
+    }
+    out.push_str("<h2>Write path</h2>\n<table id=\"write-path\"><tr><th>target</th><th>canary</th><th>kind</th><th>last result</th><th>when</th><th>ignored code</th><th>rate limit scope</th><th>blame</th><th>last visible</th><th></th></tr>\n");
+    out.push_str(&rows);
+    out.push_str("</table>\n");
+}
+
 fn targets_table(out: &mut String, generation: &Generation, instant: tokio::time::Instant) {
     out.push_str("<h2>Targets</h2>\n<table id=\"targets\"><tr><th>target</th><th>service</th><th>base URL</th><th>available</th><th>conditions</th><th>backoff</th></tr>\n");
     for rt in &generation.targets {
