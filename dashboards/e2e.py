@@ -40,12 +40,13 @@ as status mismatches, ListenBrainz's X-RateLimit-Remaining is exported, the Libr
 its plays back and the ListenBrainz one ends `accepted`; and finally evaluates every PromQL
 expression of the dashboard JSON, the Grafana alert rules and the Prometheus rules through the
 HTTP API (dashboards/queries.py): none may error, at least 90% must return data, and every one
-that reads the write path (canary series, rate-limit scopes, the write-path conditions) must.
+that reads the write path (canary series, rate-limit scopes, the write-path conditions) or
+ListenBrainz's rate-limit budget must.
 
 With --demo it instead runs `lastfm-monitor demo` (the built-in simulator and incident timeline)
 with Prometheus scraping it for 75 s, then requires at least one alert pending or firing, at
 least 80% of the shipped queries to return data (none may error), and every write-path query of
-the dashboard and the Grafana rules to return data.
+the dashboard and the Grafana rules, and every rate-limit budget query, to return data.
 
 Usage: python3 dashboards/e2e.py [--demo] [--binary target/debug/lastfm-monitor] [--keep]
 Needs `prometheus` and `prometheus-alertmanager` on PATH (Debian's packages). Bounded: gives up
@@ -532,8 +533,9 @@ def run_queries(prom, min_data, log, window=None, alert_kinds=True):
     """Every shipped expression through Prometheus, alert rules included in the data share. With
     `window`, an expression counts as returning data if it did at any moment of the last `window`
     seconds (alert rules return data only while their incident lasts). Every expression that
-    reads the write path must return data too (alerting rules only with `alert_kinds`). Returns
-    the list of failures."""
+    reads the write path must return data too (alerting rules only with `alert_kinds`), and so
+    must every one of the rate-limit budget (lastfm_target_rate_limit_remaining, optional for
+    queries.py): both modes run a ListenBrainz target. Returns the list of failures."""
     argv = [sys.executable, os.path.join(HERE, "queries.py"), "--prom", prom, "--min-data",
             str(min_data), "--include-alerts"]
     if window:
@@ -543,7 +545,7 @@ def run_queries(prom, min_data, log, window=None, alert_kinds=True):
         capture_output=True, text=True, timeout=120)
     summary = [l for l in checker.stdout.splitlines() if not l.startswith("{")]
     failures = []
-    write_path = 0
+    write_path = budget = 0
     panels = write_path_panels()
     for line in checker.stdout.splitlines():
         if not line.startswith("{"):
@@ -555,12 +557,18 @@ def run_queries(prom, min_data, log, window=None, alert_kinds=True):
             write_path += 1
             if q["status"] != "data":
                 failures.append(f"write-path query without data ({q['status']}): {q['source']}")
+        if "lastfm_target_rate_limit_remaining" in q["expr"]:
+            budget += 1
+            if q["status"] != "data":
+                failures.append(f"rate-limit budget query without data ({q['status']}): {q['source']}")
     log("queries: " + " | ".join(summary + checker.stderr.splitlines()))
-    log(f"write-path queries: {write_path}, {write_path - len(failures)} with data")
+    log(f"write-path queries: {write_path}; rate-limit budget queries: {budget}; without data: {len(failures)}")
     if checker.returncode != 0:
         failures.append(f"queries.py --prom --min-data {min_data}" + (" --window" if window else "") + " failed")
     if write_path < len(panels):
         failures.append(f"only {write_path} queries read the write path")
+    if not budget:
+        failures.append("no shipped query reads lastfm_target_rate_limit_remaining")
     return failures
 
 
