@@ -5,6 +5,9 @@ Starts, all on 127.0.0.1 with free ports:
   1. `lastfm-monitor simulate` with a scripted scenario (dashboards/e2e/scenario.toml):
      healthy, canary writes ignored (code 1), a mix of upstream errors while canary writes are
      accepted but never visible, service offline (error 11), key suspended (error 26), recovery;
+     beside it, started at the same moment, a Libre.fm simulator (dashboards/e2e/librefm-outage.toml:
+     healthy 30 s, an nginx 502 for every method for 60 s, healthy again) and a ListenBrainz one
+     (dashboards/e2e/listenbrainz.toml, healthy), each with its personality;
   2. the real daemon, probing the simulator every second;
   3. Prometheus, scraping the daemon every second with the shipped rules loaded
      (dashboards/prometheus/lastfm-monitor.rules.yml, evaluated every second), every `for:`
@@ -20,22 +23,30 @@ test's own CA signed, valid for 7 days, trusted through SSL_CERT_FILE), so the c
 gauge has data and LastfmCertificateExpiringSoon must fire; a `[[references]]` (the simulator's
 root, a 404 that counts as reachable) gives the reference series data. A third, `lastfm-writes`,
 has only a now-playing canary (every 3 s) on the scenario's canary account: its own target, so
-the rate limits of `lastfm-sim`'s upstream-error episode do not back it off.
+the rate limits of `lastfm-sim`'s upstream-error episode do not back it off. `librefm-sim`
+(api = "librefm": its probes, a negative control expecting GNU FM's 7, a now-playing canary read
+back) and `listenbrainz-sim` (api = "listenbrainz": signed user.getInfo, a negative control, a
+write-only canary) are the other two services.
 
 Then it asserts that the LastfmServiceOffline alert becomes pending or firing during the error-11
 phase, LastfmApiKeySuspended during the error-26 phase and LastfmErrorBudgetBurnFast is firing
 for `lastfm-sim` during the error-11 phase; that Alertmanager delivers LastfmScrobblesIgnored
 (ignored-writes episode) and LastfmScrobblesNotVisible (invisible-writes episode, its summary
 saying how long since the last visible run, checked against the daemon's gauge), and their
-resolved notifications once the canary's writes show again; and finally evaluates every PromQL
+resolved notifications once the canary's writes show again; that Alertmanager delivers
+LastfmTargetUnavailable for `librefm-sim` during its outage and its resolution after it, and no
+alert of any kind ever holds for `listenbrainz-sim`; that neither service's errors with 200 count
+as status mismatches, ListenBrainz's X-RateLimit-Remaining is exported, the Libre.fm canary reads
+its plays back and the ListenBrainz one ends `accepted`; and finally evaluates every PromQL
 expression of the dashboard JSON, the Grafana alert rules and the Prometheus rules through the
 HTTP API (dashboards/queries.py): none may error, at least 90% must return data, and every one
-that reads the write path (canary series, rate-limit scopes, the write-path conditions) must.
+that reads the write path (canary series, rate-limit scopes, the write-path conditions) or
+ListenBrainz's rate-limit budget must.
 
 With --demo it instead runs `lastfm-monitor demo` (the built-in simulator and incident timeline)
 with Prometheus scraping it for 75 s, then requires at least one alert pending or firing, at
 least 80% of the shipped queries to return data (none may error), and every write-path query of
-the dashboard and the Grafana rules to return data.
+the dashboard and the Grafana rules, and every rate-limit budget query, to return data.
 
 Usage: python3 dashboards/e2e.py [--demo] [--binary target/debug/lastfm-monitor] [--keep]
 Needs `prometheus` and `prometheus-alertmanager` on PATH (Debian's packages). Bounded: gives up
@@ -62,6 +73,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RULES = os.path.join(HERE, "prometheus", "lastfm-monitor.rules.yml")
 SCENARIO = os.path.join(HERE, "e2e", "scenario.toml")
+LIBREFM_SCENARIO = os.path.join(HERE, "e2e", "librefm-outage.toml")
+LISTENBRAINZ_SCENARIO = os.path.join(HERE, "e2e", "listenbrainz.toml")
 AM_CONFIG = os.path.join(HERE, "alertmanager", "alertmanager.yml")
 
 # The scenario's timeline, in seconds from the simulator's start (dashboards/e2e/scenario.toml).
@@ -73,6 +86,9 @@ PHASES = {
     "key-suspended": (80, 115),
     "recovery": (115, None),
 }
+# Libre.fm's outage (an nginx 502 for every method), in seconds from the same start: its simulator
+# starts with the Last.fm one (dashboards/e2e/librefm-outage.toml).
+LIBREFM_OUTAGE = (30, 90)
 DASHBOARD = os.path.join(HERE, "lastfm-monitor.json")
 
 
@@ -183,6 +199,79 @@ user = "canary"
 interval = "3s"
 visible_within = "1s"
 poll_every = "1s"
+
+# Libre.fm (GNU FM) and ListenBrainz beside Last.fm, each judged by its own profile; their
+# simulators start with the others (dashboards/e2e/librefm-outage.toml: down behind its nginx from
+# 30 s to 90 s; dashboards/e2e/listenbrainz.toml: healthy throughout).
+[[targets]]
+name = "librefm-sim"
+base_url = "http://127.0.0.1:{librefm_port}/2.0/"
+api = "librefm"
+api_key = {{ env = "LASTFM_API_KEY" }}
+api_secret = {{ env = "LASTFM_API_KEY" }}
+session_key = "sk-e2e-canary"
+max_requests_per_second = 10.0
+burst = 10
+down_after = 2
+up_after = 2
+
+[[targets.probes]]
+method = "user.getInfo"
+params = {{ user = "canary" }}
+
+[[targets.probes]]
+method = "artist.getInfo"
+params = {{ artist = "Cher" }}
+
+[[targets.probes]]
+method = "user.getRecentTracks"
+params = {{ user = "canary", limit = 1 }}
+
+# GNU FM answers an unknown user with 7 (Last.fm: 6), with 200 OK: documented, no mismatch.
+[[targets.probes]]
+name = "user.getInfo.missing"
+method = "user.getInfo"
+params = {{ user = "no-such-user-lastfm-monitor" }}
+expect = {{ error = 7 }}
+
+[[targets.canaries]]
+name = "now-playing"
+user = "canary"
+interval = "3s"
+visible_within = "1s"
+poll_every = "1s"
+
+# ListenBrainz's compatibility API: auth, user.getInfo (signed) and the two writes only.
+[[targets]]
+name = "listenbrainz-sim"
+base_url = "http://127.0.0.1:{listenbrainz_port}/2.0/"
+api = "listenbrainz"
+api_key = {{ env = "LASTFM_API_KEY" }}
+api_secret = {{ env = "LASTFM_API_KEY" }}
+session_key = "sk-e2e-canary"
+max_requests_per_second = 5.0
+burst = 5
+down_after = 2
+up_after = 2
+
+[[targets.probes]]
+method = "user.getInfo"
+signed = true
+
+[[targets.probes]]
+name = "user.getInfo.missing"
+method = "user.getInfo"
+params = {{ user = "no-such-user-lastfm-monitor" }}
+signed = true
+expect = {{ error = 7 }}
+
+# No read-back there: a good write ends the run as "accepted".
+[[targets.canaries]]
+name = "now-playing"
+user = "canary"
+interval = "3s"
+visible_within = "1s"
+poll_every = "1s"
 """
 
 PROMETHEUS = """
@@ -263,8 +352,9 @@ class Notifications:
                                     a.get("annotations", {})))
 
     def find(self, name, status, **labels):
+        """The notifications of alert `name` (every alert when None) with `status` and `labels`."""
         with self.lock:
-            return [a for a in self.alerts if a[1] == status and a[2].get("alertname") == name
+            return [a for a in self.alerts if a[1] == status and name in (None, a[2].get("alertname"))
                     and all(a[2].get(k) == v for k, v in labels.items())]
 
 
@@ -311,9 +401,10 @@ class AlertHistory:
             self.stop.wait(1)
 
     def seen(self, name, state, t_from, t_to, **labels):
+        """Samples of alert `name` (every alert when None) in `state` between the two times."""
         with self.lock:
-            return [s for s in self.samples if s[1] == name and s[2] == state and t_from <= s[0] <= t_to
-                    and all(s[3].get(k) == v for k, v in labels.items())]
+            return [s for s in self.samples if name in (None, s[1]) and s[2] == state
+                    and t_from <= s[0] <= t_to and all(s[3].get(k) == v for k, v in labels.items())]
 
 
 def humanized_seconds(text):
@@ -442,8 +533,9 @@ def run_queries(prom, min_data, log, window=None, alert_kinds=True):
     """Every shipped expression through Prometheus, alert rules included in the data share. With
     `window`, an expression counts as returning data if it did at any moment of the last `window`
     seconds (alert rules return data only while their incident lasts). Every expression that
-    reads the write path must return data too (alerting rules only with `alert_kinds`). Returns
-    the list of failures."""
+    reads the write path must return data too (alerting rules only with `alert_kinds`), and so
+    must every one of the rate-limit budget (lastfm_target_rate_limit_remaining, optional for
+    queries.py): both modes run a ListenBrainz target. Returns the list of failures."""
     argv = [sys.executable, os.path.join(HERE, "queries.py"), "--prom", prom, "--min-data",
             str(min_data), "--include-alerts"]
     if window:
@@ -453,7 +545,7 @@ def run_queries(prom, min_data, log, window=None, alert_kinds=True):
         capture_output=True, text=True, timeout=120)
     summary = [l for l in checker.stdout.splitlines() if not l.startswith("{")]
     failures = []
-    write_path = 0
+    write_path = budget = 0
     panels = write_path_panels()
     for line in checker.stdout.splitlines():
         if not line.startswith("{"):
@@ -465,12 +557,18 @@ def run_queries(prom, min_data, log, window=None, alert_kinds=True):
             write_path += 1
             if q["status"] != "data":
                 failures.append(f"write-path query without data ({q['status']}): {q['source']}")
+        if "lastfm_target_rate_limit_remaining" in q["expr"]:
+            budget += 1
+            if q["status"] != "data":
+                failures.append(f"rate-limit budget query without data ({q['status']}): {q['source']}")
     log("queries: " + " | ".join(summary + checker.stderr.splitlines()))
-    log(f"write-path queries: {write_path}, {write_path - len(failures)} with data")
+    log(f"write-path queries: {write_path}; rate-limit budget queries: {budget}; without data: {len(failures)}")
     if checker.returncode != 0:
         failures.append(f"queries.py --prom --min-data {min_data}" + (" --window" if window else "") + " failed")
     if write_path < len(panels):
         failures.append(f"only {write_path} queries read the write path")
+    if not budget:
+        failures.append("no shipped query reads lastfm_target_rate_limit_remaining")
     return failures
 
 
@@ -537,6 +635,73 @@ def write_path_checks(prom, ts, deadline, hooks, log):
     return failures
 
 
+def three_service_checks(prom, ts, hooks, history, log):
+    """Libre.fm and ListenBrainz beside Last.fm, after the fact (Libre.fm's outage is over by the
+    time the write path's alerts have resolved): LastfmTargetUnavailable delivered for librefm-sim
+    during its outage and resolved after it, never pending outside it; no alert at all, pending,
+    firing or delivered, for listenbrainz-sim; each service judged by its own profile (Libre.fm's
+    error 7 with 200 OK and ListenBrainz's answers are no status mismatch); ListenBrainz's
+    X-RateLimit-Remaining exported; each service's canary ending as its profile says."""
+    failures = []
+    libre, lb = {"target": "librefm-sim"}, {"target": "listenbrainz-sim"}
+    start, end = (ts + s for s in LIBREFM_OUTAGE)
+    fired = hooks.find("LastfmTargetUnavailable", "firing", **libre)
+    resolved = hooks.find("LastfmTargetUnavailable", "resolved", **libre)
+    for what, hits in (("firing", fired), ("resolved", resolved)):
+        log(f"LastfmTargetUnavailable{{target=librefm-sim}} {what}: delivered at "
+            + (", ".join(f"{h[0] - ts:.1f}s" for h in hits) or "never"))
+    if not any(start < h[0] <= end for h in fired):
+        failures.append(f"LastfmTargetUnavailable was not delivered for librefm-sim during its outage "
+                        f"({LIBREFM_OUTAGE[0]}-{LIBREFM_OUTAGE[1]} s)")
+    if not any(end < h[0] <= end + 20 for h in resolved):
+        failures.append("LastfmTargetUnavailable for librefm-sim was not resolved within 20 s of the outage's end")
+    # Pending needs down_after runs and firing its (scaled) for:; it clears up_after runs and one
+    # evaluation after the end: 10 s of slack either side.
+    outside = [s for state in ("pending", "firing")
+               for s in history.seen("LastfmTargetUnavailable", state, ts, time.time(), **libre)
+               if not start <= s[0] <= end + 10]
+    if outside:
+        failures.append(f"LastfmTargetUnavailable was {outside[0][2]} for librefm-sim at "
+                        f"{outside[0][0] - ts:.1f}s, outside its outage")
+    lb_alerts = sorted({(s[1], s[2]) for state in ("pending", "firing")
+                        for s in history.seen(None, state, ts, time.time(), **lb)})
+    lb_alerts += sorted({(a[2].get("alertname"), "delivered") for a in hooks.find(None, "firing", **lb)})
+    log(f"alerts for listenbrainz-sim: {lb_alerts or 'none'}")
+    if lb_alerts:
+        failures.append(f"alerts for listenbrainz-sim, healthy throughout: {lb_alerts}")
+
+    def value(expr):
+        result = prom_query(prom, expr)
+        return float(result[0]["value"][1]) if result else None
+
+    checks = [
+        # expression, what it means, predicate
+        ('sum(lastfm_status_mismatch_total{target=~"librefm-sim|listenbrainz-sim"})',
+         "status mismatches on Libre.fm and ListenBrainz (their errors come with 200, documented)",
+         lambda v: v == 0),
+        ('sum(lastfm_api_errors_total{target="librefm-sim", probe="user.getInfo.missing", code="7"})',
+         "Libre.fm's negative control answered 7", lambda v: v > 0),
+        ('min(lastfm_target_rate_limit_remaining{target="listenbrainz-sim"})',
+         "ListenBrainz's X-RateLimit-Remaining", lambda v: 0 <= v <= 100),
+        ('count(lastfm_target_rate_limit_remaining{target!="listenbrainz-sim"}) or vector(0)',
+         "X-RateLimit-Remaining of the targets whose answers never carry it", lambda v: v == 0),
+        ('sum(lastfm_canary_runs_total{target="listenbrainz-sim", result="accepted"})',
+         "ListenBrainz canary runs accepted (no read-back)", lambda v: v > 0),
+        ('sum(lastfm_canary_runs_total{target="librefm-sim", result="visible"})',
+         "Libre.fm canary runs visible (read back)", lambda v: v > 0),
+        ('sum(increase(lastfm_canary_runs_total{target="librefm-sim", result="visible"}[15s]))',
+         "Libre.fm canary runs visible again after its outage", lambda v: v > 0),
+        ('count(count by (target) (lastfm_service_available))',
+         "targets in the dashboard's $target variable (the five of the config)", lambda v: v == 5),
+    ]
+    for expr, what, ok in checks:
+        v = value(expr)
+        log(f"{what}: {v}")
+        if v is None or not ok(v):
+            failures.append(f"{what}: {v} ({expr})")
+    return failures
+
+
 def scenario_checks(prom, t0, ts, deadline, hooks, history, log):
     """The scripted scenario: alerts for 11 and 26, the error budget's fast burn, the write path's
     alerts delivered and resolved, then every query valid, >= 90% with data, the write path's all."""
@@ -576,12 +741,14 @@ def scenario_checks(prom, t0, ts, deadline, hooks, history, log):
         time.sleep(1)
     up = prom_query(prom, 'up{job="lastfm-monitor"}')
     log(f"up = {[r['value'][1] for r in up]}")
+    failures += three_service_checks(prom, ts, hooks, history, log)
     failures += run_queries(prom, 0.9, log, window=time.time() - t0)
     for f in failures:
         log(f"FAIL: {f}")
     if not failures:
         log("PASS: every shipped query is valid, >= 90% return data (the write path's all); alerts for 11, 26 "
-            "and the fast burn fired; the write path's alerts were delivered and resolved")
+            "and the fast burn fired; the write path's alerts were delivered and resolved; Libre.fm's outage "
+            "alerted for it alone and resolved")
     return 1 if failures else 0
 
 
@@ -610,9 +777,11 @@ def main():
     work = tempfile.mkdtemp(prefix="lastfm-e2e-")
     sim_port, daemon_port, prom_port = free_port(), free_port(), free_port()
     tls_port, am_port = free_port(), free_port()
+    librefm_port, listenbrainz_port = free_port(), free_port()
     prom = f"http://127.0.0.1:{prom_port}"
     with open(os.path.join(work, "config.toml"), "w") as f:
-        f.write(CONFIG.format(sim_port=sim_port, daemon_port=daemon_port, tls_port=tls_port))
+        f.write(CONFIG.format(sim_port=sim_port, daemon_port=daemon_port, tls_port=tls_port,
+                              librefm_port=librefm_port, listenbrainz_port=listenbrainz_port))
     stop_front = threading.Event()
     ca = None
     if not args.demo:
@@ -649,6 +818,11 @@ def main():
             ts = time.time()  # the scenario's clock starts with the simulator
             spawn("simulator", [args.binary, "simulate", "--listen", f"127.0.0.1:{sim_port}",
                                 "--scenario", SCENARIO])
+            # The personalities are in the files.
+            spawn("simulator-librefm", [args.binary, "simulate", "--listen", f"127.0.0.1:{librefm_port}",
+                                        "--scenario", LIBREFM_SCENARIO])
+            spawn("simulator-listenbrainz", [args.binary, "simulate", "--listen",
+                                             f"127.0.0.1:{listenbrainz_port}", "--scenario", LISTENBRAINZ_SCENARIO])
             spawn("daemon", [args.binary, "--config.file", os.path.join(work, "config.toml")])
         spawn("prometheus", [args.prometheus, f"--config.file={work}/prometheus.yml",
                              f"--storage.tsdb.path={work}/data",
@@ -659,6 +833,8 @@ def main():
         t0 = time.time()
         log(f"daemon :{daemon_port}, simulator :{sim_port}, prometheus :{prom_port}, "
             f"alertmanager :{am_port}, work dir {work}")
+        if not args.demo:
+            log(f"simulators: Libre.fm :{librefm_port}, ListenBrainz :{listenbrainz_port}")
 
         if args.demo:
             ok = demo_checks(prom, t0, deadline, log) == 0

@@ -33,12 +33,13 @@ or when a vector selector of any expression (metric name plus label matchers, e.
 `lastfm_condition{condition="service_offline"}`) matches no series in Prometheus
 (--allow-missing-metrics turns that into a warning). Metrics the daemon exports only in some
 configurations (OPTIONAL_METRICS: the TLS certificate gauge, the references, the write-path
-canaries) are the exception: when such a metric is absent altogether its selectors only warn,
-and a query reading nothing else is reported as "absent-optional" and left out of the data
-share (--require-optional makes them mandatory, for a run with https targets, references and
-canaries). Alerting rules are expected to be empty while nothing is wrong: they are evaluated
-and must not error, and their selectors must match live series, but they are left out of the
-data share unless --include-alerts is given.
+canaries, the rate-limit budget of ListenBrainz targets) are the exception: when such a metric
+is absent altogether its selectors only warn, and a query reading nothing else is reported as
+"absent-optional" and left out of the data share (--require-optional makes them mandatory, for a
+run with https targets, references, canaries and a ListenBrainz target). Alerting rules are
+expected to be empty while nothing is wrong: they are evaluated and must not error, and their
+selectors must match live series, but they are left out of the data share unless
+--include-alerts is given.
 """
 
 import argparse
@@ -79,6 +80,7 @@ OPTIONAL_METRICS = {
     "lastfm_canary_last_result": "only with [[targets.canaries]] configured",
     "lastfm_canary_last_run_timestamp_seconds": "only with [[targets.canaries]] configured",
     "lastfm_canary_last_visible_timestamp_seconds": "only with [[targets.canaries]] configured, after a first visible run",
+    "lastfm_target_rate_limit_remaining": "only for a service that sends X-RateLimit-Remaining (ListenBrainz), after its first answer",
 }
 
 EXPR_DATASOURCE = "__expr__"
