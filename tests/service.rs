@@ -1226,6 +1226,68 @@ async fn a_restart_keeps_the_backoff_in_the_state_directory() {
     assert!(sim.requests().len() > sent);
 }
 
+/// A canary's cadence and its own backoff (after "too many scrobbles" on the canary account)
+/// are in the state file: restarted at once, the daemon neither writes again before the
+/// canary's interval nor ends the canaries' backoff, while its probes go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_a_canarys_cadence_and_backoff() {
+    let busy = Scenario::from_toml_str(&format!(
+        "session_users = {{ \"{CANARY_SK}\" = \"canary\" }}\n\
+         [[phases]]\nname = \"busy\"\n[phases.writes]\nrate_limited = \"user\"\n"
+    ))
+    .expect("the scenario is valid");
+    let (sim, sim_addr) = simulator(busy).await;
+    let canary = "\n[[targets.canaries]]\nname = \"np\"\nuser = \"canary\"\ninterval = \"5m\"\n";
+    let files = Files::new(&(config(sim_addr, ARTIST) + canary));
+    let state = files.dir.path().join("state");
+    std::fs::create_dir(&state).expect("the state directory can be created");
+    let state_env = state.to_str().expect("tempdir paths are UTF-8");
+    let writes = || {
+        sim.requests()
+            .iter()
+            .filter(|r| r.method.as_deref() == Some("track.updateNowPlaying"))
+            .count()
+    };
+
+    let mut service = Service::start(&files, None, &[("STATE_DIRECTORY", state_env)]).await;
+    service
+        .wait_for(Duration::from_secs(5), "a rejected canary run", |text| {
+            metric(text, "lastfm_canary_runs_total", &[("result", "rejected")]).unwrap_or(0.0)
+                >= 1.0
+        })
+        .await;
+    service.signal("TERM");
+    let (status, _) = service.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(writes(), 1);
+    let saved = std::fs::read_to_string(state.join("state.json")).expect("state.json was written");
+    let parsed: serde_json::Value = serde_json::from_str(&saved).expect("state.json is JSON");
+    let target = &parsed["targets"]["sim"];
+    assert!(
+        target["canary_gate"]["backoff_until_ms"].as_i64() > Some(0),
+        "{saved}"
+    );
+    assert!(
+        target["last_sent_ms"]["np.write"].as_i64() > Some(0),
+        "{saved}"
+    );
+    assert_eq!(
+        target["gate"]["backoff_until_ms"],
+        serde_json::Value::Null,
+        "{saved}"
+    );
+
+    let mut service = Service::start(&files, None, &[("STATE_DIRECTORY", state_env)]).await;
+    let text = service
+        .wait_for(Duration::from_secs(5), "probes going on", |text| {
+            metric(text, RUNS, &[("outcome", "success")]).unwrap_or(0.0) >= 2.0
+        })
+        .await;
+    assert_eq!(writes(), 1, "the restart wrote again:\n{text}");
+    service.signal("TERM");
+    service.wait_exit(Duration::from_secs(10)).await;
+}
+
 #[tokio::test]
 async fn a_state_directory_that_does_not_exist_exits_64() {
     let (code, _, stderr) = run_to_end(
