@@ -13,7 +13,7 @@
 //!
 //! Memory is bounded whatever the uptime: per probe the last [`KEEP_POINTS`] results (about 40
 //! bytes each), per target the uptime rings (under 1 KiB, `uptime.rs`) and a tally of at most
-//! [`KEEP_KINDS`] failure kinds, and one ring of at most 100 incidents (`incidents.rs`). For 100
+//! `KEEP_KINDS` failure kinds, and one ring of at most 100 incidents (`incidents.rs`). For 100
 //! probes on 100 targets that is about 0.4 MiB, under the 1 MiB the design allows. It
 //! survives a restart through the state file, captured at most once a minute ([`StatusBook::saved`]).
 

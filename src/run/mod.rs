@@ -1,8 +1,9 @@
-//! One run of a probe, end to end: politeness gate, one attempt, classification, recording.
+//! One run of a probe or a canary, end to end: politeness gate, the request, classification,
+//! recording.
 //!
-//! This is the only place the pieces meet: [`crate::health::politeness`] decides whether the request may
-//! go, a [`Prober`] makes it, [`crate::classify`] judges it, and the verdict updates the target's
-//! gate and health, the metrics, the history and one log line. Scheduled runs (from the probe
+//! This is the only place the pieces meet: [`crate::health::politeness`] decides whether the
+//! request may go, a [`crate::probe::Prober`] makes it, [`crate::classify`] judges it, and the
+//! verdict updates the target's gate and health, the metrics, the history and one log line. Scheduled runs (from the probe
 //! tasks) and on-demand runs (`/probe`) share this path, so `/probe` obeys the same budget; only
 //! scheduled runs move the exported series, as their HELP texts promise.
 
