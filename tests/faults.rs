@@ -1077,6 +1077,11 @@ async fn assert_no_secret_shown(daemon: &Daemon, scrape: &str, canaries: &[Strin
         .filter_map(|rest| rest.split('"').next())
     {
         let (status, trace) = daemon.get(&format!("/runs/{id}")).await;
+        // The probes keep running: a run the page linked can leave the recent-runs rings
+        // before its link is followed, and then it is gone, not shown.
+        if status == 404 && trace.contains("only recent runs are kept") {
+            continue;
+        }
         assert_eq!(status, 200, "/runs/{id}");
         assert_no_canary(&format!("/runs/{id}"), &trace, canaries);
         traces += 1;
